@@ -1,0 +1,78 @@
+"""Defaults shared by every config: the soft-sharing multimodal model on the synthetic corpus.
+
+Other configs start from ``get_config()`` here and change what differs. Any key may be
+overridden on the command line, e.g. ``--config.num_train_steps=200``; unknown keys are errors.
+"""
+
+import ml_collections
+
+ALL_TASKS = ("sentiment", "emotion", "sarcasm", "humor", "emotion_sentiment", "sarcasm_humor")
+
+
+def get_config() -> ml_collections.ConfigDict:
+    config = ml_collections.ConfigDict()
+    config.seed = 0
+    config.tasks = ALL_TASKS
+    config.task_weights = ml_collections.ConfigDict({t: 1.0 for t in ALL_TASKS})
+
+    config.batch_size = 32  # dialogue windows per step, global over all hosts
+    config.eval_batch_size = 64
+    config.num_train_steps = 1200
+    config.learning_rate = 2e-3
+    config.warmup_steps = 100
+    config.weight_decay = 0.01
+    config.grad_clip_norm = 1.0
+    config.log_every_steps = 50
+    config.eval_every_steps = 300
+    config.checkpoint_every_steps = 300
+    config.max_checkpoints_to_keep = 2
+
+    config.data = ml_collections.ConfigDict()
+    config.data.corpus = "synthetic"  # synthetic records are generated in data.dir when missing
+    config.data.dir = "data_cache/synthetic"
+    config.data.synthetic_dialogues = ml_collections.ConfigDict(
+        {"train": 1600, "validation": 250, "test": 250})
+    config.data.synthetic_seed = 0
+    config.data.max_turns = 12
+    config.data.max_tokens = 16
+    config.data.max_audio_frames = 24
+    config.data.max_visual_frames = 12
+    config.data.read_threads = 2
+    config.data.worker_count = 0  # grain worker processes (0: threads in the trainer process)
+
+    config.model = ml_collections.ConfigDict()
+    config.model.modalities = ("text", "audio", "visual")
+    config.model.width = 64
+    config.model.mlp_dim = 128
+    config.model.num_heads = 4
+    config.model.text_layers = 1
+    config.model.feature_layers = 1
+    config.model.context_turns = 3  # previous turns each utterance attends to; 0 disables context
+    config.model.fusion = "cross_attention"  # or "concat"
+    config.model.sharing = "soft"  # or "hard"
+    config.model.tower_hidden = 64
+    config.model.tower_layers = 2
+    config.model.cross_stitch = True
+    config.model.tie_weight = 1e-4  # soft sharing: L2 pull of tower kernels towards their mean
+    config.model.dropout = 0.1
+    config.model.dtype = "float32"
+
+    config.mesh = ml_collections.ConfigDict()
+    config.mesh.shape = ml_collections.ConfigDict({"data": -1, "fsdp": 1, "model": 1})
+    # Logical axis name -> mesh axes. Changing the parallelism changes this table, not the model.
+    config.mesh.rules = (
+        ("batch", ("data", "fsdp")),
+        ("embed", "fsdp"),
+        ("mlp", "model"),
+        ("heads", "model"),
+        ("kv", None),
+        ("vocab", "model"),
+        ("positions", None),
+        ("features", None),
+        ("length", None),
+        ("tasks", None),
+        ("joint", None),
+        ("classes", None),
+        ("norm", None),
+    )
+    return config

@@ -1,0 +1,45 @@
+"""Validation of a run config: every problem is reported with its config key."""
+
+from __future__ import annotations
+
+from mmjax.errors import ConfigError
+from mmjax.tasks import TASKS, resolve_tasks
+
+_POSITIVE_INTS = ("batch_size", "eval_batch_size", "num_train_steps", "log_every_steps",
+                  "eval_every_steps", "checkpoint_every_steps", "max_checkpoints_to_keep",
+                  "data.max_turns", "data.max_tokens", "data.max_audio_frames",
+                  "data.max_visual_frames", "model.width", "model.mlp_dim", "model.num_heads",
+                  "model.tower_hidden", "model.tower_layers")
+
+
+def _get(config, key: str):
+    value = config
+    for part in key.split("."):
+        value = value[part]
+    return value
+
+
+def validate(config, process_count: int = 1) -> None:
+    """Raises ConfigError naming the first offending key."""
+    for key in _POSITIVE_INTS:
+        value = _get(config, key)
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise ConfigError(f"config.{key}={value!r}: expected a positive integer")
+    for key in ("learning_rate", "grad_clip_norm"):
+        if not _get(config, key) > 0:
+            raise ConfigError(f"config.{key}={_get(config, key)!r}: expected a positive number")
+    if not (isinstance(config.warmup_steps, int) and config.warmup_steps >= 0):
+        raise ConfigError(f"config.warmup_steps={config.warmup_steps!r}: expected an integer >= 0")
+    if not 0.0 <= config.model.dropout < 1.0:
+        raise ConfigError(f"config.model.dropout={config.model.dropout}: expected a value in [0, 1)")
+    if config.model.width % config.model.num_heads:
+        raise ConfigError(f"config.model.width={config.model.width} is not divisible by "
+                          f"config.model.num_heads={config.model.num_heads}")
+    resolve_tasks(config.tasks)
+    unknown_weights = sorted(set(config.task_weights) - set(TASKS))
+    if unknown_weights:
+        raise ConfigError(f"config.task_weights has unknown tasks {unknown_weights}")
+    for key in ("batch_size", "eval_batch_size"):
+        if _get(config, key) % process_count:
+            raise ConfigError(f"config.{key}={_get(config, key)} is not divisible by the "
+                              f"{process_count} processes")

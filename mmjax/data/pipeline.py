@@ -1,0 +1,177 @@
+"""grain pipeline: shard per host -> shuffle -> context windows -> pad to static shapes -> batch.
+
+A training example is a *window* of at most ``max_turns`` consecutive turns of one dialogue.
+Dialogues longer than that are cut into windows that overlap by ``context_turns`` turns; the
+overlapping turns are context only (labels masked), so every utterance is labelled exactly once
+and still sees its previous ``context_turns`` turns.
+
+Padded example (``T`` = max_turns, ``L`` = max_tokens, ``F*`` = max frames, ``D*`` = dims)::
+
+    tokens       int32   [T, L]      token_mask   bool [T, L]
+    audio        float32 [T, Fa, Da] audio_mask   bool [T, Fa]   all False: modality absent
+    visual       float32 [T, Fv, Dv] visual_mask  bool [T, Fv]
+    speakers     int32   [T]         speaker index within the window (-1 on padding)
+    turn_mask    bool    [T]
+    labels/<task> int32  [T]         -1: unlabelled, context-only or padding
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator, Mapping, Sequence
+
+import grain
+import jax
+import numpy as np
+
+from mmjax.data import records, schema
+from mmjax.errors import ConfigError
+
+
+@dataclasses.dataclass(frozen=True)
+class Shapes:
+    """Static padded shapes of one example."""
+
+    max_turns: int
+    max_tokens: int
+    max_audio_frames: int
+    max_visual_frames: int
+    audio_dim: int
+    visual_dim: int
+    tasks: tuple[str, ...]
+
+
+def context_windows(turns: np.ndarray, max_turns: int, context_turns: int) -> np.ndarray:
+    """int32 [windows, 3]: (dialogue index, first turn, first labelled turn) for each window."""
+    if not 0 <= context_turns < max_turns:
+        raise ConfigError(f"config.model.context_turns={context_turns} must be in "
+                          f"[0, config.data.max_turns={max_turns})")
+    stride = max_turns - context_turns
+    out = []
+    for index, n in enumerate(turns.tolist()):
+        out.append((index, 0, 0))
+        start = stride
+        while start + context_turns < n:
+            out.append((index, start, context_turns))
+            start += stride
+    return np.array(out, np.int32).reshape(-1, 3)
+
+
+def _fit(length: int, limit: int) -> np.ndarray:
+    """Indices of at most ``limit`` of ``length`` items, spread uniformly (truncating sequences)."""
+    if length <= limit:
+        return np.arange(length)
+    return np.linspace(0, length - 1, limit).round().astype(np.int64)
+
+
+def _pad_features(features: Sequence[np.ndarray | None], max_frames: int, dim: int):
+    values = np.zeros((len(features), max_frames, dim), np.float32)
+    mask = np.zeros((len(features), max_frames), bool)
+    for t, f in enumerate(features):
+        if f is not None:
+            keep = _fit(len(f), max_frames)
+            values[t, :len(keep)] = f[keep]
+            mask[t, :len(keep)] = True
+    return values, mask
+
+
+def empty_example(shapes: Shapes) -> dict:
+    """An all-padding example (used to fill the last evaluation batch)."""
+    T = shapes.max_turns
+    audio, audio_mask = _pad_features([None] * T, shapes.max_audio_frames, shapes.audio_dim)
+    visual, visual_mask = _pad_features([None] * T, shapes.max_visual_frames, shapes.visual_dim)
+    return {"tokens": np.zeros((T, shapes.max_tokens), np.int32),
+            "token_mask": np.zeros((T, shapes.max_tokens), bool),
+            "audio": audio, "audio_mask": audio_mask, "visual": visual, "visual_mask": visual_mask,
+            "speakers": np.full(T, -1, np.int32), "turn_mask": np.zeros(T, bool),
+            "labels": {task: np.full(T, schema.UNLABELLED, np.int32) for task in shapes.tasks}}
+
+
+def pad_window(dialogue: schema.Dialogue, start: int, first_labelled: int, shapes: Shapes) -> dict:
+    """The padded example for turns [start, start + max_turns) of ``dialogue``."""
+    stop = min(start + shapes.max_turns, dialogue.num_turns)
+    turns = range(start, stop)
+    n = len(turns)
+    example = empty_example(shapes)
+    for row, t in enumerate(turns):
+        keep = _fit(len(dialogue.tokens[t]), shapes.max_tokens)
+        example["tokens"][row, :len(keep)] = dialogue.tokens[t][keep]
+        example["token_mask"][row, :len(keep)] = True
+    window_audio = [dialogue.audio[t] for t in turns]
+    window_visual = [dialogue.visual[t] for t in turns]
+    example["audio"][:n], example["audio_mask"][:n] = _pad_features(
+        window_audio, shapes.max_audio_frames, shapes.audio_dim)
+    example["visual"][:n], example["visual_mask"][:n] = _pad_features(
+        window_visual, shapes.max_visual_frames, shapes.visual_dim)
+    speaker_index: dict[str, int] = {}
+    for row, t in enumerate(turns):
+        example["speakers"][row] = speaker_index.setdefault(dialogue.speakers[t], len(speaker_index))
+    example["turn_mask"][:n] = True
+    for task in shapes.tasks:
+        values = dialogue.labels.get(task)
+        if values is not None:
+            example["labels"][task][first_labelled:n] = values[start + first_labelled:stop]
+    return example
+
+
+class WindowSource:
+    """Random-access source of padded context windows over a DialogueSource."""
+
+    def __init__(self, dialogues: records.DialogueSource, shapes: Shapes, context_turns: int):
+        self.dialogues, self.shapes = dialogues, shapes
+        self.windows = context_windows(dialogues.turns, shapes.max_turns, context_turns)
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    def __getitem__(self, index: int) -> dict:
+        dialogue_index, start, first_labelled = self.windows[index].tolist()
+        return pad_window(self.dialogues[dialogue_index], start, first_labelled, self.shapes)
+
+
+def shapes_from_config(config, manifest: Mapping) -> Shapes:
+    features = manifest["features"]
+    return Shapes(max_turns=config.data.max_turns, max_tokens=config.data.max_tokens,
+                  max_audio_frames=config.data.max_audio_frames,
+                  max_visual_frames=config.data.max_visual_frames,
+                  audio_dim=max(1, features["audio_dim"]), visual_dim=max(1, features["visual_dim"]),
+                  tasks=tuple(config.tasks))
+
+
+def window_source(config, manifest: Mapping, split: str) -> WindowSource:
+    dialogues = records.DialogueSource(config.data.dir, split, manifest)
+    return WindowSource(dialogues, shapes_from_config(config, manifest), config.model.context_turns)
+
+
+def train_dataset(config, manifest: Mapping, process_index: int, process_count: int) -> grain.IterDataset:
+    """Infinite, seeded, shuffled batches of this host's shard: ``batch_size // process_count``."""
+    source = window_source(config, manifest, "train")
+    per_host = config.batch_size // process_count
+    ds = grain.MapDataset.source(source)[process_index::process_count]
+    ds = ds.shuffle(seed=config.seed).repeat().batch(per_host, drop_remainder=True)
+    ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=config.data.read_threads, prefetch_buffer_size=4))
+    if config.data.worker_count > 0:
+        ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=config.data.worker_count))
+    return ds
+
+
+def eval_batches(config, manifest: Mapping, split: str, process_index: int,
+                 process_count: int) -> Iterator[dict]:
+    """Every window of ``split`` once, in order; every host yields the same number of batches.
+
+    The last batches are filled with all-padding examples, which carry no labels.
+    """
+    source = window_source(config, manifest, split)
+    per_host = config.eval_batch_size // process_count
+    num_batches = -(-(-(-len(source) // process_count)) // per_host)
+    ds = grain.MapDataset.source(source)[process_index::process_count]
+    ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=config.data.read_threads, prefetch_buffer_size=4))
+    examples = iter(ds)
+    empty = empty_example(source.shapes)
+    for _ in range(num_batches):
+        yield stack([next(examples, empty) for _ in range(per_host)])
+
+
+def stack(examples: Sequence[dict]) -> dict:
+    """Stacks examples into a batch along a new leading axis."""
+    return jax.tree.map(lambda *xs: np.stack(xs), *examples)

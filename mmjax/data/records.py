@@ -1,0 +1,126 @@
+"""Write and read prepared corpora: ArrayRecord shards of serialized dialogues plus a manifest.
+
+Layout of a records directory::
+
+    manifest.json                       schema version, tasks, feature dims, counts, tokenizer
+    <split>-<i>-of-<n>.array_record     serialized Dialogue records (group size 1: random access)
+    <split>.turns.npy                   int32 [dialogues] turns per dialogue (window index)
+
+A corpus is written into a temporary sibling directory and renamed at the end, so an
+interrupted run never leaves a directory that looks complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+from array_record.python import array_record_data_source, array_record_module
+
+from mmjax.data import schema
+from mmjax.errors import MmjaxError
+from mmjax.tasks import TASKS
+
+MANIFEST = "manifest.json"
+DIALOGUES_PER_SHARD = 2000
+
+
+def _class_counts(dialogues: Sequence[schema.Dialogue], task: str) -> dict[str, int]:
+    counts = np.zeros(TASKS[task].num_classes, np.int64)
+    for d in dialogues:
+        values = d.labels.get(task)
+        if values is not None:
+            values = values[values >= 0]
+            counts += np.bincount(values, minlength=len(counts))
+    return dict(zip(TASKS[task].labels, counts.tolist()))
+
+
+def write_corpus(output_dir: str, corpus: str, splits: Mapping[str, Sequence[schema.Dialogue]], *,
+                 tasks: Sequence[str], audio_dim: int, visual_dim: int, text: Mapping,
+                 extra: Mapping | None = None) -> dict:
+    """Validates and writes ``splits`` (name -> dialogues) to ``output_dir``; returns the manifest."""
+    output_dir = os.path.abspath(output_dir)
+    parent = os.path.dirname(output_dir)
+    try:
+        os.makedirs(parent, exist_ok=True)
+    except OSError as e:
+        raise MmjaxError(f"cannot create records directory {output_dir!r}: {e.strerror}") from e
+    staging = tempfile.mkdtemp(prefix=f".{os.path.basename(output_dir)}.partial-", dir=parent)
+    try:
+        manifest = {"schema_version": schema.SCHEMA_VERSION, "corpus": corpus,
+                    "tasks": {t: list(TASKS[t].labels) for t in tasks},
+                    "features": {"audio_dim": audio_dim, "visual_dim": visual_dim},
+                    "text": dict(text), "splits": {}, **(extra or {})}
+        for split, dialogues in splits.items():
+            num_shards = max(1, -(-len(dialogues) // DIALOGUES_PER_SHARD))
+            shards = [f"{split}-{i:05d}-of-{num_shards:05d}.array_record" for i in range(num_shards)]
+            for i, shard in enumerate(shards):
+                writer = array_record_module.ArrayRecordWriter(os.path.join(staging, shard), "group_size:1")
+                for d in dialogues[i * DIALOGUES_PER_SHARD:(i + 1) * DIALOGUES_PER_SHARD]:
+                    d.validate(audio_dim, visual_dim)
+                    writer.write(schema.serialize(d, audio_dim, visual_dim))
+                writer.close()
+            turns = np.array([d.num_turns for d in dialogues], np.int32)
+            np.save(os.path.join(staging, f"{split}.turns.npy"), turns)
+            manifest["splits"][split] = {
+                "shards": shards, "dialogues": len(dialogues), "utterances": int(turns.sum()),
+                "class_counts": {t: _class_counts(dialogues, t) for t in tasks}}
+        with open(os.path.join(staging, MANIFEST), "w", encoding="utf-8") as f:
+            json.dump(manifest, f, indent=1, ensure_ascii=False)
+        if os.path.exists(output_dir):
+            shutil.rmtree(output_dir)
+        os.rename(staging, output_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return manifest
+
+
+def load_manifest(records_dir: str) -> dict:
+    """Reads and checks the manifest; errors name the directory and what was expected."""
+    path = os.path.join(records_dir, MANIFEST)
+    if not os.path.isfile(path):
+        raise schema.RecordError(f"no prepared corpus at {records_dir!r}: {MANIFEST} is missing "
+                                "(run `python -m mmjax.prepare` first)")
+    with open(path, encoding="utf-8") as f:
+        manifest = json.load(f)
+    version = manifest.get("schema_version")
+    if version != schema.SCHEMA_VERSION:
+        raise schema.RecordError(
+            f"{path}: records were written with schema version {version}, this mmjax reads version "
+            f"{schema.SCHEMA_VERSION}; re-run `python -m mmjax.prepare` to rewrite them")
+    return manifest
+
+
+def split_info(manifest: Mapping, records_dir: str, split: str) -> Mapping:
+    try:
+        return manifest["splits"][split]
+    except KeyError:
+        raise schema.RecordError(f"{records_dir!r} has no split {split!r}; it has {sorted(manifest['splits'])}") from None
+
+
+class DialogueSource:
+    """grain random-access source of serialized dialogues of one split."""
+
+    def __init__(self, records_dir: str, split: str, manifest: Mapping | None = None):
+        manifest = manifest or load_manifest(records_dir)
+        info = split_info(manifest, records_dir, split)
+        self.paths = [os.path.join(records_dir, s) for s in info["shards"]]
+        self._source = array_record_data_source.ArrayRecordDataSource(self.paths)
+        self.turns = np.load(os.path.join(records_dir, f"{split}.turns.npy"), allow_pickle=False)
+        if len(self.turns) != len(self._source):
+            raise schema.RecordError(f"{records_dir!r}: {split}.turns.npy lists {len(self.turns)} "
+                                     f"dialogues but the shards hold {len(self._source)}")
+
+    def __len__(self) -> int:
+        return len(self._source)
+
+    def __getitem__(self, index: int) -> schema.Dialogue:
+        return schema.deserialize(self._source[index])
+
+    def __repr__(self) -> str:
+        return f"DialogueSource({self.paths})"

@@ -1,0 +1,67 @@
+"""Fusion of per-modality utterance representations into one joint vector per utterance.
+
+Inputs, for each modality m of the model (``n`` utterances, ``f_m`` frames or tokens):
+``sequences[m]`` [n, f_m, width] encoder states, ``sequence_masks[m]`` bool [n, f_m],
+``utterances[m]`` [n, width] context-aware utterance vectors, ``present[m]`` bool [n].
+Output: [n, width]. An absent modality contributes exactly nothing: its slot is zeroed before
+the output projection and it offers no keys to the others' attention.
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from mmjax.models import layers
+
+
+def _joint(utterances, present, modalities, dtype, width):
+    """Concatenates present modalities' vectors (absent ones zeroed) and projects to ``width``."""
+    parts = [utterances[m] * present[m][:, None].astype(dtype) for m in modalities]
+    x = layers.dense(width, ("mlp", "embed"), dtype, name="joint_projection")(jnp.concatenate(parts, -1))
+    return layers.layer_norm(dtype, "joint_norm")(nn.gelu(x))
+
+
+class ConcatFusion(nn.Module):
+    """Late fusion baseline: concatenation of the utterance vectors, projected."""
+
+    modalities: tuple[str, ...]
+    num_heads: int = 1
+    dtype: layers.Dtype = jnp.float32
+    dropout: float = 0.0
+
+    @nn.compact
+    def __call__(self, sequences, sequence_masks, utterances, present, deterministic=True):
+        width = utterances[self.modalities[0]].shape[-1]
+        return _joint(utterances, present, self.modalities, self.dtype, width)
+
+
+class CrossModalFusion(nn.Module):
+    """Multi-head cross-modal attention: each modality's utterance vector queries every other
+    modality's frame/token states (as in cross-modal transformers), then all are joined."""
+
+    modalities: tuple[str, ...]
+    num_heads: int
+    dtype: layers.Dtype = jnp.float32
+    dropout: float = 0.0
+
+    @nn.compact
+    def __call__(self, sequences, sequence_masks, utterances, present, deterministic=True):
+        width = utterances[self.modalities[0]].shape[-1]
+        fused = {}
+        for target in self.modalities:
+            query = layers.layer_norm(self.dtype, f"{target}_query_norm")(utterances[target])[:, None, :]
+            out = utterances[target]
+            for source in self.modalities:
+                if source == target:
+                    continue
+                keys = layers.layer_norm(self.dtype, f"{source}_to_{target}_key_norm")(sequences[source])
+                attended = layers.Attention(self.num_heads, self.dtype, self.dropout,
+                                            name=f"{source}_to_{target}")(
+                    query, keys, sequence_masks[source][:, None, :], deterministic=deterministic)
+                out = out + nn.Dropout(self.dropout)(attended[:, 0], deterministic=deterministic)
+            fused[target] = out
+        return _joint(fused, present, self.modalities, self.dtype, width)
+
+
+FUSIONS = {"cross_attention": CrossModalFusion, "concat": ConcatFusion}

@@ -1,0 +1,124 @@
+"""Building blocks with logical axis names on every parameter.
+
+Logical names used here (mapped to mesh axes by ``config.mesh.rules``): ``embed`` (model width),
+``mlp`` (feed-forward width), ``heads``/``kv`` (attention heads and head width), ``vocab``,
+``positions``, ``features`` (input feature dims), ``tasks`` (soft-sharing towers), ``norm``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+Dtype = Any
+default_kernel = nn.initializers.xavier_uniform()
+# Attention kernels are [embed, heads, head_dim] / [heads, head_dim, embed]: fans over (heads, head_dim).
+_projection_init = nn.initializers.variance_scaling(1.0, "fan_avg", "uniform", in_axis=0, out_axis=(1, 2))
+_output_init = nn.initializers.variance_scaling(1.0, "fan_avg", "uniform", in_axis=(0, 1), out_axis=2)
+
+
+def dense(features, axes: tuple[str, str], dtype: Dtype, name: str | None = None, use_bias=True):
+    """nn.Dense whose kernel [in, out] carries logical ``axes`` and bias ``axes[1]``."""
+    return nn.Dense(features, dtype=dtype, use_bias=use_bias, name=name,
+                    kernel_init=nn.with_logical_partitioning(default_kernel, axes),
+                    bias_init=nn.with_logical_partitioning(nn.initializers.zeros, axes[1:]))
+
+
+def layer_norm(dtype: Dtype, name: str | None = None):
+    return nn.LayerNorm(dtype=dtype, name=name,
+                        scale_init=nn.with_logical_partitioning(nn.initializers.ones, ("norm",)),
+                        bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("norm",)))
+
+
+def masked_mean(x: jax.Array, mask: jax.Array, axis: int) -> jax.Array:
+    """Mean of ``x`` over ``axis`` where ``mask``; zero where nothing is unmasked.
+
+    x: [..., n, d] with ``axis`` the n axis; mask: bool [..., n].
+    """
+    weights = jnp.expand_dims(mask, -1).astype(x.dtype)
+    total = jnp.sum(x * weights, axis=axis)
+    count = jnp.sum(weights, axis=axis)
+    return total / jnp.maximum(count, 1)
+
+
+def masked_softmax(scores: jax.Array, mask: jax.Array) -> jax.Array:
+    """Softmax over the last axis restricted to ``mask``; rows with nothing unmasked give zeros."""
+    scores = jnp.where(mask, scores.astype(jnp.float32), jnp.finfo(jnp.float32).min)
+    weights = jax.nn.softmax(scores, axis=-1)
+    return jnp.where(jnp.any(mask, axis=-1, keepdims=True), weights, 0.0)
+
+
+class Attention(nn.Module):
+    """Multi-head attention of ``query`` over ``key_value``; fully masked queries output zeros.
+
+    query: [..., q, embed]; key_value: [..., k, embed]; mask: bool [..., q, k];
+    bias: optional additive scores [..., heads, q, k]. Returns [..., q, embed].
+    """
+
+    num_heads: int
+    dtype: Dtype = jnp.float32
+    dropout: float = 0.0
+
+    @nn.compact
+    def __call__(self, query, key_value, mask, bias=None, deterministic=True):
+        width = query.shape[-1]
+        if width % self.num_heads:
+            raise ValueError(f"model width {width} is not divisible by num_heads={self.num_heads}")
+        head_dim = width // self.num_heads
+
+        def project(name, x):
+            kernel = self.param(f"{name}_kernel", nn.with_logical_partitioning(
+                _projection_init, ("embed", "heads", "kv")), (width, self.num_heads, head_dim))
+            bias = self.param(f"{name}_bias", nn.with_logical_partitioning(
+                nn.initializers.zeros, ("heads", "kv")), (self.num_heads, head_dim))
+            return jnp.einsum("...d,dhk->...hk", x, kernel.astype(self.dtype)) + bias.astype(self.dtype)
+
+        q, k, v = project("query", query), project("key", key_value), project("value", key_value)
+        scores = jnp.einsum("...qhd,...khd->...hqk", q, k) / jnp.sqrt(head_dim).astype(self.dtype)
+        if bias is not None:
+            scores = scores + bias
+        weights = masked_softmax(scores, jnp.expand_dims(mask, -3)).astype(self.dtype)
+        weights = nn.Dropout(self.dropout)(weights, deterministic=deterministic)
+        out = jnp.einsum("...hqk,...khd->...qhd", weights, v)
+        out_kernel = self.param("out_kernel", nn.with_logical_partitioning(
+            _output_init, ("heads", "kv", "embed")), (self.num_heads, head_dim, width))
+        out_bias = self.param("out_bias", nn.with_logical_partitioning(
+            nn.initializers.zeros, ("embed",)), (width,))
+        return jnp.einsum("...qhd,hde->...qe", out, out_kernel.astype(self.dtype)) + out_bias.astype(self.dtype)
+
+
+class MLP(nn.Module):
+    """[..., embed] -> [..., embed] through a gelu hidden layer of ``hidden`` units."""
+
+    hidden: int
+    dtype: Dtype = jnp.float32
+    dropout: float = 0.0
+
+    @nn.compact
+    def __call__(self, x, deterministic=True):
+        h = nn.gelu(dense(self.hidden, ("embed", "mlp"), self.dtype, name="wi")(x))
+        h = nn.Dropout(self.dropout)(h, deterministic=deterministic)
+        return dense(x.shape[-1], ("mlp", "embed"), self.dtype, name="wo")(h)
+
+
+class TransformerLayer(nn.Module):
+    """Pre-norm self-attention + MLP block. x: [..., n, embed]; mask: bool [..., n]."""
+
+    num_heads: int
+    mlp_dim: int
+    dtype: Dtype = jnp.float32
+    dropout: float = 0.0
+
+    @nn.compact
+    def __call__(self, x, mask, deterministic=True):
+        pair_mask = mask[..., :, None] & mask[..., None, :]
+        y = layer_norm(self.dtype, "pre_attention_norm")(x)
+        h = Attention(self.num_heads, self.dtype, self.dropout, name="attention")(
+            y, y, pair_mask, deterministic=deterministic)
+        x = x + nn.Dropout(self.dropout)(h, deterministic=deterministic)
+        h = MLP(self.mlp_dim, self.dtype, self.dropout, name="mlp")(
+            layer_norm(self.dtype, "pre_mlp_norm")(x), deterministic=deterministic)
+        return x + nn.Dropout(self.dropout)(h, deterministic=deterministic)

@@ -1,0 +1,110 @@
+"""Top-level wiring: encoders -> dialogue context -> fusion -> task sharing -> heads."""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from mmjax.errors import ConfigError
+from mmjax.models import context, encoders, fusion, layers, towers
+from mmjax.tasks import Task, resolve_tasks
+
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+def _lookup(registry: dict, key: str, value: str):
+    try:
+        return registry[value]
+    except KeyError:
+        raise ConfigError(f"config.{key}={value!r} is not one of {sorted(registry)}") from None
+
+
+class AffectModel(nn.Module):
+    """Multi-task multimodal affect model over padded dialogue windows.
+
+    batch (see ``mmjax.data.pipeline``): tokens int32 [B, T, L], token_mask [B, T, L], audio
+    [B, T, Fa, Da], audio_mask [B, T, Fa], visual [B, T, Fv, Dv], visual_mask [B, T, Fv],
+    speakers int32 [B, T], turn_mask [B, T]. Returns logits: task -> float32 [B, T, classes].
+    """
+
+    tasks: tuple[Task, ...]
+    modalities: tuple[str, ...]
+    vocab_size: int
+    width: int
+    mlp_dim: int
+    num_heads: int
+    text_layers: int
+    feature_layers: int
+    context_turns: int
+    fusion: str
+    sharing: str
+    tower_hidden: int
+    tower_layers: int
+    cross_stitch: bool
+    dropout: float
+    dtype: layers.Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, batch, train: bool = False):
+        deterministic = not train
+        B, T = batch["turn_mask"].shape
+        flat = lambda x: x.reshape((B * T,) + x.shape[2:])  # noqa: E731  [B, T, ...] -> [B*T, ...]
+        common = dict(width=self.width, num_heads=self.num_heads, mlp_dim=self.mlp_dim,
+                      dtype=self.dtype, dropout=self.dropout)
+        sequences, masks = {}, {}
+        for m in self.modalities:
+            if m == "text":
+                encoder = encoders.TextEncoder(self.vocab_size, num_layers=self.text_layers,
+                                               name="text_encoder", **common)
+                inputs = (flat(batch["tokens"]), flat(batch["token_mask"]))
+            else:
+                encoder = encoders.SequenceEncoder(num_layers=self.feature_layers,
+                                                   name=f"{m}_encoder", **common)
+                inputs = (flat(batch[m]), flat(batch[f"{m}_mask"]))
+            sequences[m] = nn.with_logical_constraint(
+                encoder(*inputs, deterministic=deterministic), ("batch", "length", "embed"))
+            masks[m] = inputs[1]
+
+        turn_mask = batch["turn_mask"]
+        present, utterances = {}, {}
+        for m in self.modalities:
+            present[m] = jnp.any(masks[m], -1) & flat(turn_mask)
+            pooled = layers.masked_mean(sequences[m], masks[m], axis=1).reshape(B, T, self.width)
+            if self.context_turns > 0:
+                pooled = context.ContextInteraction(
+                    self.context_turns, self.num_heads, self.mlp_dim, self.dtype, self.dropout,
+                    name=f"{m}_context")(pooled, batch["speakers"], present[m].reshape(B, T), deterministic)
+            utterances[m] = flat(pooled)
+
+        fusion_cls = _lookup(fusion.FUSIONS, "model.fusion", self.fusion)
+        joint = fusion_cls(self.modalities, self.num_heads, self.dtype, self.dropout, name="fusion")(
+            sequences, masks, utterances, present, deterministic=deterministic)
+
+        main_tasks = tuple(t.name for t in self.tasks if not t.relates)
+        sharing_cls = _lookup(towers.SHARING, "model.sharing", self.sharing)
+        kwargs = {"cross_stitch": self.cross_stitch} if self.sharing == "soft" else {}
+        representations = sharing_cls(main_tasks, self.tower_hidden, self.tower_layers, dtype=self.dtype,
+                                      dropout=self.dropout, name="sharing", **kwargs)(joint, deterministic)
+        logits = towers.TaskHeads(self.tasks, self.tower_hidden, self.dtype, name="heads")(representations)
+        return {task: value.reshape(B, T, -1) for task, value in logits.items()}
+
+
+def build_model(config, manifest) -> AffectModel:
+    """The model described by ``config.model`` for a corpus with ``manifest``."""
+    m = config.model
+    modalities = tuple(m.modalities)
+    unknown = [x for x in modalities if x not in ("text", "audio", "visual")]
+    if unknown or not modalities:
+        raise ConfigError(f"config.model.modalities={modalities} must be a non-empty subset of "
+                         "('text', 'audio', 'visual')")
+    for x in modalities:
+        if x != "text" and manifest["features"][f"{x}_dim"] == 0:
+            raise ConfigError(f"config.model.modalities includes {x!r} but the corpus at "
+                             f"{config.data.dir!r} has no {x} features")
+    return AffectModel(
+        tasks=resolve_tasks(config.tasks), modalities=modalities,
+        vocab_size=manifest["text"]["vocab_size"], width=m.width, mlp_dim=m.mlp_dim,
+        num_heads=m.num_heads, text_layers=m.text_layers, feature_layers=m.feature_layers,
+        context_turns=config.model.context_turns, fusion=m.fusion, sharing=m.sharing,
+        tower_hidden=m.tower_hidden, tower_layers=m.tower_layers, cross_stitch=m.cross_stitch,
+        dropout=m.dropout, dtype=_lookup(DTYPES, "model.dtype", m.dtype))

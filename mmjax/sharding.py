@@ -1,0 +1,73 @@
+"""Device mesh from the config, logical-axis rules, and shardings for parameters and batches."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+
+import flax.linen as nn
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from mmjax.errors import ConfigError
+
+MESH_AXES = ("data", "fsdp", "model")
+BATCH_AXES = ("data", "fsdp")
+
+
+def mesh_shape(config, num_devices: int) -> tuple[int, ...]:
+    """Sizes of (data, fsdp, model) from ``config.mesh.shape``; one of them may be -1 (the rest)."""
+    sizes = [int(config.mesh.shape[a]) for a in MESH_AXES]
+    unknown = [a for a, s in zip(MESH_AXES, sizes) if s == -1]
+    if len(unknown) > 1 or any(s == 0 or s < -1 for s in sizes):
+        raise ConfigError(f"config.mesh.shape={dict(zip(MESH_AXES, sizes))}: sizes must be positive, "
+                         "with at most one -1 (the rest of the devices)")
+    known = math.prod(s for s in sizes if s != -1)
+    if unknown:
+        if num_devices % known:
+            raise ConfigError(f"config.mesh.shape: {num_devices} devices are not divisible by {known}")
+        sizes[sizes.index(-1)] = num_devices // known
+    if math.prod(sizes) != num_devices:
+        raise ConfigError(f"config.mesh.shape={dict(zip(MESH_AXES, sizes))} needs {math.prod(sizes)} "
+                         f"devices, but {num_devices} are present")
+    return tuple(sizes)
+
+
+def make_mesh(config, devices=None) -> Mesh:
+    devices = jax.devices() if devices is None else devices
+    shape = mesh_shape(config, len(devices))
+    return Mesh(np.asarray(devices).reshape(shape), MESH_AXES)
+
+
+def logical_rules(config) -> tuple[tuple[str, str | tuple[str, ...] | None], ...]:
+    return tuple((name, None if axes is None else (axes if isinstance(axes, str) else tuple(axes)))
+                 for name, axes in config.mesh.rules)
+
+
+def tree_shardings(boxed_abstract_tree, mesh: Mesh, rules):
+    """NamedShardings for a tree whose leaves may be logically partitioned (flax boxes)."""
+    specs = nn.get_partition_spec(boxed_abstract_tree)
+    return nn.logical_to_mesh_sharding(specs, mesh, rules)
+
+
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+    """Leading (example) axis split over data and fsdp; the rest replicated."""
+    return NamedSharding(mesh, PartitionSpec(BATCH_AXES))
+
+
+def data_parallel_size(mesh: Mesh) -> int:
+    return mesh.shape["data"] * mesh.shape["fsdp"]
+
+
+def global_batch(local_batch, mesh: Mesh):
+    """Host-local numpy batch (this host's rows) -> global jax.Arrays sharded over the mesh."""
+    sharding = batch_sharding(mesh)
+    return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, x), local_batch)
+
+
+@contextlib.contextmanager
+def activate(mesh: Mesh, rules):
+    """Context for tracing: the mesh and the logical-axis rules the model's constraints use."""
+    with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
+        yield
