@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import os
 import sys
 
 import jax
-from absl import logging
+from absl import flags, logging
 
 from mmjax.errors import MmjaxError
 
@@ -31,3 +32,35 @@ def user_errors(program: str):
     except MmjaxError as e:
         print(f"{program}: error: {e}", file=sys.stderr)
         sys.exit(2)
+
+
+def _unquote(error: Exception) -> str:
+    """ml_collections nests KeyError reprs ("'\\'key\\'\\nDid you mean...'"): unwrap them."""
+    text = str(error.args[0] if error.args else error)
+    while len(text) > 1 and text[0] == text[-1] == "'":
+        try:
+            text = ast.literal_eval(text)
+        except (SyntaxError, ValueError):
+            break
+    return text.replace("\n", " ")
+
+
+def flags_parser(program: str):
+    """An ``app.run`` flags parser that reports a bad ``--config.key=value`` override as one line.
+
+    ml_collections raises AttributeError/KeyError (unknown key) or TypeError/ValueError (wrong
+    type) from inside flag parsing, which absl would otherwise print as a chained traceback.
+    """
+
+    def parse(argv):
+        try:
+            return flags.FLAGS(argv)
+        except flags.Error as e:
+            print(f"{program}: error: {e}\nPass --helpfull to see the flags.", file=sys.stderr)
+        except (AttributeError, KeyError) as e:
+            print(f"{program}: error: unknown config key {_unquote(e)}", file=sys.stderr)
+        except (TypeError, ValueError) as e:
+            print(f"{program}: error: bad config override: {e}", file=sys.stderr)
+        sys.exit(2)
+
+    return parse

@@ -30,7 +30,7 @@ def make_train_step(model, tx: optax.GradientTransformation, config):
         (loss, (per_task, tie, correct)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        step_metrics = {"loss": loss, "tie_penalty": tie, "grad_norm": optax.global_norm(grads)}
+        step_metrics = {"loss": loss, "tie_penalty": tie, "grad_norm": optax.tree.norm(grads)}
         for task, (loss_sum, count) in per_task.items():
             step_metrics[f"{task}/loss_sum"] = loss_sum
             step_metrics[f"{task}/count"] = count

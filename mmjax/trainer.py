@@ -60,10 +60,12 @@ class Setup:
     state_shardings: object
 
 
-def setup(config) -> Setup:
+def setup(config, devices=None) -> Setup:
+    """Validates ``config``, prepares its records and builds the mesh (over ``devices``, default
+    all), model, optimizer and the abstract train state with its shardings."""
     configuration.validate(config, jax.process_count())
     manifest = load_or_prepare_records(config)
-    mesh = sharding.make_mesh(config)
+    mesh = sharding.make_mesh(config, devices)
     dp = sharding.data_parallel_size(mesh)
     for key in ("batch_size", "eval_batch_size"):
         if config[key] % dp:

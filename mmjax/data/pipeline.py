@@ -58,7 +58,7 @@ def context_windows(turns: np.ndarray, max_turns: int, context_turns: int) -> np
 
 
 def _fit(length: int, limit: int) -> np.ndarray:
-    """Indices of at most ``limit`` of ``length`` items, spread uniformly (truncating sequences)."""
+    """Indices of at most ``limit`` of ``length`` frames, spread uniformly over the utterance."""
     if length <= limit:
         return np.arange(length)
     return np.linspace(0, length - 1, limit).round().astype(np.int64)
@@ -94,9 +94,9 @@ def pad_window(dialogue: schema.Dialogue, start: int, first_labelled: int, shape
     n = len(turns)
     example = empty_example(shapes)
     for row, t in enumerate(turns):
-        keep = _fit(len(dialogue.tokens[t]), shapes.max_tokens)
-        example["tokens"][row, :len(keep)] = dialogue.tokens[t][keep]
-        example["token_mask"][row, :len(keep)] = True
+        tokens = dialogue.tokens[t][:shapes.max_tokens]  # long utterances are truncated
+        example["tokens"][row, :len(tokens)] = tokens
+        example["token_mask"][row, :len(tokens)] = True
     window_audio = [dialogue.audio[t] for t in turns]
     window_visual = [dialogue.visual[t] for t in turns]
     example["audio"][:n], example["audio_mask"][:n] = _pad_features(

@@ -31,8 +31,9 @@ split, so the corpus is a pure function of the seed):
 8. **Correlation labels** on CMMA's -2..2 scale. emotion_sentiment: 0 when the *expressed*
    (worded) emotion or the sentiment is neutral, else +intensity when the expressed emotion's
    valence agrees with the sentiment and -intensity when it conflicts (every sarcastic
-   utterance conflicts). sarcasm_humor: +intensity for sarcastic jokes, -intensity for
-   sarcasm that is not funny, +1 for humor without sarcasm, 0 for neither.
+   utterance conflicts). sarcasm_humor: +2 when the sarcasm is the joke
+   (sarcastic and humorous), -intensity for sarcasm that is not funny, +1 for humor without
+   sarcasm, 0 for neither.
 """
 
 from __future__ import annotations
@@ -140,7 +141,7 @@ def _dialogue(rng: np.random.Generator, world: _World, dialogue_id: str) -> Dial
         expressed_valence = _VALENCE[expressed_emotion]
         emotion_sentiment = 0 if expressed_valence == 0 or sentiment == 0 else (
             intensity if expressed_valence == sentiment else -intensity)
-        sarcasm_humor = (intensity if humor else -intensity) if sarcastic else int(humor)
+        sarcasm_humor = (2 if humor else -intensity) if sarcastic else int(humor)
         for task, value in (("sentiment", sentiment + 1), ("emotion", _EMOTIONS.index(emotion)),
                             ("sarcasm", int(sarcastic)), ("humor", int(humor)),
                             ("emotion_sentiment", emotion_sentiment + 2),

@@ -1,0 +1,78 @@
+import numpy as np
+import pytest
+
+from mmjax.data import pipeline, records
+from mmjax.data.corpora import synthetic
+from tests.conftest import SMALL_CORPUS, tiny_config
+
+
+@pytest.mark.parametrize("max_turns,context", [(4, 0), (4, 2), (5, 3), (12, 3)])
+def test_windows_label_every_turn_once_with_its_context(max_turns, context):
+    turns = np.array([1, 3, 4, 5, 9, 14])
+    windows = pipeline.context_windows(turns, max_turns, context)
+    for dialogue, n in enumerate(turns):
+        labelled = []
+        for d, start, first in windows[windows[:, 0] == dialogue]:
+            covered = list(range(start + first, min(start + max_turns, n)))
+            for t in covered:  # each labelled turn sees min(t, context) previous turns in its window
+                assert t - start >= min(t, context)
+            labelled += covered
+        assert labelled == list(range(n))
+
+
+def _shapes(config, manifest):
+    return pipeline.shapes_from_config(config, manifest)
+
+
+def test_pad_window_shapes_masks_and_labels(records_dir):
+    config = tiny_config(records_dir)
+    config.data.max_turns, config.data.max_tokens, config.data.max_audio_frames = 4, 5, 6
+    manifest = records.load_manifest(records_dir)
+    dialogue = synthetic.generate("train", 1, seed=0)[0]
+    dialogue.audio[1] = None
+    example = pipeline.pad_window(dialogue, start=2, first_labelled=1, shapes=_shapes(config, manifest))
+    T = 4
+    assert example["tokens"].shape == (T, 5) and example["audio"].shape == (T, 6, synthetic.AUDIO_DIM)
+    assert example["visual"].shape == (T, config.data.max_visual_frames, synthetic.VISUAL_DIM)
+    n = min(T, dialogue.num_turns - 2)
+    np.testing.assert_array_equal(example["turn_mask"], np.arange(T) < n)
+    for row in range(n):
+        t = 2 + row
+        length = min(len(dialogue.tokens[t]), 5)
+        assert example["token_mask"][row].sum() == length
+        np.testing.assert_array_equal(example["tokens"][row, :length], dialogue.tokens[t][:length])
+        frames = 0 if dialogue.audio[t] is None else min(len(dialogue.audio[t]), 6)
+        assert example["audio_mask"][row].sum() == frames
+    assert not example["audio_mask"][n:].any() and not example["token_mask"][n:].any()
+    labels = example["labels"]["sarcasm"]
+    assert labels[0] == -1  # context-only turn
+    np.testing.assert_array_equal(labels[1:n], dialogue.labels["sarcasm"][3:2 + n])
+    assert (labels[n:] == -1).all()
+
+
+def test_train_batches_are_static_and_seeded(records_dir):
+    config = tiny_config(records_dir)
+    manifest = records.load_manifest(records_dir)
+    first = next(iter(pipeline.train_dataset(config, manifest, 0, 1)))
+    again = next(iter(pipeline.train_dataset(config, manifest, 0, 1)))
+    config.seed = 1
+    other = next(iter(pipeline.train_dataset(config, manifest, 0, 1)))
+    assert first["tokens"].shape == (8, config.data.max_turns, config.data.max_tokens)
+    assert first["labels"]["emotion"].shape == (8, config.data.max_turns)
+    np.testing.assert_array_equal(first["tokens"], again["tokens"])
+    assert not np.array_equal(first["tokens"], other["tokens"])
+
+
+def test_eval_over_two_hosts_covers_every_utterance_once(records_dir):
+    config = tiny_config(records_dir)
+    config.data.max_turns = 5
+    manifest = records.load_manifest(records_dir)
+    per_host = []
+    for host in range(2):
+        batches = list(pipeline.eval_batches(config, manifest, "validation", host, 2))
+        per_host.append(batches)
+        assert all(b["tokens"].shape[0] == config.eval_batch_size // 2 for b in batches)
+    assert len(per_host[0]) == len(per_host[1])
+    labelled = sum(int((b["labels"]["sentiment"] >= 0).sum()) for batches in per_host for b in batches)
+    assert labelled == manifest["splits"]["validation"]["utterances"]
+    assert manifest["splits"]["validation"]["dialogues"] == SMALL_CORPUS["validation"]

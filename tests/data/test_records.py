@@ -1,0 +1,75 @@
+import json
+import os
+
+import numpy as np
+import pytest
+
+from mmjax.data import records, schema
+from mmjax.data.corpora import synthetic
+from mmjax.errors import RecordError
+
+DIMS = (synthetic.AUDIO_DIM, synthetic.VISUAL_DIM)
+
+
+def _assert_same(a: schema.Dialogue, b: schema.Dialogue):
+    assert (a.dialogue_id, a.utterance_ids, a.speakers, a.texts) == (b.dialogue_id, b.utterance_ids, b.speakers, b.texts)
+    for x, y in zip(a.tokens, b.tokens):
+        np.testing.assert_array_equal(x, y)
+    for modality in ("audio", "visual"):
+        for x, y in zip(getattr(a, modality), getattr(b, modality)):
+            assert (x is None) == (y is None)
+            if x is not None:
+                np.testing.assert_array_equal(x, y)
+    assert a.labels.keys() == b.labels.keys()
+    for task in a.labels:
+        np.testing.assert_array_equal(a.labels[task], b.labels[task])
+
+
+def test_serialize_round_trip_keeps_absent_modalities():
+    dialogues = synthetic.generate("train", 30, seed=0)
+    assert any(f is None for d in dialogues for f in d.audio)
+    for d in dialogues:
+        _assert_same(d, schema.deserialize(schema.serialize(d, *DIMS)))
+
+
+def test_written_corpus_reads_back(records_dir):
+    manifest = records.load_manifest(records_dir)
+    assert manifest["schema_version"] == schema.SCHEMA_VERSION
+    assert manifest["features"] == {"audio_dim": synthetic.AUDIO_DIM, "visual_dim": synthetic.VISUAL_DIM}
+    source = records.DialogueSource(records_dir, "validation")
+    expected = synthetic.generate("validation", 12, seed=0)
+    assert len(source) == 12
+    for i, d in enumerate(expected):
+        _assert_same(d, source[i])
+    info = manifest["splits"]["validation"]
+    assert info["utterances"] == sum(d.num_turns for d in expected)
+    sarcastic = sum(int(d.labels["sarcasm"].sum()) for d in expected)
+    assert info["class_counts"]["sarcasm"]["sarcastic"] == sarcastic
+
+
+def test_other_schema_version_is_refused(tmp_path):
+    path = str(tmp_path / "old")
+    synthetic.write(path, {"train": 2}, seed=0)
+    manifest_path = os.path.join(path, records.MANIFEST)
+    with open(manifest_path) as f:
+        manifest = json.load(f)
+    manifest["schema_version"] = 0
+    with open(manifest_path, "w") as f:
+        json.dump(manifest, f)
+    with pytest.raises(RecordError, match=r"manifest.json: records were written with schema version 0"):
+        records.load_manifest(path)
+
+
+def test_failed_write_leaves_nothing(tmp_path):
+    good = synthetic.generate("train", 3, seed=0)
+    bad = synthetic.generate("train", 1, seed=1)[0]
+    bad.audio[0] = np.full((4, synthetic.AUDIO_DIM), np.nan, np.float32)
+    with pytest.raises(RecordError, match=r"dialogue 'train_00000', utterance 'train_00000_u0': audio features contain NaN"):
+        records.write_corpus(str(tmp_path / "out"), "synthetic", {"train": good + [bad]}, tasks=["sarcasm"],
+                             audio_dim=synthetic.AUDIO_DIM, visual_dim=synthetic.VISUAL_DIM, text={"vocab_size": 3})
+    assert os.listdir(tmp_path) == []
+
+
+def test_missing_corpus_names_the_directory(tmp_path):
+    with pytest.raises(RecordError, match="no prepared corpus at .*mmjax.prepare"):
+        records.load_manifest(str(tmp_path))

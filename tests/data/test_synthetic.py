@@ -1,0 +1,58 @@
+import numpy as np
+
+from mmjax.data import schema
+from mmjax.data.corpora import synthetic
+from mmjax.tasks import TASKS
+
+
+def test_same_seed_same_corpus_other_seed_other_corpus():
+    first = [schema.serialize(d, synthetic.AUDIO_DIM, synthetic.VISUAL_DIM) for d in synthetic.generate("train", 20, seed=3)]
+    again = [schema.serialize(d, synthetic.AUDIO_DIM, synthetic.VISUAL_DIM) for d in synthetic.generate("train", 20, seed=3)]
+    other = [schema.serialize(d, synthetic.AUDIO_DIM, synthetic.VISUAL_DIM) for d in synthetic.generate("train", 20, seed=4)]
+    assert first == again
+    assert first != other
+    test_split = [schema.serialize(d, synthetic.AUDIO_DIM, synthetic.VISUAL_DIM) for d in synthetic.generate("test", 20, seed=3)]
+    assert not set(first) & set(test_split)
+
+
+def _labels(dialogues, task):
+    return np.concatenate([d.labels[task] for d in dialogues])
+
+
+def test_label_balance():
+    dialogues = synthetic.generate("train", 400, seed=0)
+    for task in TASKS.values():
+        counts = np.bincount(_labels(dialogues, task.name), minlength=task.num_classes)
+        assert counts.sum() > 3000
+        assert counts.min() / counts.sum() >= 0.01, f"{task.name}: a class is (nearly) absent: {counts}"
+        if task.name in ("sentiment", "emotion"):
+            assert counts.max() / counts.sum() < 0.5, f"{task.name} is dominated by one class: {counts}"
+    assert 0.15 < _labels(dialogues, "sarcasm").mean() < 0.25
+    assert 0.07 < _labels(dialogues, "humor").mean() < 0.2
+
+
+def test_planted_signals():
+    """Humor needs the previous turn's setup; sarcastic words are positive but the sentiment negative."""
+    for d in synthetic.generate("train", 200, seed=1):
+        for t in range(d.num_turns):
+            words = d.texts[t].split()
+            if d.labels["humor"][t]:
+                assert t > 0 and any(w.startswith("setup_") for w in d.texts[t - 1].split())
+                assert any(w.startswith("punchline_") for w in words)
+            if d.labels["sarcasm"][t]:
+                assert d.labels["sentiment"][t] == TASKS["sentiment"].labels.index("negative")
+                assert any(w.startswith("good_") for w in words)
+                assert not any(w.startswith("bad_") for w in words)
+                assert d.labels["emotion_sentiment"][t] < 2  # conflicting: below the "0" class
+            assert d.audio[t] is not None or d.visual[t] is not None
+
+
+def test_text_alone_cannot_tell_sarcasm():
+    """Among positively worded utterances, sarcasm is a minority: text-only must predict 'none'."""
+    positive_words = sarcastic = 0
+    for d in synthetic.generate("train", 400, seed=0):
+        for t in range(d.num_turns):
+            if any(w.startswith("good_") for w in d.texts[t].split()):
+                positive_words += 1
+                sarcastic += int(d.labels["sarcasm"][t])
+    assert 0.3 < sarcastic / positive_words < 0.5

@@ -1,0 +1,64 @@
+import glob
+import importlib
+import os
+import subprocess
+import sys
+
+import jax
+import pytest
+
+from mmjax import configuration
+from mmjax.data import records
+from mmjax.models import model as model_lib
+from mmjax.data import pipeline
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CONFIGS = sorted(os.path.basename(p)[:-3] for p in glob.glob(os.path.join(REPO, "configs", "*.py"))
+                 if not p.endswith("__init__.py"))
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_config_builds_validates_and_makes_a_model(name, records_dir):
+    config = importlib.import_module(f"configs.{name}").get_config()
+    configuration.validate(config)
+    config.data.dir = records_dir
+    manifest = records.load_manifest(records_dir)
+    model = model_lib.build_model(config, manifest)
+    shapes = pipeline.shapes_from_config(config, manifest)
+    example = jax.tree.map(lambda x: jax.ShapeDtypeStruct((2,) + x.shape, x.dtype), pipeline.empty_example(shapes))
+    params = jax.eval_shape(model.init, jax.random.key(0), example)["params"]
+    assert params
+
+
+def _cli(*args, **env):
+    result = subprocess.run([sys.executable, "-m", *args], cwd=REPO, capture_output=True, text=True,
+                            env={**os.environ, "XLA_FLAGS": "", **env}, timeout=300)
+    return result.returncode, result.stdout + result.stderr
+
+
+def test_unknown_config_key_is_one_clear_error(tmp_path):
+    code, out = _cli("mmjax.train", "--config=configs/soft_share.py", f"--workdir={tmp_path}",
+                     "--config.model.widht=8")
+    assert code != 0
+    assert "widht" in out and "Traceback" not in out
+
+
+def test_uncreatable_workdir_is_one_clear_error(tmp_path, records_dir):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    code, out = _cli("mmjax.train", "--config=configs/soft_share.py", f"--workdir={blocker}/run",
+                     f"--config.data.dir={records_dir}")
+    assert code == 2
+    assert f"cannot create workdir '{blocker}/run'" in out and "Traceback" not in out
+
+
+def test_records_of_another_schema_version_are_one_clear_error(tmp_path):
+    from mmjax.data.corpora import synthetic
+    data = tmp_path / "records"
+    synthetic.write(str(data), {"train": 2, "validation": 1}, seed=0)
+    manifest = (data / records.MANIFEST).read_text().replace('"schema_version": 1', '"schema_version": 99')
+    (data / records.MANIFEST).write_text(manifest)
+    code, out = _cli("mmjax.train", "--config=configs/soft_share.py", f"--workdir={tmp_path}/run",
+                     f"--config.data.dir={data}", "--config.data.corpus=prepared")
+    assert code == 2
+    assert "schema version 99" in out and "mmjax.prepare" in out and "Traceback" not in out
