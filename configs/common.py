@@ -28,7 +28,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.max_checkpoints_to_keep = 2
 
     config.data = ml_collections.ConfigDict()
-    config.data.corpus = "synthetic"  # synthetic records are generated in data.dir when missing
+    # Corpus name as in the records' manifest. "synthetic" is (re)generated in data.dir on demand;
+    # any other corpus is read from data.dir as written by `python -m mmjax.prepare`.
+    config.data.corpus = "synthetic"
     config.data.dir = "data_cache/synthetic"
     config.data.synthetic_dialogues = ml_collections.ConfigDict(
         {"train": 1600, "validation": 250, "test": 250})

@@ -8,6 +8,7 @@ import sys
 import time
 
 import jax
+from jax.experimental import multihost_utils
 import numpy as np
 import tensorboardX
 import tqdm
@@ -15,34 +16,44 @@ import tqdm
 from mmjax import checkpointing, configuration, evaluation, optim, sharding, train_step
 from mmjax.data import pipeline, records
 from mmjax.data.corpora import synthetic
-from mmjax.errors import ConfigError, MmjaxError
+from mmjax.errors import ConfigError, MmjaxError, RecordError
 from mmjax.models import model as model_lib
 from mmjax.state import abstract_state_and_shardings, create_state
 
 
 def load_or_prepare_records(config) -> dict:
-    """The manifest of ``config.data.dir``; synthetic records are generated there when missing."""
+    """The manifest of ``config.data.dir``. For ``data.corpus="synthetic"`` the records are
+    (re)generated there when missing or made by another generator version, seed or size:
+    they are a pure function of those, so nothing is lost."""
     path = config.data.dir
     if config.data.corpus == "synthetic":
-        wanted = {"seed": config.data.synthetic_seed, "dialogues": dict(config.data.synthetic_dialogues)}
-        if not os.path.exists(os.path.join(path, records.MANIFEST)):
-            if jax.process_index() == 0:
-                print(f"preparing the synthetic corpus in {path}", file=sys.stderr)
+        wanted = synthetic.spec(config.data.synthetic_dialogues, config.data.synthetic_seed)
+        if jax.process_index() == 0:
+            existing = _existing_manifest(path)
+            # Never overwrite another corpus: the corpus check below then names the mismatch.
+            if existing is None or (existing["corpus"] == "synthetic" and existing.get("synthetic") != wanted):
+                print(f"preparing the synthetic corpus {wanted} in {path}", file=sys.stderr)
                 synthetic.write(path, wanted["dialogues"], wanted["seed"])
-            if jax.process_count() > 1:
-                jax.experimental.multihost_utils.sync_global_devices("synthetic records")
-        manifest = records.load_manifest(path)
-        if manifest.get("synthetic") != wanted:
-            raise ConfigError(f"config.data.dir={path!r} holds a synthetic corpus made with "
-                              f"{manifest.get('synthetic')}, but the config asks for {wanted}: "
-                              "delete the directory or choose another config.data.dir")
-    else:
-        manifest = records.load_manifest(path)
+        if jax.process_count() > 1:
+            multihost_utils.sync_global_devices("synthetic records")
+    manifest = records.load_manifest(path)
+    if manifest["corpus"] != config.data.corpus:
+        raise ConfigError(f"config.data.corpus={config.data.corpus!r} but config.data.dir={path!r} holds "
+                          f"the {manifest['corpus']!r} corpus")
     missing = [t for t in config.tasks if t not in manifest["tasks"]]
     if missing:
         raise ConfigError(f"config.tasks includes {missing}, which the corpus at {path!r} does not "
                           f"label (it has {list(manifest['tasks'])})")
     return manifest
+
+
+def _existing_manifest(path: str) -> dict | None:
+    if not os.path.exists(os.path.join(path, records.MANIFEST)):
+        return None
+    try:
+        return records.load_manifest(path)
+    except RecordError:  # another schema version: the synthetic corpus is simply rebuilt
+        return None
 
 
 @dataclasses.dataclass

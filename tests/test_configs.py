@@ -59,6 +59,6 @@ def test_records_of_another_schema_version_are_one_clear_error(tmp_path):
     manifest = (data / records.MANIFEST).read_text().replace('"schema_version": 1', '"schema_version": 99')
     (data / records.MANIFEST).write_text(manifest)
     code, out = _cli("mmjax.train", "--config=configs/soft_share.py", f"--workdir={tmp_path}/run",
-                     f"--config.data.dir={data}", "--config.data.corpus=prepared")
+                     f"--config.data.dir={data}", "--config.data.corpus=synthetic")
     assert code == 2
     assert "schema version 99" in out and "mmjax.prepare" in out and "Traceback" not in out

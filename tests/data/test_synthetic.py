@@ -27,7 +27,7 @@ def test_label_balance():
         assert counts.min() / counts.sum() >= 0.01, f"{task.name}: a class is (nearly) absent: {counts}"
         if task.name in ("sentiment", "emotion"):
             assert counts.max() / counts.sum() < 0.5, f"{task.name} is dominated by one class: {counts}"
-    assert 0.15 < _labels(dialogues, "sarcasm").mean() < 0.25
+    assert 0.13 < _labels(dialogues, "sarcasm").mean() < 0.19
     assert 0.07 < _labels(dialogues, "humor").mean() < 0.2
 
 
@@ -43,16 +43,17 @@ def test_planted_signals():
                 assert d.labels["sentiment"][t] == TASKS["sentiment"].labels.index("negative")
                 assert any(w.startswith("good_") for w in words)
                 assert not any(w.startswith("bad_") for w in words)
-                assert d.labels["emotion_sentiment"][t] < 2  # conflicting: below the "0" class
+                assert d.labels["emotion_sentiment"][t] <= 2  # conflicting or neutral, never agreeing
             assert d.audio[t] is not None or d.visual[t] is not None
 
 
 def test_text_alone_cannot_tell_sarcasm():
-    """Among positively worded utterances, sarcasm is a minority: text-only must predict 'none'."""
+    """Among positively worded utterances sarcasm is a clear minority, so a text-only model's best
+    guess is 'none' everywhere (its sarcasm macro-F1 stays near 0.45)."""
     positive_words = sarcastic = 0
     for d in synthetic.generate("train", 400, seed=0):
         for t in range(d.num_turns):
             if any(w.startswith("good_") for w in d.texts[t].split()):
                 positive_words += 1
                 sarcastic += int(d.labels["sarcasm"][t])
-    assert 0.3 < sarcastic / positive_words < 0.5
+    assert 0.25 < sarcastic / positive_words < 0.4

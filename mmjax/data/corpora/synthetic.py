@@ -8,18 +8,18 @@ split, so the corpus is a pure function of the seed):
    identity is visible but carries no label information. Turns alternate between participants
    (never the same speaker twice in a row); a dialogue has 3-14 turns.
 2. Each utterance draws independent flags: it contains a joke *setup* word (p=0.35), a
-   *punchline* word (p=0.35), it is *sarcastic* (p=0.2), and an arousal *intensity* of 1 or 2.
+   *punchline* word (p=0.35), it is *sarcastic* (p=0.16, CMMA's rate), and an arousal *intensity* of 1 or 2.
 3. **Humor depends on the previous turn**: an utterance is humorous iff it has a punchline and
    the previous turn of the dialogue had a setup. A model without dialogue context sees only
    the punchline and is at chance on which punchlines land.
 4. **Sentiment** (negative/neutral/positive): sarcastic utterances are negative; a humorous
-   non-sarcastic utterance is positive; otherwise drawn with p=(0.3, 0.4, 0.3).
+   non-sarcastic utterance is positive; otherwise drawn with p=(0.3, 0.35, 0.35).
 5. **Emotion** follows sentiment (tasks correlated): negative -> anger/sadness/disgust/fear
    (sarcasm: anger or disgust), neutral -> neutral (0.85) or surprise, positive -> joy (0.85)
    or surprise.
-6. **Sarcasm needs fusion**: the *words* of a sarcastic utterance are positive (positive
-   polarity words and a joy word), while its prosody (audio) and face (visual) carry the true
-   negative valence. Text alone cannot tell sarcasm from sincere praise, audio/visual alone
+6. **Sarcasm needs fusion**: the *words* of a sarcastic utterance are drawn exactly like those
+   of a sincere positive one (positive polarity words, a joy or surprise word), while its
+   prosody (audio) and face (visual) carry the true negative valence. Text alone cannot tell sarcasm from sincere praise, audio/visual alone
    cannot tell it from sincere negativity; only text polarity contradicting the audio/visual
    valence identifies it. For other utterances the words agree with the sentiment, with the
    emotion's cue word present in 80% of them.
@@ -46,6 +46,7 @@ from mmjax.data import records
 from mmjax.data.schema import Dialogue
 from mmjax.tasks import TASKS
 
+GENERATOR_VERSION = 2  # bump whenever the generative story changes: prepared copies are then rebuilt
 AUDIO_DIM = 24
 VISUAL_DIM = 16
 NUM_SPEAKERS = 16
@@ -115,19 +116,20 @@ def _dialogue(rng: np.random.Generator, world: _World, dialogue_id: str) -> Dial
     for _ in range(num_turns):
         speaker = int(rng.choice([p for p in participants if p != previous_speaker]))
         setup, punchline = rng.random() < 0.35, rng.random() < 0.35
-        sarcastic = rng.random() < 0.2
+        sarcastic = rng.random() < 0.16
         intensity = int(rng.integers(1, 3))
         humor = punchline and previous_setup
         if sarcastic:
             sentiment = -1
             emotion = str(rng.choice(["anger", "disgust"]))
         else:
-            sentiment = 1 if humor else int(rng.choice([-1, 0, 1], p=[0.3, 0.4, 0.3]))
+            sentiment = 1 if humor else int(rng.choice([-1, 0, 1], p=[0.3, 0.35, 0.35]))
             if sentiment < 0:
                 emotion = str(rng.choice(["anger", "sadness", "disgust", "fear"]))
             else:
                 emotion = str(rng.choice(["neutral" if sentiment == 0 else "joy", "surprise"], p=[0.85, 0.15]))
-        expressed_emotion = "joy" if sarcastic else emotion
+        # Sarcasm words its negativity as praise: joy or surprise, as sincere positive turns do.
+        expressed_emotion = str(rng.choice(["joy", "surprise"], p=[0.85, 0.15])) if sarcastic else emotion
         words = _words(rng, 1 if sarcastic else sentiment, expressed_emotion, setup, punchline)
 
         audio_cue = sentiment * world.audio_valence + (intensity - 1.5) * 2 * world.audio_arousal
@@ -167,10 +169,15 @@ def generate(split: str, num_dialogues: int, seed: int = 0) -> list[Dialogue]:
     return [_dialogue(rng, world, f"{split}_{i:05d}") for i in range(num_dialogues)]
 
 
+def spec(dialogues: Mapping[str, int], seed: int) -> dict:
+    """What determines the corpus; recorded in the manifest under "synthetic"."""
+    return {"generator_version": GENERATOR_VERSION, "seed": seed, "dialogues": dict(dialogues)}
+
+
 def write(output_dir: str, dialogues: Mapping[str, int], seed: int = 0) -> dict:
     """Generates every split (name -> number of dialogues) and writes it as records; the manifest."""
     splits = {split: generate(split, n, seed) for split, n in dialogues.items()}
     return records.write_corpus(
         output_dir, "synthetic", splits, tasks=list(TASKS), audio_dim=AUDIO_DIM, visual_dim=VISUAL_DIM,
         text={"tokenizer": "synthetic_vocabulary", "vocab_size": len(VOCAB), "vocab": list(VOCAB)},
-        extra={"synthetic": {"seed": seed, "dialogues": dict(dialogues)}})
+        extra={"synthetic": spec(dialogues, seed)})
