@@ -16,6 +16,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.task_weights = ml_collections.ConfigDict({t: 1.0 for t in ALL_TASKS})
 
     config.batch_size = 32  # dialogue windows per step, global over all hosts
+    config.grad_accum_steps = 1  # >1: the batch runs as this many micro-batches (less memory)
     config.eval_batch_size = 64
     config.num_train_steps = 1200
     config.learning_rate = 2e-3

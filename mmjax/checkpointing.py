@@ -10,21 +10,43 @@ import os
 
 import grain
 import orbax.checkpoint as ocp
+from orbax.checkpoint.checkpoint_managers import preservation_policy
 
 STATE, DATA = "state", "data"
 
 
-def manager(workdir: str, max_to_keep: int | None = None, create: bool = True) -> ocp.CheckpointManager:
-    """The workdir's manager; ``max_to_keep=None`` keeps every checkpoint (and deletes none)."""
-    options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=create,
-                                           enable_async_checkpointing=True)
+SCORE = "validation_score"
+
+
+def _score(metrics) -> float:
+    return metrics[SCORE]
+
+
+def manager(workdir: str, keep_latest: int | None = None, create: bool = True) -> ocp.CheckpointManager:
+    """The workdir's manager: keeps the latest ``keep_latest`` checkpoints plus the one with the
+    best validation score (``keep_latest=None`` keeps, and deletes, nothing)."""
+    policy = None
+    if keep_latest is not None:
+        policy = preservation_policy.AnyPreservationPolicy([
+            preservation_policy.LatestN(keep_latest),
+            preservation_policy.BestN(get_metric_fn=_score, n=1,
+                                      keep_checkpoints_without_metrics=False)])
+    # best_fn makes Orbax store each step's metrics (and rank steps by them in best_step()).
+    options = ocp.CheckpointManagerOptions(create=create, enable_async_checkpointing=True,
+                                           best_fn=_score, best_mode="max", preservation_policy=policy)
     return ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), "checkpoints"),
                                  options=options)
 
 
-def save(mngr: ocp.CheckpointManager, step: int, state, data_iterator) -> None:
-    mngr.save(step, args=ocp.args.Composite(**{
+def save(mngr: ocp.CheckpointManager, step: int, state, data_iterator, score: float) -> None:
+    """Saves state and iterator asynchronously; ``score`` ranks it for the best checkpoint."""
+    mngr.save(step, metrics={SCORE: score}, args=ocp.args.Composite(**{
         STATE: ocp.args.StandardSave(state), DATA: grain.checkpoint.CheckpointSave(data_iterator)}))
+
+
+def best_step(mngr: ocp.CheckpointManager) -> int | None:
+    """The saved step with the highest validation score."""
+    return mngr.best_step()
 
 
 def restore(mngr: ocp.CheckpointManager, step: int, abstract_state, data_iterator=None):

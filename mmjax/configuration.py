@@ -5,7 +5,7 @@ from __future__ import annotations
 from mmjax.errors import ConfigError
 from mmjax.tasks import TASKS, resolve_tasks
 
-_POSITIVE_INTS = ("batch_size", "eval_batch_size", "num_train_steps", "log_every_steps",
+_POSITIVE_INTS = ("batch_size", "grad_accum_steps", "eval_batch_size", "num_train_steps", "log_every_steps",
                   "eval_every_steps", "checkpoint_every_steps", "max_checkpoints_to_keep",
                   "data.max_turns", "data.max_tokens", "data.max_audio_frames",
                   "data.max_visual_frames", "model.width", "model.mlp_dim", "model.num_heads",

@@ -2,7 +2,8 @@
 
 
 class MmjaxError(Exception):
-    """Bad input: a config key, a corpus file or record, a path. The message names the culprit."""
+    """Something the user can fix: a config key, a corpus file or record, a path, a diverging
+    run. The message names the culprit."""
 
 
 class ConfigError(MmjaxError, ValueError):
@@ -11,3 +12,7 @@ class ConfigError(MmjaxError, ValueError):
 
 class RecordError(MmjaxError, ValueError):
     """A record, corpus file or records directory that does not match the schema."""
+
+
+class TrainingDivergedError(MmjaxError, FloatingPointError):
+    """A non-finite loss or gradient; names the step and the task."""

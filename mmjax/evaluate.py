@@ -35,7 +35,7 @@ def evaluate(config, workdir: str, split: str = "test", step: int | None = None)
     if step is None or step not in available:
         raise MmjaxError(f"workdir {workdir!r} has no checkpoint for step {step}; it has {available}")
     state = checkpointing.restore(mngr, step, s.abstract_state)
-    eval_fn = jax.jit(train_step.make_eval_step(s.model, config),
+    eval_fn = jax.jit(train_step.make_eval_step(s.model),
                       in_shardings=(s.state_shardings.params, sharding.batch_sharding(s.mesh)))
     report = evaluation.run(eval_fn, state.params, config, s.manifest, split, s.mesh, s.rules)
     if jax.process_index() == 0:

@@ -13,34 +13,63 @@ from mmjax import losses, metrics
 from mmjax.state import TrainState
 
 
+def _micro_batches(batch, num: int):
+    """[B, ...] -> [num, B/num, ...]; micro-batch i takes rows i, i+num, ... so that every
+    device's rows stay on that device (rows are sharded in contiguous blocks)."""
+    def split(x):
+        x = x.reshape((x.shape[0] // num, num) + x.shape[1:])
+        return jnp.moveaxis(x, 1, 0)
+    return jax.tree.map(split, batch)
+
+
 def make_train_step(model, tx: optax.GradientTransformation, config):
-    """train_step(state, batch) -> (state, metrics); dropout keys derive from (seed, step)."""
-    base_key = config.seed
+    """train_step(state, batch) -> (state, metrics).
+
+    With ``config.grad_accum_steps`` = k > 1 the batch is processed as k micro-batches whose
+    gradients are summed (a lax.scan): same update, 1/k of the activation memory. Dropout keys
+    derive from (seed, step, micro-batch), so a resumed run replays them exactly.
+    """
+    accum = config.grad_accum_steps
 
     def train_step(state: TrainState, batch):
-        dropout_key = jax.random.fold_in(jax.random.key(base_key), state.step)
+        counts = losses.label_counts(batch["labels"])
+        step_key = jax.random.fold_in(jax.random.key(config.seed), state.step)
 
-        def loss_fn(params):
-            logits = model.apply({"params": params}, batch, train=True, rngs={"dropout": dropout_key})
-            loss, per_task, tie = losses.objective(logits, batch["labels"], params, config)
-            correct = {t: jnp.sum(jnp.diag(metrics.confusion_matrix(logits[t], batch["labels"][t])))
+        def micro_loss(params, micro, key):
+            logits = model.apply({"params": params}, micro, train=True, rngs={"dropout": key})
+            loss, per_task = losses.task_loss(logits, micro["labels"], counts, config.task_weights)
+            correct = {t: jnp.trace(metrics.confusion_matrix(logits[t], micro["labels"][t])).astype(jnp.float32)
                        for t in logits}
-            return loss, (per_task, tie, correct)
+            return loss, (per_task, correct)
 
-        (loss, (per_task, tie, correct)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+        grad_fn = jax.value_and_grad(micro_loss, has_aux=True)
+        if accum == 1:
+            (loss, (per_task, correct)), grads = grad_fn(state.params, batch, step_key)
+        else:
+            def body(carry, xs):
+                index, micro = xs
+                out = grad_fn(state.params, micro, jax.random.fold_in(step_key, index))
+                return jax.tree.map(jnp.add, carry, out), None
+
+            zeros = jax.tree.map(jnp.zeros_like, jax.eval_shape(grad_fn, state.params, batch, step_key))
+            ((loss, (per_task, correct)), grads), _ = jax.lax.scan(
+                body, zeros, (jnp.arange(accum), _micro_batches(batch, accum)))
+
+        (reg_value, tie), reg_grads = jax.value_and_grad(losses.regulariser, has_aux=True)(state.params, config)
+        grads = jax.tree.map(jnp.add, grads, reg_grads)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        step_metrics = {"loss": loss, "tie_penalty": tie, "grad_norm": optax.tree.norm(grads)}
+        step_metrics = {"loss": loss + reg_value, "tie_penalty": tie, "grad_norm": optax.tree.norm(grads)}
         for task, (loss_sum, count) in per_task.items():
             step_metrics[f"{task}/loss_sum"] = loss_sum
             step_metrics[f"{task}/count"] = count
-            step_metrics[f"{task}/correct"] = correct[task].astype(jnp.float32)
+            step_metrics[f"{task}/correct"] = correct[task]
         return state.replace(step=state.step + 1, params=params, opt_state=opt_state), step_metrics
 
     return train_step
 
 
-def make_eval_step(model, config):
+def make_eval_step(model):
     """eval_step(params, batch) -> {task: confusion [C, C], task/loss_sum, task/count}."""
 
     def eval_step(params, batch):

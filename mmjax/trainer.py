@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import sys
 import time
@@ -16,7 +17,7 @@ import tqdm
 from mmjax import checkpointing, configuration, evaluation, optim, sharding, train_step
 from mmjax.data import pipeline, records
 from mmjax.data.corpora import synthetic
-from mmjax.errors import ConfigError, MmjaxError, RecordError
+from mmjax.errors import ConfigError, MmjaxError, RecordError, TrainingDivergedError
 from mmjax.models import model as model_lib
 from mmjax.state import abstract_state_and_shardings, create_state
 
@@ -78,10 +79,12 @@ def setup(config, devices=None) -> Setup:
     manifest = load_or_prepare_records(config)
     mesh = sharding.make_mesh(config, devices)
     dp = sharding.data_parallel_size(mesh)
-    for key in ("batch_size", "eval_batch_size"):
-        if config[key] % dp:
-            raise ConfigError(f"config.{key}={config[key]} is not divisible by the {dp} data-parallel "
-                              "devices (mesh data x fsdp)")
+    if config.eval_batch_size % dp:
+        raise ConfigError(f"config.eval_batch_size={config.eval_batch_size} is not divisible by the {dp} "
+                          "data-parallel devices (mesh data x fsdp)")
+    if config.batch_size % (dp * config.grad_accum_steps):
+        raise ConfigError(f"config.batch_size={config.batch_size} is not divisible by the {dp} data-parallel "
+                          f"devices (mesh data x fsdp) x config.grad_accum_steps={config.grad_accum_steps}")
     rules = sharding.logical_rules(config)
     model = model_lib.build_model(config, manifest)
     tx = optim.make_optimizer(config)
@@ -101,47 +104,103 @@ def make_workdir(workdir: str) -> None:
         raise MmjaxError(f"workdir {workdir!r} is not writable")
 
 
-class _MetricAccumulator:
-    """Sums per-step metric dicts on device; fetched once per logging interval."""
+class _MetricLog:
+    """Collects the per-step metric dicts (device arrays: no host sync per step) of one interval.
 
-    def __init__(self):
-        self.total, self.steps, self.started = None, 0, time.perf_counter()
+    ``summary`` fetches them once, checks that every loss and gradient was finite (the NaN
+    guard: it runs before any checkpoint is written) and returns interval means.
+    """
+
+    def __init__(self, first_step: int):
+        self.first_step, self.steps, self.started = first_step, [], time.perf_counter()
 
     def add(self, metrics):
-        self.total = metrics if self.total is None else jax.tree.map(np.add, self.total, metrics)
-        self.steps += 1
+        self.steps.append(metrics)
 
     def summary(self, tasks) -> dict[str, float]:
-        total = jax.device_get(self.total)
-        out = {"loss": float(total["loss"]) / self.steps,
-               "grad_norm": float(total["grad_norm"]) / self.steps,
-               "tie_penalty": float(total["tie_penalty"]) / self.steps,
-               "steps_per_second": self.steps / (time.perf_counter() - self.started)}
+        steps = jax.device_get(self.steps)
+        for offset, m in enumerate(steps):
+            bad = [k.removesuffix("/loss_sum") for k in [f"{t}/loss_sum" for t in tasks] if not np.isfinite(m[k])]
+            bad += ["the gradient"] if not np.isfinite(m["grad_norm"]) else []
+            bad += ["the tie regulariser"] if not np.isfinite(m["tie_penalty"]) else []
+            if bad:
+                raise TrainingDivergedError(
+                    f"non-finite loss or gradient at step {self.first_step + offset} in {', '.join(bad)}; "
+                    "stopped before writing a checkpoint (the latest checkpoint is from before it): "
+                    "lower config.learning_rate or check the inputs")
+        total = jax.tree.map(lambda *xs: float(np.sum(xs)), *steps)
+        n = len(steps)
+        out = {"loss": total["loss"] / n, "grad_norm": total["grad_norm"] / n,
+               "tie_penalty": total["tie_penalty"] / n,
+               "steps_per_second": n / (time.perf_counter() - self.started)}
         for task in tasks:
-            count = max(float(total[f"{task}/count"]), 1.0)
-            out[f"{task}/loss"] = float(total[f"{task}/loss_sum"]) / count
-            out[f"{task}/accuracy"] = float(total[f"{task}/correct"]) / count
-        self.__init__()
+            count = max(total[f"{task}/count"], 1.0)
+            out[f"{task}/loss"] = total[f"{task}/loss_sum"] / count
+            out[f"{task}/accuracy"] = total[f"{task}/correct"] / count
+        self.__init__(self.first_step + n)
         return out
 
 
-def _check_finite(summary: dict, step: int) -> None:
-    """NaN guard: stops before a non-finite state can be checkpointed."""
-    bad = [k for k, v in summary.items() if not np.isfinite(v)]
-    if bad:
-        raise FloatingPointError(f"non-finite training metrics {bad} in the steps up to {step}; "
-                                 "no checkpoint was written for them")
+class _Writer:
+    """Process 0's sinks: TensorBoard events and ``metrics.jsonl`` in the workdir."""
+
+    def __init__(self, workdir: str, enabled: bool):
+        self.enabled = enabled
+        if enabled:
+            self.tensorboard = tensorboardX.SummaryWriter(os.path.join(workdir, "tensorboard"))
+            self.jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a", encoding="utf-8")
+
+    def write(self, split: str, step: int, values: dict) -> None:
+        if self.enabled:
+            for key, value in values.items():
+                self.tensorboard.add_scalar(f"{split}/{key}", value, step)
+            self.tensorboard.flush()
+            self.jsonl.write(json.dumps({"step": step, "split": split, **values}) + "\n")
+            self.jsonl.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            self.tensorboard.close()
+            self.jsonl.close()
 
 
-def _log_scalars(writer, prefix: str, values: dict, step: int) -> None:
-    if writer is not None:
-        for key, value in values.items():
-            writer.add_scalar(f"{prefix}/{key}", value, step)
-        writer.flush()
+def validation_score(report: dict) -> float:
+    """Model-selection score: mean validation macro-F1 over the tasks."""
+    return float(np.mean([r["macro_f1"] for r in report.values()]))
+
+
+def compile_train_step(s: Setup, config):
+    """Ahead-of-time compiled train step (state donated), and its XLA cost and memory figures."""
+    batch_sharding = sharding.batch_sharding(s.mesh)
+    step = jax.jit(train_step.make_train_step(s.model, s.tx, config), donate_argnums=0,
+                   in_shardings=(s.state_shardings, batch_sharding), out_shardings=(s.state_shardings, None))
+    batch = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=batch_sharding), s.batch_shapes)
+    with sharding.activate(s.mesh, s.rules):
+        compiled = step.lower(s.abstract_state, batch).compile()
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    stats = {"flops": float(cost.get("flops", 0.0)) if cost else None}
+    memory = compiled.memory_analysis()
+    if memory is not None:
+        stats["memory_bytes"] = {k: int(getattr(memory, f"{k}_size_in_bytes")) for k in
+                                 ("argument", "output", "temp", "alias", "generated_code")
+                                 if hasattr(memory, f"{k}_size_in_bytes")}
+    return compiled, stats
+
+
+def _format_stats(stats: dict) -> str:
+    memory = ", ".join(f"{k} {v / 2**20:.1f} MiB" for k, v in stats.get("memory_bytes", {}).items())
+    flops = f"{stats['flops'] / 1e9:.2f} GFLOP" if stats.get("flops") else "FLOPs unknown"
+    return f"compiled train step: {flops} per step; memory per device: {memory or 'unknown'}"
 
 
 def train_and_evaluate(config, workdir: str):
-    """Trains ``config`` in ``workdir``, resuming from its latest checkpoint; returns the state."""
+    """Trains ``config`` in ``workdir``, resuming from its latest checkpoint; returns the state.
+
+    Validation runs every ``eval_every_steps`` and at every checkpoint, whose score (mean
+    validation macro-F1) decides which checkpoint is kept as the best one. The test split is
+    never read here.
+    """
     make_workdir(workdir)
     s = setup(config)
     is_main = jax.process_index() == 0
@@ -157,37 +216,36 @@ def train_and_evaluate(config, workdir: str):
         if is_main:
             print(f"resuming {workdir} from its checkpoint at step {start}", file=sys.stderr)
         state = checkpointing.restore(mngr, start, s.abstract_state, data)
-    batch_sharding = sharding.batch_sharding(s.mesh)
-    step_fn = jax.jit(train_step.make_train_step(s.model, s.tx, config), donate_argnums=0,
-                      in_shardings=(s.state_shardings, batch_sharding), out_shardings=(s.state_shardings, None))
-    eval_fn = jax.jit(train_step.make_eval_step(s.model, config),
-                      in_shardings=(s.state_shardings.params, batch_sharding))
-    writer = tensorboardX.SummaryWriter(os.path.join(workdir, "tensorboard")) if is_main else None
-    accumulator = _MetricAccumulator()
+    step_fn, stats = compile_train_step(s, config)
+    if is_main:
+        print(_format_stats(stats), file=sys.stderr)
+    eval_fn = jax.jit(train_step.make_eval_step(s.model),
+                      in_shardings=(s.state_shardings.params, sharding.batch_sharding(s.mesh)))
+    writer = _Writer(workdir, is_main)
+    log = _MetricLog(start + 1)
     progress = tqdm.tqdm(total=config.num_train_steps, initial=start, disable=not is_main,
                          desc="train", unit="step", dynamic_ncols=True)
     for step in range(start + 1, config.num_train_steps + 1):
-        batch = sharding.global_batch(next(data), s.mesh)
-        with sharding.activate(s.mesh, s.rules):
-            state, metrics = step_fn(state, batch)
-        accumulator.add(metrics)
+        state, metrics = step_fn(state, sharding.global_batch(next(data), s.mesh))
+        log.add(metrics)
         progress.update(1)
-        if step % config.log_every_steps == 0 or step == config.num_train_steps:
-            summary = accumulator.summary(config.tasks)
+        last = step == config.num_train_steps
+        save = step % config.checkpoint_every_steps == 0 or last
+        if step % config.log_every_steps == 0 or save:
+            summary = log.summary(config.tasks)
             progress.set_postfix(loss=f"{summary['loss']:.4f}")
-            _check_finite(summary, step)
-            _log_scalars(writer, "train", summary, step)
-        if step % config.eval_every_steps == 0 or step == config.num_train_steps:
+            writer.write("train", step, summary)
+        if step % config.eval_every_steps == 0 or save:
             report = evaluation.run(eval_fn, state.params, config, s.manifest, "validation", s.mesh, s.rules)
-            _log_scalars(writer, "validation", {f"{t}/{k}": r[k] for t, r in report.items()
-                                                 for k in ("accuracy", "macro_f1", "weighted_f1", "loss")}, step)
+            score = validation_score(report)
+            writer.write("validation", step, {"score": score, **{
+                f"{t}/{k}": r[k] for t, r in report.items() for k in ("accuracy", "macro_f1", "weighted_f1", "loss")}})
             if is_main:
-                progress.write(evaluation.format_table(report, f"validation at step {step}"))
-        if step % config.checkpoint_every_steps == 0 or step == config.num_train_steps:
-            checkpointing.save(mngr, step, state, data)
+                progress.write(evaluation.format_table(report, f"validation at step {step} (score {score:.4f})"))
+        if save:
+            checkpointing.save(mngr, step, state, data, score)
     progress.close()
     mngr.wait_until_finished()
     mngr.close()
-    if writer is not None:
-        writer.close()
+    writer.close()
     return state

@@ -10,7 +10,7 @@ def test_restored_checkpoint_evaluates_identically(records_dir, tmp_path):
     workdir = str(tmp_path / "run")
     state = trainer.train_and_evaluate(config, workdir)
     s = trainer.setup(config)
-    eval_fn = jax.jit(train_step.make_eval_step(s.model, config),
+    eval_fn = jax.jit(train_step.make_eval_step(s.model),
                       in_shardings=(s.state_shardings.params, sharding.batch_sharding(s.mesh)))
     in_memory = evaluation.run(eval_fn, state.params, config, s.manifest, "test", s.mesh, s.rules)
     restored = evaluate.evaluate(config, workdir, split="test")

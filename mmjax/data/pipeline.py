@@ -1,4 +1,4 @@
-"""grain pipeline: shard per host -> shuffle -> context windows -> pad to static shapes -> batch.
+"""grain pipeline: context windows -> shuffle -> pad to static shapes -> batch -> share per host.
 
 A training example is a *window* of at most ``max_turns`` consecutive turns of one dialogue.
 Dialogues longer than that are cut into windows that overlap by ``context_turns`` turns; the
@@ -144,11 +144,17 @@ def window_source(config, manifest: Mapping, split: str) -> WindowSource:
 
 
 def train_dataset(config, manifest: Mapping, process_index: int, process_count: int) -> grain.IterDataset:
-    """Infinite, seeded, shuffled batches of this host's shard: ``batch_size // process_count``."""
+    """Infinite, seeded, shuffled batches of ``batch_size // process_count`` windows for this host.
+
+    The windows are shuffled globally (a new permutation each epoch) and cut into host-sized
+    chunks; host h takes chunks h, h + n, h + 2n, ... So global batch b is the same windows in
+    the same order however many hosts there are, while each host reads and decodes only its own
+    disjoint share of the records.
+    """
     source = window_source(config, manifest, "train")
     per_host = config.batch_size // process_count
-    ds = grain.MapDataset.source(source)[process_index::process_count]
-    ds = ds.shuffle(seed=config.seed).repeat().batch(per_host, drop_remainder=True)
+    ds = grain.MapDataset.source(source).shuffle(seed=config.seed).repeat()
+    ds = ds.batch(per_host, drop_remainder=True)[process_index::process_count]
     ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=config.data.read_threads, prefetch_buffer_size=4))
     if config.data.worker_count > 0:
         ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=config.data.worker_count))

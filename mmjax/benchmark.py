@@ -1,0 +1,113 @@
+"""Measure the train step and the input pipeline::
+
+    python -m mmjax.benchmark --config=configs/soft_share.py            # step + input pipeline
+    python -m mmjax.benchmark --config=configs/soft_share.py --input-only
+
+Reports, after warm-up, the median step time, utterances per second, the step's FLOPs (XLA cost
+analysis of the compiled step), achieved FLOP/s and its ratio to this machine's measured
+float32 matmul peak, and the input pipeline's windows (records) per second and its ratio to
+what the step consumes. Medians, because shared machines are noisy.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import app, flags
+from ml_collections import config_flags
+
+from mmjax import cli, sharding, trainer
+from mmjax.data import pipeline
+from mmjax.state import create_state
+
+config_flags.DEFINE_config_file("config", None, "Path to a config file.", lock_config=True)
+flags.DEFINE_integer("steps", 30, "Timed train steps (after warm-up).")
+flags.DEFINE_integer("warmup", 3, "Untimed train steps first.")
+flags.DEFINE_integer("input_batches", 40, "Batches read to time the input pipeline.")
+flags.DEFINE_bool("input_only", False, "Only time the input pipeline.")
+flags.DEFINE_string("json", None, "Also write the results to this JSON file.")
+flags.mark_flags_as_required(["config"])
+
+
+def matmul_peak_flops(size: int = 2048, repeats: int = 5) -> float:
+    """Measured float32 FLOP/s of a jitted size^3 matmul on the default device (median)."""
+    a = jax.random.normal(jax.random.key(0), (size, size), jnp.float32)
+    matmul = jax.jit(lambda x: x @ x)
+    matmul(a).block_until_ready()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        matmul(a).block_until_ready()
+        times.append(time.perf_counter() - start)
+    return 2 * size**3 / float(np.median(times))
+
+
+def input_pipeline(config, manifest, batches: int) -> dict:
+    """Windows per second this host's pipeline delivers (after one warm-up batch)."""
+    data = iter(pipeline.train_dataset(config, manifest, jax.process_index(), jax.process_count()))
+    first = next(data)
+    start = time.perf_counter()
+    utterances = 0
+    for _ in range(batches):
+        utterances += int(next(data)["turn_mask"].sum())
+    seconds = time.perf_counter() - start
+    windows = batches * len(first["turn_mask"])
+    return {"windows_per_second": windows / seconds, "utterances_per_second": utterances / seconds}
+
+
+def train_step(config, s, steps: int, warmup: int) -> dict:
+    """Median step time and FLOP figures of the compiled train step on prefetched batches."""
+    compiled, stats = trainer.compile_train_step(s, config)
+    state = create_state(config.seed, s.model, s.tx, s.batch_shapes, s.mesh, s.rules)
+    data = iter(pipeline.train_dataset(config, s.manifest, jax.process_index(), jax.process_count()))
+    batches = [sharding.global_batch(next(data), s.mesh) for _ in range(min(steps + warmup, 8))]
+    times = []
+    for i in range(steps + warmup):
+        batch = batches[i % len(batches)]
+        start = time.perf_counter()
+        state, metrics = compiled(state, batch)
+        jax.block_until_ready((state, metrics))
+        if i >= warmup:
+            times.append(time.perf_counter() - start)
+    median = float(np.median(times))
+    utterances = float(np.mean([np.asarray(b["turn_mask"]).sum() for b in batches]))
+    result = {"median_step_seconds": median, "step_seconds_p10_p90": [float(np.percentile(times, 10)),
+                                                                      float(np.percentile(times, 90))],
+              "utterances_per_second": utterances / median, "windows_per_second": config.batch_size / median,
+              **stats}
+    if stats.get("flops"):
+        result["achieved_flops_per_second"] = stats["flops"] / median
+    return result
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    cli.initialize()
+    config, FLAGS = flags.FLAGS.config, flags.FLAGS
+    with cli.user_errors("mmjax.benchmark"):
+        s = trainer.setup(config)
+        results = {"devices": f"{jax.device_count()} x {jax.devices()[0].device_kind}",
+                   "batch_size": config.batch_size}
+        results["input"] = input_pipeline(config, s.manifest, FLAGS.input_batches)
+        if not FLAGS.input_only:
+            results["step"] = train_step(config, s, FLAGS.steps, FLAGS.warmup)
+            results["matmul_peak_flops_per_second"] = matmul_peak_flops()
+            step = results["step"]
+            if "achieved_flops_per_second" in step:
+                step["utilisation_of_matmul_peak"] = (step["achieved_flops_per_second"]
+                                                      / results["matmul_peak_flops_per_second"])
+            results["input"]["ratio_to_step_consumption"] = (
+                results["input"]["windows_per_second"] * jax.process_count() / step["windows_per_second"])
+        print(json.dumps(results, indent=1))
+        if FLAGS.json:
+            with open(FLAGS.json, "w", encoding="utf-8") as f:
+                json.dump(results, f, indent=1)
+
+
+if __name__ == "__main__":
+    app.run(main, flags_parser=cli.flags_parser("mmjax.benchmark"))
