@@ -14,9 +14,17 @@ from mmjax.errors import MmjaxError
 
 
 def initialize() -> None:
-    """Multi-host runs set MMJAX_DISTRIBUTED=1 (launch scripts do) to join jax.distributed."""
+    """Multi-host runs set MMJAX_DISTRIBUTED=1 (launch scripts do) to join jax.distributed.
+
+    The coordinator, process count and id come from the cluster (Cloud TPU, SLURM, ...) or,
+    where there is none, from JAX_COORDINATOR_ADDRESS, MMJAX_NUM_PROCESSES and MMJAX_PROCESS_ID.
+    """
     if os.environ.get("MMJAX_DISTRIBUTED") == "1":
-        jax.distributed.initialize()
+        explicit = {}
+        if "MMJAX_NUM_PROCESSES" in os.environ:
+            explicit = {"num_processes": int(os.environ["MMJAX_NUM_PROCESSES"]),
+                        "process_id": int(os.environ["MMJAX_PROCESS_ID"])}
+        jax.distributed.initialize(**explicit)
     # Orbax and XLA log every save and backend probe at INFO; keep the console to progress and results.
     logging.set_verbosity(logging.WARNING)
     if jax.process_index() == 0:

@@ -8,29 +8,8 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 import jax  # noqa: E402
 import pytest  # noqa: E402
 
-from configs import soft_share  # noqa: E402
 from mmjax.data.corpora import synthetic  # noqa: E402
-
-SMALL_CORPUS = {"train": 48, "validation": 12, "test": 12}
-
-
-def tiny_config(data_dir: str, base=soft_share):
-    """A small, fast variant of ``base`` reading ``data_dir`` (the small synthetic corpus)."""
-    config = base.get_config()
-    config.data.dir = data_dir
-    config.data.synthetic_dialogues = SMALL_CORPUS
-    config.batch_size = 8
-    config.eval_batch_size = 8
-    config.num_train_steps = 4
-    config.warmup_steps = 1
-    config.log_every_steps = 2
-    config.eval_every_steps = 4
-    config.checkpoint_every_steps = 2
-    config.model.width = 32
-    config.model.mlp_dim = 32
-    config.model.tower_hidden = 32
-    config.model.dropout = 0.0
-    return config
+from tests.tiny import SMALL_CORPUS  # noqa: E402
 
 
 @pytest.fixture(scope="session")

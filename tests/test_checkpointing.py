@@ -1,8 +1,15 @@
+import json
+import os
+import shutil
+import signal
+import time
+
 import jax
 import numpy as np
+import orbax.checkpoint as ocp
 
-from mmjax import evaluate, evaluation, sharding, train_step, trainer
-from tests.conftest import tiny_config
+from mmjax import checkpointing, evaluate, evaluation, sharding, train_step, trainer
+from tests.tiny import run_module, tiny_config
 
 
 def test_restored_checkpoint_evaluates_identically(records_dir, tmp_path):
@@ -29,3 +36,71 @@ def test_resume_continues_exactly(records_dir, tmp_path):
     resumed = trainer.train_and_evaluate(config, str(tmp_path / "resumed"))
     assert int(resumed.step) == int(straight.step) == 4
     jax.tree.map(np.testing.assert_array_equal, jax.device_get(resumed.params), jax.device_get(straight.params))
+
+
+def _final_params(workdir: str, step: int):
+    mngr = checkpointing.manager(workdir, create=False)
+    restored = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
+    return jax.device_get(restored["state"]["params"])
+
+
+def _logged_steps(workdir: str) -> list[int]:
+    path = os.path.join(workdir, "metrics.jsonl")
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [json.loads(line)["step"] for line in f if '"split": "train"' in line]
+
+
+def test_sigkill_between_checkpoints_then_rerun_is_bit_identical(records_dir, tmp_path):
+    args = ["mmjax.train", "--config=tests/tiny.py", f"--config.data.dir={records_dir}",
+            "--config.num_train_steps=30", "--config.checkpoint_every_steps=10", "--config.log_every_steps=1",
+            "--config.eval_every_steps=100", "--config.model.dropout=0.1"]
+    straight, killed = str(tmp_path / "straight"), str(tmp_path / "killed")
+    code, out = run_module(*args, f"--workdir={straight}")
+    assert code == 0, out
+
+    process = run_module(*args, f"--workdir={killed}", wait=False)
+    committed = os.path.join(killed, "checkpoints", "10", "commit_success.txt")
+    deadline = time.time() + 180
+    while not os.path.exists(committed):  # the async save of step 10 has finished
+        assert process.poll() is None and time.time() < deadline, process.stderr.read().decode()[-2000:]
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    latest, reached = checkpointing.manager(killed, create=False).latest_step(), max(_logged_steps(killed))
+    assert latest is not None and latest % 10 == 0 and reached > latest < 30  # killed between checkpoints
+
+    code, out = run_module(*args, f"--workdir={killed}")
+    assert code == 0, out
+    assert f"from its checkpoint at step {latest}" in out
+    jax.tree.map(np.testing.assert_array_equal, _final_params(killed, 30), _final_params(straight, 30))
+
+
+def test_incomplete_checkpoint_is_never_picked_up(records_dir, tmp_path):
+    config = tiny_config(records_dir)
+    workdir = str(tmp_path / "run")
+    trainer.train_and_evaluate(config, workdir)
+    checkpoints = os.path.join(workdir, "checkpoints")
+    # What a save killed half-way leaves: Orbax's temporary directory, never renamed.
+    shutil.copytree(os.path.join(checkpoints, "4"), os.path.join(checkpoints, "6.orbax-checkpoint-tmp-1795"))
+    os.remove(os.path.join(checkpoints, "6.orbax-checkpoint-tmp-1795", "commit_success.txt"))
+    assert checkpointing.manager(workdir, create=False).latest_step() == 4
+    assert evaluate.evaluate(config, workdir, split="validation")
+
+
+def test_keeps_latest_and_best(records_dir, tmp_path):
+    config = tiny_config(records_dir)
+    config.num_train_steps, config.checkpoint_every_steps, config.max_checkpoints_to_keep = 8, 2, 1
+    workdir = str(tmp_path / "run")
+    trainer.train_and_evaluate(config, workdir)
+    mngr = checkpointing.manager(workdir, create=False)
+    scores = {}
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        for line in f:
+            record = json.loads(line)
+            if record["split"] == "validation":
+                scores[record["step"]] = record["score"]
+    best = max(scores, key=scores.get)
+    assert set(mngr.all_steps()) == {8, best}
+    assert checkpointing.best_step(mngr) == best

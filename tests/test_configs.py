@@ -1,18 +1,15 @@
 import glob
 import importlib
 import os
-import subprocess
-import sys
 
 import jax
 import pytest
 
 from mmjax import configuration
-from mmjax.data import records
+from mmjax.data import pipeline, records
 from mmjax.models import model as model_lib
-from mmjax.data import pipeline
+from tests.tiny import REPO, run_module
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = sorted(os.path.basename(p)[:-3] for p in glob.glob(os.path.join(REPO, "configs", "*.py"))
                  if not p.endswith("__init__.py"))
 
@@ -30,14 +27,8 @@ def test_config_builds_validates_and_makes_a_model(name, records_dir):
     assert params
 
 
-def _cli(*args, **env):
-    result = subprocess.run([sys.executable, "-m", *args], cwd=REPO, capture_output=True, text=True,
-                            env={**os.environ, "XLA_FLAGS": "", **env}, timeout=300)
-    return result.returncode, result.stdout + result.stderr
-
-
 def test_unknown_config_key_is_one_clear_error(tmp_path):
-    code, out = _cli("mmjax.train", "--config=configs/soft_share.py", f"--workdir={tmp_path}",
+    code, out = run_module("mmjax.train", "--config=configs/soft_share.py", f"--workdir={tmp_path}",
                      "--config.model.widht=8")
     assert code != 0
     assert "widht" in out and "Traceback" not in out
@@ -46,7 +37,7 @@ def test_unknown_config_key_is_one_clear_error(tmp_path):
 def test_uncreatable_workdir_is_one_clear_error(tmp_path, records_dir):
     blocker = tmp_path / "a_file"
     blocker.write_text("")
-    code, out = _cli("mmjax.train", "--config=configs/soft_share.py", f"--workdir={blocker}/run",
+    code, out = run_module("mmjax.train", "--config=configs/soft_share.py", f"--workdir={blocker}/run",
                      f"--config.data.dir={records_dir}")
     assert code == 2
     assert f"cannot create workdir '{blocker}/run'" in out and "Traceback" not in out
@@ -58,7 +49,7 @@ def test_records_of_another_schema_version_are_one_clear_error(tmp_path):
     synthetic.write(str(data), {"train": 2, "validation": 1}, seed=0)
     manifest = (data / records.MANIFEST).read_text().replace('"schema_version": 1', '"schema_version": 99')
     (data / records.MANIFEST).write_text(manifest)
-    code, out = _cli("mmjax.train", "--config=configs/soft_share.py", f"--workdir={tmp_path}/run",
-                     f"--config.data.dir={data}", "--config.data.corpus=synthetic")
+    code, out = run_module("mmjax.train", "--config=configs/soft_share.py", f"--workdir={tmp_path}/run",
+                     f"--config.data.dir={data}", "--config.data.corpus=my_corpus")
     assert code == 2
     assert "schema version 99" in out and "mmjax.prepare" in out and "Traceback" not in out

@@ -3,7 +3,7 @@ import pytest
 
 from mmjax.data import pipeline, records
 from mmjax.data.corpora import synthetic
-from tests.conftest import SMALL_CORPUS, tiny_config
+from tests.tiny import SMALL_CORPUS, tiny_config
 
 
 @pytest.mark.parametrize("max_turns,context", [(4, 0), (4, 2), (5, 3), (12, 3)])

@@ -8,7 +8,7 @@ from configs import hard_share, soft_share, text_only
 from mmjax.data import pipeline, records
 from mmjax.models import model as model_lib
 from mmjax.tasks import TASKS
-from tests.conftest import tiny_config
+from tests.tiny import tiny_config
 
 
 def _setup(records_dir, base=soft_share):

@@ -1,0 +1,62 @@
+import jax
+import numpy as np
+import pytest
+
+from mmjax import sharding, state as state_lib, trainer
+from mmjax.data import pipeline
+from mmjax.errors import ConfigError
+from tests.tiny import tiny_config
+
+
+def _trajectory(config, devices, batches):
+    """Per-step losses of ``len(batches)`` compiled train steps on a mesh over ``devices``."""
+    s = trainer.setup(config, devices)
+    state = state_lib.create_state(config.seed, s.model, s.tx, s.batch_shapes, s.mesh, s.rules)
+    step, _ = trainer.compile_train_step(s, config)
+    losses = []
+    for batch in batches:
+        state, metrics = step(state, sharding.global_batch(batch, s.mesh))
+        losses.append(float(metrics["loss"]))
+    return np.array(losses), state
+
+
+@pytest.fixture(scope="module")
+def reference(records_dir):
+    """20 steps on one device: the trajectory every mesh must reproduce."""
+    config = tiny_config(records_dir)
+    config.model.dropout = 0.1  # dropout masks must not depend on the sharding either
+    config.num_train_steps = 20
+    manifest = trainer.load_or_prepare_records(config)
+    data = iter(pipeline.train_dataset(config, manifest, 0, 1))
+    batches = [next(data) for _ in range(20)]
+    losses, _ = _trajectory(config, jax.devices()[:1], batches)
+    return config, batches, losses
+
+
+@pytest.mark.parametrize("name,shape", [
+    ("data parallel", {"data": 8, "fsdp": 1, "model": 1}),
+    ("fsdp", {"data": 1, "fsdp": 8, "model": 1}),
+    ("fsdp + tensor parallel", {"data": 2, "fsdp": 2, "model": 2}),
+])
+def test_mesh_trajectory_matches_single_device(reference, name, shape):
+    config, batches, expected = reference
+    config = config.copy_and_resolve_references()
+    config.mesh.shape = shape
+    losses, state = _trajectory(config, jax.devices(), batches)
+    np.testing.assert_allclose(losses, expected, rtol=2e-5, err_msg=name)
+    assert expected[-1] < expected[0]
+    # The parameters really are split as the rules say.
+    kernel = state.params["sharing"]["tower_kernel_0"]  # logical ("tasks", "embed", "mlp")
+    shard = kernel.addressable_shards[0].data.shape
+    assert shard == (kernel.shape[0], kernel.shape[1] // shape["fsdp"], kernel.shape[2] // shape["model"])
+
+
+def test_mesh_shape_errors_name_the_key():
+    from configs import soft_share
+    config = soft_share.get_config()
+    config.mesh.shape = {"data": 3, "fsdp": -1, "model": 1}
+    with pytest.raises(ConfigError, match=r"config.mesh.shape: 8 devices are not divisible by 3"):
+        sharding.make_mesh(config)
+    config.mesh.shape = {"data": -1, "fsdp": -1, "model": 1}
+    with pytest.raises(ConfigError, match="at most one -1"):
+        sharding.make_mesh(config)

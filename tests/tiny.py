@@ -1,0 +1,48 @@
+"""A small, fast variant of the default config, for tests; also a config file for subprocess
+tests: ``--config=tests/tiny.py --config.data.dir=...``."""
+
+import os
+import subprocess
+import sys
+
+from configs import soft_share
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+SMALL_CORPUS = {"train": 48, "validation": 12, "test": 12}
+
+
+def tiny_config(data_dir: str, base=soft_share):
+    """A small, fast variant of ``base`` reading ``data_dir`` (the small synthetic corpus)."""
+    config = base.get_config()
+    config.data.dir = data_dir
+    config.data.synthetic_dialogues = SMALL_CORPUS
+    config.batch_size = 8
+    config.eval_batch_size = 8
+    config.num_train_steps = 4
+    config.warmup_steps = 1
+    config.log_every_steps = 2
+    config.eval_every_steps = 4
+    config.checkpoint_every_steps = 2
+    config.model.width = 32
+    config.model.mlp_dim = 32
+    config.model.tower_hidden = 32
+    config.model.dropout = 0.0
+    return config
+
+
+def get_config():
+    return tiny_config("data_cache/tiny")
+
+
+def run_module(*args, env=None, timeout=240, wait=True):
+    """Runs ``python -m args...`` in the repository on 1 CPU device (unless ``env`` says otherwise).
+
+    Returns (exit code, stdout + stderr), or the Popen when ``wait`` is False.
+    """
+    env = {**os.environ, "XLA_FLAGS": "", "JAX_PLATFORMS": "cpu", **(env or {})}
+    command = [sys.executable, "-m", *args]
+    if not wait:
+        return subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+    return result.returncode, result.stdout + result.stderr
