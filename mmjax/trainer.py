@@ -222,8 +222,19 @@ def train_and_evaluate(config, workdir: str):
     eval_fn = jax.jit(train_step.make_eval_step(s.model),
                       in_shardings=(s.state_shardings.params, sharding.batch_sharding(s.mesh)))
     writer = _Writer(workdir, is_main)
+    try:
+        state = _loop(config, s, state, start, step_fn, eval_fn, data, mngr, writer)
+    finally:  # also on errors: finish in-flight (good) saves before the process ends
+        mngr.wait_until_finished()
+        mngr.close()
+        writer.close()
+    return state
+
+
+def _loop(config, s: Setup, state, start: int, step_fn, eval_fn, data, mngr, writer):
+    """Steps ``start + 1 .. num_train_steps`` with logging, validation and checkpoints."""
     log = _MetricLog(start + 1)
-    progress = tqdm.tqdm(total=config.num_train_steps, initial=start, disable=not is_main,
+    progress = tqdm.tqdm(total=config.num_train_steps, initial=start, disable=jax.process_index() != 0,
                          desc="train", unit="step", dynamic_ncols=True)
     for step in range(start + 1, config.num_train_steps + 1):
         state, metrics = step_fn(state, sharding.global_batch(next(data), s.mesh))
@@ -240,12 +251,9 @@ def train_and_evaluate(config, workdir: str):
             score = validation_score(report)
             writer.write("validation", step, {"score": score, **{
                 f"{t}/{k}": r[k] for t, r in report.items() for k in ("accuracy", "macro_f1", "weighted_f1", "loss")}})
-            if is_main:
+            if jax.process_index() == 0:
                 progress.write(evaluation.format_table(report, f"validation at step {step} (score {score:.4f})"))
         if save:
             checkpointing.save(mngr, step, state, data, score)
     progress.close()
-    mngr.wait_until_finished()
-    mngr.close()
-    writer.close()
     return state

@@ -76,3 +76,17 @@ def test_eval_over_two_hosts_covers_every_utterance_once(records_dir):
     labelled = sum(int((b["labels"]["sentiment"] >= 0).sum()) for batches in per_host for b in batches)
     assert labelled == manifest["splits"]["validation"]["utterances"]
     assert manifest["splits"]["validation"]["dialogues"] == SMALL_CORPUS["validation"]
+
+
+def test_hosts_read_disjoint_shares_of_the_same_global_batches(records_dir):
+    """Concatenating the hosts' batches gives the one-host batch: each host decodes only its rows."""
+    config = tiny_config(records_dir)
+    manifest = records.load_manifest(records_dir)
+    one = iter(pipeline.train_dataset(config, manifest, 0, 1))
+    hosts = [iter(pipeline.train_dataset(config, manifest, h, 2)) for h in range(2)]
+    for _ in range(7):  # crosses an epoch boundary (the small corpus has ~50 windows)
+        whole = next(one)
+        shares = [next(h) for h in hosts]
+        assert all(s["tokens"].shape[0] == config.batch_size // 2 for s in shares)
+        np.testing.assert_array_equal(np.concatenate([s["tokens"] for s in shares]), whole["tokens"])
+        np.testing.assert_array_equal(np.concatenate([s["audio"] for s in shares]), whole["audio"])

@@ -1,0 +1,45 @@
+import os
+
+import pytest
+
+from mmjax import checkpointing, trainer
+from mmjax.errors import ConfigError, TrainingDivergedError
+from tests.tiny import tiny_config
+
+
+def test_divergence_stops_with_step_and_task_and_keeps_good_checkpoints(records_dir, tmp_path):
+    config = tiny_config(records_dir)
+    # Warmup starts at 0, so step 1 changes nothing; step 2 moves every weight by ~1e30 (Adam
+    # normalises the gradient) and step 3's forward pass overflows.
+    config.learning_rate, config.warmup_steps = 1e30, 1
+    config.num_train_steps, config.log_every_steps, config.checkpoint_every_steps = 6, 1, 1
+    workdir = str(tmp_path / "run")
+    with pytest.raises(TrainingDivergedError, match=r"non-finite loss or gradient at step 3 in sentiment, emotion"):
+        trainer.train_and_evaluate(config, workdir)
+    mngr = checkpointing.manager(workdir, create=False)
+    mngr.wait_until_finished()
+    assert max(mngr.all_steps()) == 2
+
+
+def test_batch_must_split_over_devices_and_micro_batches(records_dir):
+    config = tiny_config(records_dir)
+    config.grad_accum_steps = 3
+    with pytest.raises(ConfigError, match=r"config.batch_size=8 is not divisible by the 8 data-parallel devices"):
+        trainer.setup(config)
+
+
+def test_synthetic_records_are_rebuilt_when_their_spec_changes(tmp_path):
+    config = tiny_config(str(tmp_path / "records"))
+    first = trainer.load_or_prepare_records(config)
+    assert first["splits"]["train"]["dialogues"] == 48
+    config.data.synthetic_dialogues = {"train": 20, "validation": 4, "test": 4}
+    rebuilt = trainer.load_or_prepare_records(config)
+    assert rebuilt["splits"]["train"]["dialogues"] == 20
+    assert not [f for f in os.listdir(tmp_path) if "partial" in f]
+
+
+def test_tasks_the_corpus_lacks_are_a_config_error(records_dir):
+    config = tiny_config(records_dir)
+    config.data.corpus = "other"
+    with pytest.raises(ConfigError, match=r"config.data.corpus='other' but .* holds the 'synthetic' corpus"):
+        trainer.load_or_prepare_records(config)
