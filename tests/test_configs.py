@@ -6,7 +6,7 @@ import jax
 import pytest
 
 from mmjax import configuration
-from mmjax.data import pipeline, records
+from mmjax.data import pipeline, records, schema
 from mmjax.models import model as model_lib
 from tests.tiny import REPO, run_module
 
@@ -47,7 +47,8 @@ def test_records_of_another_schema_version_are_one_clear_error(tmp_path):
     from mmjax.data.corpora import synthetic
     data = tmp_path / "records"
     synthetic.write(str(data), {"train": 2, "validation": 1}, seed=0)
-    manifest = (data / records.MANIFEST).read_text().replace('"schema_version": 1', '"schema_version": 99')
+    manifest = (data / records.MANIFEST).read_text().replace(
+        f'"schema_version": {schema.SCHEMA_VERSION}', '"schema_version": 99')
     (data / records.MANIFEST).write_text(manifest)
     code, out = run_module("mmjax.train", "--config=configs/soft_share.py", f"--workdir={tmp_path}/run",
                      f"--config.data.dir={data}", "--config.data.corpus=my_corpus")

@@ -9,7 +9,8 @@ Padded example (``T`` = max_turns, ``L`` = max_tokens, ``F*`` = max frames, ``D*
 
     tokens       int32   [T, L]      token_mask   bool [T, L]
     audio        float32 [T, Fa, Da] audio_mask   bool [T, Fa]   all False: modality absent
-    visual       float32 [T, Fv, Dv] visual_mask  bool [T, Fv]
+    visual       float32 [T, Fv, Dv] visual_mask  bool [T, Fv]   (feature keys only for the
+                                                                 modalities the model uses)
     speakers     int32   [T]         speaker index within the window (-1 on padding)
     turn_mask    bool    [T]
     labels/<task> int32  [T]         -1: unlabelled, context-only or padding
@@ -39,6 +40,16 @@ class Shapes:
     audio_dim: int
     visual_dim: int
     tasks: tuple[str, ...]
+    modalities: tuple[str, ...] = ("text", "audio", "visual")
+
+    def frames(self, modality: str) -> tuple[int, int]:
+        """(max frames, feature dim) of a feature modality."""
+        return {"audio": (self.max_audio_frames, self.audio_dim),
+                "visual": (self.max_visual_frames, self.visual_dim)}[modality]
+
+    @property
+    def feature_modalities(self) -> tuple[str, ...]:
+        return tuple(m for m in self.modalities if m != "text")
 
 
 def context_windows(turns: np.ndarray, max_turns: int, context_turns: int) -> np.ndarray:
@@ -78,13 +89,13 @@ def _pad_features(features: Sequence[np.ndarray | None], max_frames: int, dim: i
 def empty_example(shapes: Shapes) -> dict:
     """An all-padding example (used to fill the last evaluation batch)."""
     T = shapes.max_turns
-    audio, audio_mask = _pad_features([None] * T, shapes.max_audio_frames, shapes.audio_dim)
-    visual, visual_mask = _pad_features([None] * T, shapes.max_visual_frames, shapes.visual_dim)
-    return {"tokens": np.zeros((T, shapes.max_tokens), np.int32),
-            "token_mask": np.zeros((T, shapes.max_tokens), bool),
-            "audio": audio, "audio_mask": audio_mask, "visual": visual, "visual_mask": visual_mask,
-            "speakers": np.full(T, -1, np.int32), "turn_mask": np.zeros(T, bool),
-            "labels": {task: np.full(T, schema.UNLABELLED, np.int32) for task in shapes.tasks}}
+    example = {"tokens": np.zeros((T, shapes.max_tokens), np.int32),
+               "token_mask": np.zeros((T, shapes.max_tokens), bool),
+               "speakers": np.full(T, -1, np.int32), "turn_mask": np.zeros(T, bool),
+               "labels": {task: np.full(T, schema.UNLABELLED, np.int32) for task in shapes.tasks}}
+    for modality in shapes.feature_modalities:
+        example[modality], example[f"{modality}_mask"] = _pad_features([None] * T, *shapes.frames(modality))
+    return example
 
 
 def pad_window(dialogue: schema.Dialogue, start: int, first_labelled: int, shapes: Shapes) -> dict:
@@ -97,12 +108,10 @@ def pad_window(dialogue: schema.Dialogue, start: int, first_labelled: int, shape
         tokens = dialogue.tokens[t][:shapes.max_tokens]  # long utterances are truncated
         example["tokens"][row, :len(tokens)] = tokens
         example["token_mask"][row, :len(tokens)] = True
-    window_audio = [dialogue.audio[t] for t in turns]
-    window_visual = [dialogue.visual[t] for t in turns]
-    example["audio"][:n], example["audio_mask"][:n] = _pad_features(
-        window_audio, shapes.max_audio_frames, shapes.audio_dim)
-    example["visual"][:n], example["visual_mask"][:n] = _pad_features(
-        window_visual, shapes.max_visual_frames, shapes.visual_dim)
+    for modality in shapes.feature_modalities:
+        features = getattr(dialogue, modality)
+        example[modality][:n], example[f"{modality}_mask"][:n] = _pad_features(
+            [features[t] for t in turns], *shapes.frames(modality))
     speaker_index: dict[str, int] = {}
     for row, t in enumerate(turns):
         example["speakers"][row] = speaker_index.setdefault(dialogue.speakers[t], len(speaker_index))
@@ -135,7 +144,7 @@ def shapes_from_config(config, manifest: Mapping) -> Shapes:
                   max_audio_frames=config.data.max_audio_frames,
                   max_visual_frames=config.data.max_visual_frames,
                   audio_dim=max(1, features["audio_dim"]), visual_dim=max(1, features["visual_dim"]),
-                  tasks=tuple(config.tasks))
+                  tasks=tuple(config.tasks), modalities=tuple(config.model.modalities))
 
 
 def window_source(config, manifest: Mapping, split: str) -> WindowSource:

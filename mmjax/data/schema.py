@@ -1,7 +1,9 @@
 """The record: one dialogue with its utterances, features and labels.
 
-A record is stored as an ``.npz`` byte string (never a pickle). Variable-length per-utterance
-arrays are flattened with a lengths vector, so a dialogue of ``turns`` utterances holds:
+A record is a byte string: ``MMJX``, a 4-byte header length, a JSON header (the ``meta`` fields and
+each array's name, dtype and shape) and the arrays' raw bytes. Only numeric dtypes are accepted,
+so reading a record never runs code (no pickles), and arrays are zero-copy views. Variable-length
+per-utterance arrays are flattened with a lengths vector; a dialogue of ``turns`` utterances has:
 
 * ``tokens``        int32   [sum(token_lengths)]        token ids, utterances concatenated
 * ``token_lengths`` int32   [turns]
@@ -10,20 +12,19 @@ arrays are flattened with a lengths vector, so a dialogue of ``turns`` utterance
 * ``visual``        float32 [sum(visual_lengths), visual_dim]
 * ``visual_lengths`` int32  [turns]
 * ``label_<task>``  int32   [turns]                     -1 means unlabelled
-* ``meta``          JSON (dialogue id, utterance ids, speakers, texts) as UTF-8 bytes
+* ``meta`` (header)  dialogue id, utterance ids, speakers, texts
 """
 
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 
 import numpy as np
 
 from mmjax.errors import RecordError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 MODALITIES = ("text", "audio", "visual")
 UNLABELLED = -1
 
@@ -88,14 +89,41 @@ def _unflatten(flat: np.ndarray, lengths: np.ndarray) -> list[np.ndarray | None]
     return out
 
 
+_MAGIC = b"MMJX"
+_NUMERIC_KINDS = "biuf"  # bool, signed, unsigned, float: nothing that could hold objects
+
+
+def _pack(meta: dict, arrays: dict[str, np.ndarray]) -> bytes:
+    """JSON header (meta + name, dtype, shape of each array) followed by the raw array bytes."""
+    arrays = {k: np.ascontiguousarray(v) for k, v in arrays.items()}
+    header = {"meta": meta, "arrays": [[k, v.dtype.str, list(v.shape)] for k, v in arrays.items()]}
+    encoded = json.dumps(header, ensure_ascii=False).encode("utf-8")
+    return b"".join([_MAGIC, len(encoded).to_bytes(4, "little"), encoded, *(v.tobytes() for v in arrays.values())])
+
+
+def _unpack(data: bytes) -> tuple[dict, dict[str, np.ndarray]]:
+    if data[:4] != _MAGIC:
+        raise RecordError(f"not an mmjax record (starts with {data[:4]!r}, expected {_MAGIC!r})")
+    size = int.from_bytes(data[4:8], "little")
+    header = json.loads(data[8:8 + size].decode("utf-8"))
+    offset, arrays = 8 + size, {}
+    for name, dtype, shape in header["arrays"]:
+        dtype = np.dtype(dtype)
+        if dtype.kind not in _NUMERIC_KINDS:
+            raise RecordError(f"record array {name!r} has dtype {dtype}; only numeric arrays are allowed")
+        count = int(np.prod(shape))
+        arrays[name] = np.frombuffer(data, dtype, count, offset).reshape(shape)
+        offset += count * dtype.itemsize
+    return header["meta"], arrays
+
+
 def serialize(dialogue: Dialogue, audio_dim: int, visual_dim: int) -> bytes:
-    """Dialogue -> npz bytes (no pickles)."""
+    """Dialogue -> bytes: a JSON header and raw numeric arrays (no pickles, zero-copy reads)."""
     audio, audio_lengths = _flatten(dialogue.audio, audio_dim)
     visual, visual_lengths = _flatten(dialogue.visual, visual_dim)
     meta = {"dialogue_id": dialogue.dialogue_id, "utterance_ids": dialogue.utterance_ids,
             "speakers": dialogue.speakers, "texts": dialogue.texts}
     arrays = {
-        "meta": np.frombuffer(json.dumps(meta, ensure_ascii=False).encode("utf-8"), np.uint8),
         "tokens": np.concatenate(dialogue.tokens).astype(np.int32),
         "token_lengths": np.array([len(t) for t in dialogue.tokens], np.int32),
         "audio": audio, "audio_lengths": audio_lengths,
@@ -103,16 +131,12 @@ def serialize(dialogue: Dialogue, audio_dim: int, visual_dim: int) -> bytes:
     }
     for task, values in dialogue.labels.items():
         arrays[f"label_{task}"] = np.asarray(values, np.int32)
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    return buffer.getvalue()
+    return _pack(meta, arrays)
 
 
 def deserialize(data: bytes) -> Dialogue:
-    """npz bytes -> Dialogue. Object arrays are refused (allow_pickle=False)."""
-    with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-        arrays = {k: npz[k] for k in npz.files}
-    meta = json.loads(arrays["meta"].tobytes().decode("utf-8"))
+    """bytes -> Dialogue (arrays are read-only views of ``data``)."""
+    meta, arrays = _unpack(data)
     token_lengths = arrays["token_lengths"]
     offsets = np.concatenate([[0], np.cumsum(token_lengths)])
     return Dialogue(

@@ -32,6 +32,15 @@ def test_serialize_round_trip_keeps_absent_modalities():
         _assert_same(d, schema.deserialize(schema.serialize(d, *DIMS)))
 
 
+def test_records_hold_only_numeric_arrays():
+    data = bytearray(schema.serialize(synthetic.generate("train", 1, seed=0)[0], *DIMS))
+    with pytest.raises(RecordError, match="not an mmjax record"):
+        schema.deserialize(b"PK\x03\x04" + bytes(data[4:]))
+    header = bytes(data).replace(b'"<i4"', b'"|O8"', 1)  # an object (pickle) array is refused
+    with pytest.raises(RecordError, match=r"dtype object; only numeric arrays are allowed"):
+        schema.deserialize(header)
+
+
 def test_written_corpus_reads_back(records_dir):
     manifest = records.load_manifest(records_dir)
     assert manifest["schema_version"] == schema.SCHEMA_VERSION

@@ -29,6 +29,8 @@ def _pad(batch, turns=3, tokens=4, audio_frames=5, visual_frames=3, seed=0):
              "speakers": (turns,), "turn_mask": (turns,)}
     out = {"labels": {t: np.pad(v, [(0, 0), (0, turns)], constant_values=-1) for t, v in batch["labels"].items()}}
     for key, sizes in extra.items():
+        if key not in batch:
+            continue
         value = batch[key]
         padded = np.pad(value, [(0, 0)] + [(0, n) for n in sizes])
         if value.dtype == np.float32:
