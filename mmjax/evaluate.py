@@ -14,7 +14,7 @@ import jax
 from absl import app, flags
 from ml_collections import config_flags
 
-from mmjax import checkpointing, cli, evaluation, sharding, train_step, trainer
+from mmjax import checkpointing, cli, evaluation, trainer
 from mmjax.errors import MmjaxError
 
 config_flags.DEFINE_config_file("config", None, "Path to the run's config file.", lock_config=True)
@@ -35,9 +35,7 @@ def evaluate(config, workdir: str, split: str = "test", step: int | None = None)
     if step is None or step not in available:
         raise MmjaxError(f"workdir {workdir!r} has no checkpoint for step {step}; it has {available}")
     state = checkpointing.restore(mngr, step, s.abstract_state)
-    eval_fn = jax.jit(train_step.make_eval_step(s.model),
-                      in_shardings=(s.state_shardings.params, sharding.batch_sharding(s.mesh)))
-    report = evaluation.run(eval_fn, state.params, config, s.manifest, split, s.mesh, s.rules)
+    report = evaluation.run(trainer.jit_eval_step(s), state.params, config, s.manifest, split, s.mesh, s.rules)
     if jax.process_index() == 0:
         evaluation.write_report(report, os.path.join(workdir, f"eval_{split}.json"), split=split, step=step)
         print(evaluation.format_table(report, f"{split} split, checkpoint step {step}"))

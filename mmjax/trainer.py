@@ -188,6 +188,12 @@ def compile_train_step(s: Setup, config):
     return compiled, stats
 
 
+def jit_eval_step(s: Setup):
+    """The jitted eval step: (params in their shardings, global batch) -> confusion sums."""
+    return jax.jit(train_step.make_eval_step(s.model),
+                   in_shardings=(s.state_shardings.params, sharding.batch_sharding(s.mesh)))
+
+
 def _format_stats(stats: dict) -> str:
     memory = ", ".join(f"{k} {v / 2**20:.1f} MiB" for k, v in stats.get("memory_bytes", {}).items())
     flops = f"{stats['flops'] / 1e9:.2f} GFLOP" if stats.get("flops") else "FLOPs unknown"
@@ -219,8 +225,7 @@ def train_and_evaluate(config, workdir: str):
     step_fn, stats = compile_train_step(s, config)
     if is_main:
         print(_format_stats(stats), file=sys.stderr)
-    eval_fn = jax.jit(train_step.make_eval_step(s.model),
-                      in_shardings=(s.state_shardings.params, sharding.batch_sharding(s.mesh)))
+    eval_fn = jit_eval_step(s)
     writer = _Writer(workdir, is_main)
     try:
         state = _loop(config, s, state, start, step_fn, eval_fn, data, mngr, writer)

@@ -8,7 +8,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from mmjax import checkpointing, evaluate, evaluation, sharding, train_step, trainer
+from mmjax import checkpointing, evaluate, evaluation, trainer
 from tests.tiny import run_module, tiny_config
 
 
@@ -17,9 +17,7 @@ def test_restored_checkpoint_evaluates_identically(records_dir, tmp_path):
     workdir = str(tmp_path / "run")
     state = trainer.train_and_evaluate(config, workdir)
     s = trainer.setup(config)
-    eval_fn = jax.jit(train_step.make_eval_step(s.model),
-                      in_shardings=(s.state_shardings.params, sharding.batch_sharding(s.mesh)))
-    in_memory = evaluation.run(eval_fn, state.params, config, s.manifest, "test", s.mesh, s.rules)
+    in_memory = evaluation.run(trainer.jit_eval_step(s), state.params, config, s.manifest, "test", s.mesh, s.rules)
     restored = evaluate.evaluate(config, workdir, split="test")
     assert restored == in_memory
     assert sum(r["support"] for r in restored.values()) > 0
