@@ -36,7 +36,7 @@ def reference(records_dir):
 @pytest.mark.parametrize("name,shape", [
     ("data parallel", {"data": 8, "fsdp": 1, "model": 1}),
     ("fsdp", {"data": 1, "fsdp": 8, "model": 1}),
-    ("fsdp + tensor parallel", {"data": 2, "fsdp": 2, "model": 2}),
+    ("4x2: fsdp + tensor parallel", {"data": 1, "fsdp": 4, "model": 2}),
 ])
 def test_mesh_trajectory_matches_single_device(reference, name, shape):
     config, batches, expected = reference
