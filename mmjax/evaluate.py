@@ -2,7 +2,8 @@
 
     python -m mmjax.evaluate --config=configs/soft_share.py --workdir=runs/soft_share --split=test
 
-Restores the latest checkpoint (or ``--step``) onto the devices present, whatever mesh wrote it.
+Restores the latest checkpoint (or ``--step=best`` / ``--step=N``) onto the devices present,
+whatever mesh wrote it.
 This is the only place the test split is read.
 """
 
@@ -19,19 +20,25 @@ from mmjax.errors import MmjaxError
 
 config_flags.DEFINE_config_file("config", None, "Path to the run's config file.", lock_config=True)
 flags.DEFINE_string("workdir", None, "The run's workdir (holds checkpoints/).")
-flags.DEFINE_integer("step", None, "Checkpoint step to evaluate (default: latest).")
+flags.DEFINE_string("step", "latest", "Checkpoint to evaluate: latest, best (by validation score) or a step.")
 flags.DEFINE_string("split", "test", "Split to evaluate: validation or test.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
-def evaluate(config, workdir: str, split: str = "test", step: int | None = None) -> dict:
-    """Restores ``step`` (default latest) of ``workdir`` and evaluates it on ``split``."""
+def evaluate(config, workdir: str, split: str = "test", step: int | str = "latest") -> dict:
+    """Restores ``step`` ("latest", "best" or a step number) of ``workdir``; evaluates it on ``split``."""
     if not os.path.isdir(os.path.join(workdir, "checkpoints")):
         raise MmjaxError(f"no checkpoints in workdir {workdir!r}: train it first")
     s = trainer.setup(config)
     mngr = checkpointing.manager(workdir, create=False)
     available = list(mngr.all_steps())
-    step = mngr.latest_step() if step is None else step
+    named = {"latest": mngr.latest_step, "best": lambda: checkpointing.best_step(mngr)}
+    if step in named:
+        step = named[step]()
+    elif str(step).isdigit():
+        step = int(step)
+    else:
+        raise MmjaxError(f"--step={step!r}: expected latest, best or a step number")
     if step is None or step not in available:
         raise MmjaxError(f"workdir {workdir!r} has no checkpoint for step {step}; it has {available}")
     state = checkpointing.restore(mngr, step, s.abstract_state)

@@ -77,6 +77,8 @@ def test_keeps_latest_and_best_and_never_picks_up_an_incomplete_save(records_dir
     best = max(scores, key=scores.get)
     assert set(mngr.all_steps()) == {8, best}
     assert checkpointing.best_step(mngr) == best
+    assert evaluate.evaluate(config, workdir, split="validation", step="best") == evaluate.evaluate(
+        config, workdir, split="validation", step=best)
 
     # What a save killed half-way leaves: Orbax's temporary directory, never renamed.
     checkpoints = os.path.join(workdir, "checkpoints")
