@@ -44,9 +44,9 @@ class SoftShared(nn.Module):
     """One tower per task, all computed in one batched matmul over the ``tasks`` axis.
 
     Each layer is residual where widths allow. After each layer a cross-stitch unit mixes the
-    towers' states with a learned
-    [tasks, tasks] matrix (initialised near identity), so each task learns how much to borrow
-    from the others; ``tie_penalty`` pulls the tower kernels towards their mean.
+    towers' states with a learned [tasks, tasks] matrix (initialised near identity), so each
+    task learns how much to borrow from the others; ``tie_penalty`` pulls the tower kernels
+    towards their mean.
     x: [n, width] -> task -> [n, hidden].
     """
 
