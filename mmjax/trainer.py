@@ -17,7 +17,8 @@ import tqdm
 from mmjax import checkpointing, configuration, evaluation, optim, sharding, train_step
 from mmjax.data import pipeline, records
 from mmjax.data.corpora import synthetic
-from mmjax.errors import ConfigError, MmjaxError, RecordError, TrainingDivergedError
+from mmjax.data.schema import SCHEMA_VERSION
+from mmjax.errors import ConfigError, MmjaxError, TrainingDivergedError
 from mmjax.models import model as model_lib
 from mmjax.state import abstract_state_and_shardings, create_state
 
@@ -31,8 +32,11 @@ def load_or_prepare_records(config) -> dict:
         wanted = synthetic.spec(config.data.synthetic_dialogues, config.data.synthetic_seed)
         if jax.process_index() == 0:
             existing = _existing_manifest(path)
-            # Never overwrite another corpus: the corpus check below then names the mismatch.
-            if existing is None or (existing["corpus"] == "synthetic" and existing.get("synthetic") != wanted):
+            # Rebuild only synthetic records (another schema version included); never overwrite
+            # another corpus: load_manifest and the corpus check below then name the problem.
+            stale = existing is not None and existing.get("corpus") == "synthetic" and (
+                existing.get("synthetic") != wanted or existing.get("schema_version") != SCHEMA_VERSION)
+            if existing is None or stale:
                 print(f"preparing the synthetic corpus {wanted} in {path}", file=sys.stderr)
                 synthetic.write(path, wanted["dialogues"], wanted["seed"])
         if jax.process_count() > 1:
@@ -49,11 +53,11 @@ def load_or_prepare_records(config) -> dict:
 
 
 def _existing_manifest(path: str) -> dict | None:
-    if not os.path.exists(os.path.join(path, records.MANIFEST)):
-        return None
+    """The manifest in ``path`` as written, whatever its schema version (None if there is none)."""
     try:
-        return records.load_manifest(path)
-    except RecordError:  # another schema version: the synthetic corpus is simply rebuilt
+        with open(os.path.join(path, records.MANIFEST), encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
         return None
 
 

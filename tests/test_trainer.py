@@ -3,7 +3,8 @@ import os
 import pytest
 
 from mmjax import checkpointing, trainer
-from mmjax.errors import ConfigError, TrainingDivergedError
+from mmjax.data import records, schema
+from mmjax.errors import ConfigError, RecordError, TrainingDivergedError
 from tests.tiny import tiny_config
 
 
@@ -43,3 +44,15 @@ def test_tasks_the_corpus_lacks_are_a_config_error(records_dir):
     config.data.corpus = "other"
     with pytest.raises(ConfigError, match=r"config.data.corpus='other' but .* holds the 'synthetic' corpus"):
         trainer.load_or_prepare_records(config)
+
+
+def test_another_corpus_is_never_overwritten_by_synthetic_records(tmp_path):
+    """Records of another corpus and an old schema version stay untouched: the error names them."""
+    config = tiny_config(str(tmp_path / "records"))
+    trainer.load_or_prepare_records(config)
+    manifest_path = tmp_path / "records" / records.MANIFEST
+    text = manifest_path.read_text().replace('"corpus": "synthetic"', '"corpus": "users_corpus"')
+    manifest_path.write_text(text.replace(f'"schema_version": {schema.SCHEMA_VERSION}', '"schema_version": 0'))
+    with pytest.raises(RecordError, match="schema version 0"):
+        trainer.load_or_prepare_records(config)
+    assert '"corpus": "users_corpus"' in manifest_path.read_text()
