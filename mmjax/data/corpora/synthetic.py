@@ -42,7 +42,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from mmjax.data import records
+from mmjax.data import records, text
 from mmjax.data.schema import Dialogue
 from mmjax.tasks import TASKS
 
@@ -60,8 +60,7 @@ _SETUP_WORDS = [f"setup_{i}" for i in range(6)]
 _PUNCHLINE_WORDS = [f"punchline_{i}" for i in range(6)]
 _FILLER_WORDS = [f"word_{i}" for i in range(160)]
 
-SPECIAL_TOKENS = ("[PAD]", "[CLS]", "[UNK]")
-VOCAB: tuple[str, ...] = SPECIAL_TOKENS + tuple(
+VOCAB: tuple[str, ...] = text.SPECIAL_TOKENS + tuple(
     _FILLER_WORDS + _POLARITY_WORDS[1] + _POLARITY_WORDS[-1] + _SETUP_WORDS + _PUNCHLINE_WORDS
     + [w for words in _EMOTION_WORDS.values() for w in words])
 _TOKEN_ID = {w: i for i, w in enumerate(VOCAB)}
@@ -179,5 +178,5 @@ def write(output_dir: str, dialogues: Mapping[str, int], seed: int = 0) -> dict:
     splits = {split: generate(split, n, seed) for split, n in dialogues.items()}
     return records.write_corpus(
         output_dir, "synthetic", splits, tasks=list(TASKS), audio_dim=AUDIO_DIM, visual_dim=VISUAL_DIM,
-        text={"tokenizer": "synthetic_vocabulary", "vocab_size": len(VOCAB), "vocab": list(VOCAB)},
+        text=text.VocabularyTokenizer(VOCAB, "word", "synthetic_vocabulary").describe(),
         extra={"synthetic": spec(dialogues, seed)})
