@@ -36,6 +36,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.data.synthetic_dialogues = ml_collections.ConfigDict(
         {"train": 1600, "validation": 250, "test": 250})
     config.data.synthetic_seed = 0
+    # Feature dims and (min, max) frames per utterance of the synthetic corpus.
+    config.data.synthetic_features = ml_collections.ConfigDict(
+        {"audio_dim": 24, "visual_dim": 16, "audio_frames": (8, 24), "visual_frames": (4, 12)})
     config.data.max_turns = 12
     config.data.max_tokens = 16
     config.data.max_audio_frames = 24

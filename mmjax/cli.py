@@ -62,7 +62,7 @@ def flags_parser(program: str):
 
     def parse(argv):
         try:
-            return flags.FLAGS(argv)
+            return flags.FLAGS([argv[0]] + [_underscored(a) for a in argv[1:]])
         except flags.Error as e:
             print(f"{program}: error: {e}\nPass --helpfull to see the flags.", file=sys.stderr)
         except (AttributeError, KeyError) as e:
@@ -72,3 +72,12 @@ def flags_parser(program: str):
         sys.exit(2)
 
     return parse
+
+
+def _underscored(arg: str) -> str:
+    """``--input-only`` -> ``--input_only``: flags may be spelt with hyphens, as in most CLIs.
+    Only the flag name changes; ``--config.*`` overrides and values are left as they are."""
+    if not arg.startswith("--") or arg.startswith("--config"):
+        return arg
+    name, sep, value = arg[2:].partition("=")
+    return "--" + name.replace("-", "_") + sep + value

@@ -29,7 +29,8 @@ def load_or_prepare_records(config) -> dict:
     they are a pure function of those, so nothing is lost."""
     path = config.data.dir
     if config.data.corpus == "synthetic":
-        wanted = synthetic.spec(config.data.synthetic_dialogues, config.data.synthetic_seed)
+        wanted = synthetic.spec(config.data.synthetic_dialogues, config.data.synthetic_seed,
+                                config.data.synthetic_features.to_dict())
         if jax.process_index() == 0:
             existing = _existing_manifest(path)
             # Rebuild only synthetic records (another schema version included); never overwrite
@@ -38,7 +39,7 @@ def load_or_prepare_records(config) -> dict:
                 existing.get("synthetic") != wanted or existing.get("schema_version") != SCHEMA_VERSION)
             if existing is None or stale:
                 print(f"preparing the synthetic corpus {wanted} in {path}", file=sys.stderr)
-                synthetic.write(path, wanted["dialogues"], wanted["seed"])
+                synthetic.write(path, wanted["dialogues"], wanted["seed"], wanted["features"])
         if jax.process_count() > 1:
             multihost_utils.sync_global_devices("synthetic records")
     manifest = records.load_manifest(path)

@@ -57,3 +57,15 @@ def test_text_alone_cannot_tell_sarcasm():
                 positive_words += 1
                 sarcastic += int(d.labels["sarcasm"][t])
     assert 0.25 < sarcastic / positive_words < 0.4
+
+
+def test_feature_sizes_are_configurable_and_recorded_in_the_spec():
+    features = {"audio_dim": 7, "visual_dim": 5, "audio_frames": (3, 3), "visual_frames": (2, 4)}
+    dialogues = synthetic.generate("train", 5, seed=1, features=features)
+    audio = [a for d in dialogues for a in d.audio if a is not None]
+    visual = [v for d in dialogues for v in d.visual if v is not None]
+    assert {a.shape for a in audio} == {(3, 7)}
+    assert {v.shape[1] for v in visual} == {5} and {v.shape[0] for v in visual} <= {2, 3, 4}
+    spec = synthetic.spec({"train": 5}, 1, features)
+    assert spec["features"] == {"audio_dim": 7, "visual_dim": 5, "audio_frames": [3, 3], "visual_frames": [2, 4]}
+    assert synthetic.spec({"train": 5}, 1)["features"]["audio_dim"] == synthetic.AUDIO_DIM

@@ -41,14 +41,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import numpy as np
+import tqdm
 
 from mmjax.data import records, text
 from mmjax.data.schema import Dialogue
 from mmjax.tasks import TASKS
 
 GENERATOR_VERSION = 2  # bump whenever the generative story changes: prepared copies are then rebuilt
-AUDIO_DIM = 24
-VISUAL_DIM = 16
+# Feature dims and frame ranges (inclusive) of the default corpus; others can be asked for, e.g.
+# CMMA-sized 50x74 audio / 50x35 visual to measure the input pipeline at a realistic size.
+DEFAULT_FEATURES = {"audio_dim": 24, "visual_dim": 16, "audio_frames": (8, 24), "visual_frames": (4, 12)}
+AUDIO_DIM, VISUAL_DIM = DEFAULT_FEATURES["audio_dim"], DEFAULT_FEATURES["visual_dim"]
 NUM_SPEAKERS = 16
 SPLIT_SEED_OFFSETS = {"train": 0, "validation": 1, "test": 2}
 
@@ -75,13 +78,16 @@ def _unit(rng: np.random.Generator, dim: int) -> np.ndarray:
 class _World:
     """Speakers and feature directions shared by every split (seeded by the corpus seed)."""
 
-    def __init__(self, seed: int):
+    def __init__(self, seed: int, features: Mapping):
         rng = np.random.default_rng([seed, 7])
-        self.voices = rng.normal(scale=0.5, size=(NUM_SPEAKERS, AUDIO_DIM))
-        self.faces = rng.normal(scale=0.5, size=(NUM_SPEAKERS, VISUAL_DIM))
-        self.audio_valence, self.audio_arousal = _unit(rng, AUDIO_DIM), _unit(rng, AUDIO_DIM)
-        self.visual_valence = _unit(rng, VISUAL_DIM)
-        self.visual_emotion = {e: 0.8 * _unit(rng, VISUAL_DIM) for e in _EMOTIONS}
+        audio_dim, visual_dim = features["audio_dim"], features["visual_dim"]
+        self.audio_frames = (features["audio_frames"][0], features["audio_frames"][1] + 1)
+        self.visual_frames = (features["visual_frames"][0], features["visual_frames"][1] + 1)
+        self.voices = rng.normal(scale=0.5, size=(NUM_SPEAKERS, audio_dim))
+        self.faces = rng.normal(scale=0.5, size=(NUM_SPEAKERS, visual_dim))
+        self.audio_valence, self.audio_arousal = _unit(rng, audio_dim), _unit(rng, audio_dim)
+        self.visual_valence = _unit(rng, visual_dim)
+        self.visual_emotion = {e: 0.8 * _unit(rng, visual_dim) for e in _EMOTIONS}
 
 
 def _words(rng, polarity: int, expressed_emotion: str, setup: bool, punchline: bool) -> list[str]:
@@ -135,9 +141,9 @@ def _dialogue(rng: np.random.Generator, world: _World, dialogue_id: str) -> Dial
         visual_cue = 0.8 * sentiment * world.visual_valence + world.visual_emotion[emotion]
         missing = rng.random()
         audio.append(None if missing < 0.08 else
-                     _features(rng, (8, 25), world.voices[speaker], audio_cue))
+                     _features(rng, world.audio_frames, world.voices[speaker], audio_cue))
         visual.append(None if 0.08 <= missing < 0.16 else
-                      _features(rng, (4, 13), world.faces[speaker], visual_cue))
+                      _features(rng, world.visual_frames, world.faces[speaker], visual_cue))
 
         expressed_valence = _VALENCE[expressed_emotion]
         emotion_sentiment = 0 if expressed_valence == 0 or sentiment == 0 else (
@@ -159,24 +165,36 @@ def _dialogue(rng: np.random.Generator, world: _World, dialogue_id: str) -> Dial
         labels={t: np.array(v, np.int32) for t, v in labels.items()})
 
 
-def generate(split: str, num_dialogues: int, seed: int = 0) -> list[Dialogue]:
-    """The ``split`` of the synthetic corpus: ``num_dialogues`` dialogues, deterministic in seed."""
+def generate(split: str, num_dialogues: int, seed: int = 0, features: Mapping | None = None) -> list[Dialogue]:
+    """The ``split`` of the synthetic corpus: ``num_dialogues`` dialogues, deterministic in seed.
+    ``features`` overrides dims / frame ranges of ``DEFAULT_FEATURES``."""
     if split not in SPLIT_SEED_OFFSETS:
         raise ValueError(f"unknown split {split!r}; valid splits: {list(SPLIT_SEED_OFFSETS)}")
-    world = _World(seed)
+    world = _World(seed, {**DEFAULT_FEATURES, **(features or {})})
     rng = np.random.default_rng([seed, SPLIT_SEED_OFFSETS[split]])
     return [_dialogue(rng, world, f"{split}_{i:05d}") for i in range(num_dialogues)]
 
 
-def spec(dialogues: Mapping[str, int], seed: int) -> dict:
-    """What determines the corpus; recorded in the manifest under "synthetic"."""
-    return {"generator_version": GENERATOR_VERSION, "seed": seed, "dialogues": dict(dialogues)}
+def spec(dialogues: Mapping[str, int], seed: int, features: Mapping | None = None) -> dict:
+    """What determines the corpus; recorded in the manifest under "synthetic" (JSON types)."""
+    features = {k: list(v) if isinstance(v, (tuple, list)) else v
+                for k, v in {**DEFAULT_FEATURES, **(features or {})}.items()}
+    unknown = sorted(set(features) - set(DEFAULT_FEATURES))
+    if unknown:
+        raise ValueError(f"unknown synthetic feature settings {unknown}; valid: {sorted(DEFAULT_FEATURES)}")
+    return {"generator_version": GENERATOR_VERSION, "seed": seed, "dialogues": dict(dialogues),
+            "features": features}
 
 
-def write(output_dir: str, dialogues: Mapping[str, int], seed: int = 0) -> dict:
+def write(output_dir: str, dialogues: Mapping[str, int], seed: int = 0, features: Mapping | None = None,
+          progress: bool = True) -> dict:
     """Generates every split (name -> number of dialogues) and writes it as records; the manifest."""
-    splits = {split: generate(split, n, seed) for split, n in dialogues.items()}
+    corpus = spec(dialogues, seed, features)
+    features = corpus["features"]
+    splits = {split: generate(split, n, seed, features)
+              for split, n in tqdm.tqdm(dialogues.items(), desc="generating splits", disable=not progress)}
     return records.write_corpus(
-        output_dir, "synthetic", splits, tasks=list(TASKS), audio_dim=AUDIO_DIM, visual_dim=VISUAL_DIM,
+        output_dir, "synthetic", splits, tasks=list(TASKS), audio_dim=features["audio_dim"],
+        visual_dim=features["visual_dim"],
         text=text.VocabularyTokenizer(VOCAB, "word", "synthetic_vocabulary").describe(),
-        extra={"synthetic": spec(dialogues, seed)})
+        extra={"synthetic": corpus})
