@@ -16,3 +16,7 @@ class RecordError(MmjaxError, ValueError):
 
 class TrainingDivergedError(MmjaxError, FloatingPointError):
     """A non-finite loss or gradient; names the step and the task."""
+
+
+class ForbiddenSplitError(MmjaxError):
+    """The test split was asked for outside final evaluation (see ``records.reading_test_split``)."""
