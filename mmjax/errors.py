@@ -20,3 +20,7 @@ class TrainingDivergedError(MmjaxError, FloatingPointError):
 
 class ForbiddenSplitError(MmjaxError):
     """The test split was asked for outside final evaluation (see ``records.reading_test_split``)."""
+
+
+class InputError(MmjaxError, ValueError):
+    """A line of a prediction input file that breaks the JSONL spec; names ``file:line``."""

@@ -67,21 +67,33 @@ def check_same_records(trained_on: Mapping | None, manifest: Mapping, data_dir: 
                          f"{', '.join(differ)} (see {saved_run.RECORDS_MANIFEST} in the workdir)")
 
 
-def restore(workdir: str, step: int | str = "latest", config=None, use_records: bool = True) -> RestoredRun:
-    """Restores ``step`` ("latest", "best" or a number) of ``workdir``.
+def training_manifest(workdir: str, config) -> dict:
+    """The records manifest the run was trained on: the workdir's copy, else (older runs) the
+    records directory's."""
+    recorded = saved_run.load_manifest(workdir)
+    return recorded if recorded is not None else trainer.load_or_prepare_records(config)
 
-    ``use_records``: read the records directory's manifest (evaluation) rather than the one the
-    workdir recorded (prediction, which needs no records).
-    """
+
+def run_config(workdir: str, config=None):
+    """``config`` if given, else the workdir's own, fitted to the devices present."""
     if not os.path.isdir(os.path.join(workdir, "checkpoints")):
         raise MmjaxError(f"no checkpoints in workdir {workdir!r}: train it first")
-    config = fit_to_devices(config if config is not None else saved_run.load_config(workdir), jax.device_count())
-    trained_on = saved_run.load_manifest(workdir)
-    if use_records or trained_on is None:
+    return fit_to_devices(config if config is not None else saved_run.load_config(workdir), jax.device_count())
+
+
+def restore(workdir: str, step: int | str = "latest", config=None, manifest: Mapping | None = None) -> RestoredRun:
+    """Restores ``step`` ("latest", "best" or a number) of ``workdir``.
+
+    ``manifest``: the records manifest to build the model from (prediction passes the training
+    one and needs no records); None reads the records directory, which must hold the records the
+    run was trained on (evaluation).
+    """
+    config = run_config(workdir, config)
+    if manifest is None:
         s = trainer.setup(config)
-        check_same_records(trained_on, s.manifest, config.data.dir)
+        check_same_records(saved_run.load_manifest(workdir), s.manifest, config.data.dir)
     else:
-        s = trainer.setup(config, manifest=trained_on)
+        s = trainer.setup(config, manifest=manifest)
     mngr = checkpointing.manager(workdir, create=False)
     resolved = checkpointing.resolve_step(mngr, step, workdir)
     params = checkpointing.restore_params(mngr, resolved, s.abstract_state.params)
