@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Mapping
 
 import jax
 import numpy as np
 
-from mmjax import breakdowns, metrics, sharding
+from mmjax import breakdowns, metrics, saved_run, sharding
 from mmjax.data import pipeline, records
 from mmjax.tasks import get_task
 
@@ -71,7 +69,4 @@ def format_table(report: Mapping, title: str) -> str:
 
 def write_report(report: Mapping, path: str, **extra) -> None:
     """Writes the report as JSON atomically (temporary file, then rename)."""
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump({**extra, "tasks": report}, f, indent=1)
-    os.replace(tmp, path)
+    saved_run.write_json(path, {**extra, "tasks": report})

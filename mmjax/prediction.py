@@ -48,7 +48,7 @@ def probabilities(run: inference.RestoredRun, dialogues, progress: bool = True) 
     step = trainer.jit_predict_step(s)
     out = [{t: np.zeros((d.num_turns, get_task(t).num_classes), np.float32) for t in config.tasks}
            for d in dialogues]
-    total = -(-len(source) // config.eval_batch_size)
+    total = pipeline.num_ordered_batches(len(source), config.eval_batch_size, jax.process_count())
     with sharding.activate(s.mesh, s.rules):
         for local_batch in tqdm.tqdm(batches, total=total, desc="predict", unit="batch", file=sys.stderr,
                                      disable=not progress or jax.process_index() != 0, dynamic_ncols=True):

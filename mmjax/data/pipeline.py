@@ -207,6 +207,11 @@ def eval_batches(config, manifest: Mapping, split: str, process_index: int,
                            process_index, process_count, config.data.read_threads)
 
 
+def num_ordered_batches(num_windows: int, batch_size: int, process_count: int) -> int:
+    """How many batches ``ordered_batches`` yields on every host."""
+    return -(-(-(-num_windows // process_count)) // (batch_size // process_count))
+
+
 def ordered_batches(source: WindowSource, batch_size: int, process_index: int, process_count: int,
                     read_threads: int = 1) -> Iterator[dict]:
     """Every window of ``source`` once, in order, in host batches of ``batch_size // process_count``;
@@ -215,7 +220,7 @@ def ordered_batches(source: WindowSource, batch_size: int, process_index: int, p
     The last batches are filled with all-padding examples, which carry no labels.
     """
     per_host = batch_size // process_count
-    num_batches = -(-(-(-len(source) // process_count)) // per_host)
+    num_batches = num_ordered_batches(len(source), batch_size, process_count)
     ds = grain.MapDataset.source(source)[process_index::process_count]
     ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=read_threads, prefetch_buffer_size=4))
     examples = iter(ds)
