@@ -12,6 +12,8 @@ import grain
 import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import preservation_policy
 
+from mmjax.errors import MmjaxError
+
 STATE, DATA = "state", "data"
 
 
@@ -55,3 +57,27 @@ def restore(mngr: ocp.CheckpointManager, step: int, abstract_state, data_iterato
     if data_iterator is not None:
         items[DATA] = grain.checkpoint.CheckpointRestore(data_iterator)
     return mngr.restore(step, args=ocp.args.Composite(**items))[STATE]
+
+
+def resolve_step(mngr: ocp.CheckpointManager, step: int | str, workdir: str) -> int:
+    """``step`` ("latest", "best" by validation score, or a number) -> a saved step number."""
+    available = list(mngr.all_steps())
+    named = {"latest": mngr.latest_step, "best": lambda: best_step(mngr)}
+    if step in named:
+        resolved = named[step]()
+    elif str(step).isdigit():
+        resolved = int(step)
+    else:
+        raise MmjaxError(f"--step={step!r}: expected latest, best or a step number")
+    if resolved is None or resolved not in available:
+        raise MmjaxError(f"workdir {workdir!r} has no checkpoint for step {step}; it has {available}")
+    return resolved
+
+
+def restore_params(mngr: ocp.CheckpointManager, step: int, abstract_params):
+    """Restores only the parameters (not the optimizer state) into ``abstract_params``'
+    shardings, whatever mesh wrote them: Orbax reshards on read."""
+    item = {"params": abstract_params}
+    args = ocp.args.PyTreeRestore(item=item, restore_args=ocp.checkpoint_utils.construct_restore_args(item),
+                                  partial_restore=True)
+    return mngr.restore(step, args=ocp.args.Composite(**{STATE: args}))[STATE]["params"]

@@ -16,3 +16,11 @@ class RecordError(MmjaxError, ValueError):
 
 class TrainingDivergedError(MmjaxError, FloatingPointError):
     """A non-finite loss or gradient; names the step and the task."""
+
+
+class ForbiddenSplitError(MmjaxError):
+    """The test split was asked for outside final evaluation (see ``records.reading_test_split``)."""
+
+
+class InputError(MmjaxError, ValueError):
+    """A line of a prediction input file that breaks the JSONL spec; names ``file:line``."""

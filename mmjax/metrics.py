@@ -1,8 +1,11 @@
 """Metrics as sums and counts (exact across devices and hosts), and scores computed from them.
 
-Classification scores come from a confusion matrix ``[true, predicted]``. As in scikit-learn,
-macro- and weighted-F1 average over the classes that occur in the truth or the predictions;
-a class never seen in either has no defined F1 and is left out.
+Classification scores come from a confusion matrix ``[true, predicted]`` and follow
+scikit-learn's ``zero_division=0`` convention: a class never predicted has precision 0, a class
+that never occurs has recall 0, and F1 is 0 where precision + recall is 0. Macro-F1 averages over
+the classes that occur in the truth or the predictions (scikit-learn's default label set); a
+class seen in neither has no defined F1 and is left out. Weighted-F1 weights by true counts, so
+such a class weighs nothing either way.
 """
 
 from __future__ import annotations
@@ -25,21 +28,29 @@ def confusion_matrix(logits: jax.Array, labels: jax.Array) -> jax.Array:
     return counts[:-1].reshape(num_classes, num_classes).astype(jnp.int32)
 
 
-def scores(confusion: np.ndarray) -> dict[str, float]:
-    """accuracy, macro_f1, weighted_f1 (and support) from a [true, predicted] confusion matrix."""
+def per_class(confusion: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-class precision, recall, F1 (float64 [classes]), support and predicted counts (int64
+    [classes]) from a [true, predicted] confusion matrix, with ``zero_division=0``."""
     confusion = np.asarray(confusion, np.float64)
     true_counts, predicted_counts = confusion.sum(1), confusion.sum(0)
     hits = np.diag(confusion)
-    total = true_counts.sum()
     with np.errstate(invalid="ignore", divide="ignore"):
         precision = np.where(predicted_counts > 0, hits / predicted_counts, 0.0)
         recall = np.where(true_counts > 0, hits / true_counts, 0.0)
         f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
-    seen = (true_counts + predicted_counts) > 0
+    return {"precision": precision, "recall": recall, "f1": f1,
+            "support": true_counts.astype(np.int64), "predicted": predicted_counts.astype(np.int64)}
+
+
+def scores(confusion: np.ndarray) -> dict[str, float]:
+    """accuracy, macro_f1, weighted_f1 (and support) from a [true, predicted] confusion matrix."""
+    c = per_class(confusion)
+    total = c["support"].sum()
+    seen = (c["support"] + c["predicted"]) > 0
     return {
-        "accuracy": float(hits.sum() / total) if total else float("nan"),
-        "macro_f1": float(f1[seen].mean()) if seen.any() else float("nan"),
-        "weighted_f1": float((f1 * true_counts).sum() / total) if total else float("nan"),
+        "accuracy": float(np.trace(np.asarray(confusion)) / total) if total else float("nan"),
+        "macro_f1": float(c["f1"][seen].mean()) if seen.any() else float("nan"),
+        "weighted_f1": float((c["f1"] * c["support"]).sum() / total) if total else float("nan"),
         "support": int(total),
     }
 

@@ -56,6 +56,11 @@ def batch_sharding(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, PartitionSpec(BATCH_AXES))
 
 
+def replicated(mesh: Mesh) -> NamedSharding:
+    """Every device holds the whole array (outputs every host reads in full)."""
+    return NamedSharding(mesh, PartitionSpec())
+
+
 def data_parallel_size(mesh: Mesh) -> int:
     return mesh.shape["data"] * mesh.shape["fsdp"]
 

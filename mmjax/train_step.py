@@ -69,16 +69,50 @@ def make_train_step(model, tx: optax.GradientTransformation, config):
     return train_step
 
 
+def _presence(batch) -> dict:
+    """Which modalities each row has: {modality: bool [B, T]} (text: every real turn)."""
+    present = {"text": batch["turn_mask"]}
+    for key, value in batch.items():
+        if key.endswith("_mask") and key not in ("token_mask", "turn_mask"):
+            present[key.removesuffix("_mask")] = value.any(-1)
+    return present
+
+
 def make_eval_step(model):
-    """eval_step(params, batch) -> {task: confusion [C, C], task/loss_sum, task/count}."""
+    """eval_step(params, batch) -> sums and per-row outputs of one global batch.
+
+    Sums (exact however the batch is sharded): ``{task}`` confusion int32 [C, C],
+    ``{task}/loss_sum``, ``{task}/count``. Per row, for breakdowns on the host: ``rows`` =
+    {``position`` int32 [B, T, 2] (the batch's, see pipeline), ``predicted/{task}`` and
+    ``label/{task}`` int32 [B, T], ``present/{modality}`` bool [B, T]}.
+    """
 
     def eval_step(params, batch):
+        batch = dict(batch)
+        position = batch.pop("position")
         logits = model.apply({"params": params}, batch, train=False)
         out = {}
+        rows = {"position": position, **{f"present/{m}": v for m, v in _presence(batch).items()}}
         for task, task_logits in logits.items():
             labels = batch["labels"][task]
             out[task] = metrics.confusion_matrix(task_logits, labels)
             out[f"{task}/loss_sum"], out[f"{task}/count"] = losses.masked_cross_entropy(task_logits, labels)
+            rows[f"predicted/{task}"] = jnp.argmax(task_logits, -1).astype(jnp.int32)
+            rows[f"label/{task}"] = labels
+        out["rows"] = rows
         return out
 
     return eval_step
+
+
+def make_predict_step(model):
+    """predict_step(params, batch) -> {task: float32 class probabilities [B, T, C],
+    "position": int32 [B, T, 2]} (the batch's positions, passed through)."""
+
+    def predict_step(params, batch):
+        batch = dict(batch)
+        position = batch.pop("position")
+        logits = model.apply({"params": params}, batch, train=False)
+        return {"position": position, **{t: jax.nn.softmax(v.astype(jnp.float32), -1) for t, v in logits.items()}}
+
+    return predict_step

@@ -14,7 +14,7 @@ import numpy as np
 import tensorboardX
 import tqdm
 
-from mmjax import checkpointing, configuration, evaluation, optim, sharding, train_step
+from mmjax import checkpointing, configuration, evaluation, optim, saved_run, sharding, train_step
 from mmjax.data import pipeline, records
 from mmjax.data.corpora import synthetic
 from mmjax.data.schema import SCHEMA_VERSION
@@ -77,11 +77,12 @@ class Setup:
     state_shardings: object
 
 
-def setup(config, devices=None) -> Setup:
-    """Validates ``config``, prepares its records and builds the mesh (over ``devices``, default
-    all), model, optimizer and the abstract train state with its shardings."""
+def setup(config, devices=None, manifest=None) -> Setup:
+    """Validates ``config``, prepares its records (unless ``manifest`` is given: prediction uses the
+    one recorded in the workdir) and builds the mesh (over ``devices``, default all), model,
+    optimizer and the abstract train state with its shardings."""
     configuration.validate(config, jax.process_count())
-    manifest = load_or_prepare_records(config)
+    manifest = load_or_prepare_records(config) if manifest is None else manifest
     mesh = sharding.make_mesh(config, devices)
     dp = sharding.data_parallel_size(mesh)
     if config.eval_batch_size % dp:
@@ -194,9 +195,20 @@ def compile_train_step(s: Setup, config):
 
 
 def jit_eval_step(s: Setup):
-    """The jitted eval step: (params in their shardings, global batch) -> confusion sums."""
+    """The jitted eval step: (params in their shardings, global batch) -> confusion sums and rows.
+
+    Outputs are replicated, so every host can read the per-row outputs of the whole batch.
+    """
     return jax.jit(train_step.make_eval_step(s.model),
-                   in_shardings=(s.state_shardings.params, sharding.batch_sharding(s.mesh)))
+                   in_shardings=(s.state_shardings.params, sharding.batch_sharding(s.mesh)),
+                   out_shardings=sharding.replicated(s.mesh))
+
+
+def jit_predict_step(s: Setup):
+    """The jitted predict step: (params, global batch) -> replicated class probabilities."""
+    return jax.jit(train_step.make_predict_step(s.model),
+                   in_shardings=(s.state_shardings.params, sharding.batch_sharding(s.mesh)),
+                   out_shardings=sharding.replicated(s.mesh))
 
 
 def _format_stats(stats: dict) -> str:
@@ -210,14 +222,13 @@ def train_and_evaluate(config, workdir: str):
 
     Validation runs every ``eval_every_steps`` and at every checkpoint, whose score (mean
     validation macro-F1) decides which checkpoint is kept as the best one. The test split is
-    never read here.
+    never read here (records.DialogueSource refuses it outside mmjax.evaluate).
     """
     make_workdir(workdir)
     s = setup(config)
     is_main = jax.process_index() == 0
     if is_main:
-        with open(os.path.join(workdir, "config.json"), "w", encoding="utf-8") as f:
-            f.write(config.to_json_best_effort(indent=1))
+        saved_run.save_run(workdir, config, s.manifest)
     data = iter(pipeline.train_dataset(config, s.manifest, jax.process_index(), jax.process_count()))
     mngr = checkpointing.manager(workdir, config.max_checkpoints_to_keep)
     start = mngr.latest_step()

@@ -22,3 +22,29 @@ def records_dir(tmp_path_factory) -> str:
 @pytest.fixture(scope="session", autouse=True)
 def eight_devices():
     assert jax.device_count() == 8, "tests expect 8 fake CPU devices (XLA_FLAGS set in conftest)"
+
+
+@pytest.fixture(scope="session")
+def trained_run(records_dir, tmp_path_factory):
+    """A tiny run trained once on the 8-device mesh, shared by the evaluate and predict tests:
+    (config, workdir, final state).
+
+    It trains on a copy of the records whose test split is absent, which shows that training,
+    validation and model selection never read it; the test files are put back afterwards.
+    """
+    import shutil
+
+    from mmjax import trainer
+    from tests.tiny import tiny_config
+
+    root = tmp_path_factory.mktemp("trained")
+    data = str(root / "records")
+    test_files = [f for f in os.listdir(records_dir) if f.startswith("test")]
+    shutil.copytree(records_dir, data, ignore=lambda _, names: [n for n in names if n in test_files])
+    config = tiny_config(data)
+    workdir = str(root / "run")
+    state = trainer.train_and_evaluate(config, workdir)
+    assert not [f for f in os.listdir(data) if f.startswith("test")]  # nor were they regenerated
+    for name in test_files:
+        shutil.copy(os.path.join(records_dir, name), data)
+    return config, workdir, state

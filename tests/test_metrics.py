@@ -35,3 +35,22 @@ def test_masked_cross_entropy_sums_only_labelled():
     total, count = losses.masked_cross_entropy(logits, jnp.array([0, -1, 1]))
     assert float(count) == 2
     assert float(total) == pytest.approx(-np.log(0.5) - np.log(0.8), rel=1e-6)
+
+
+def test_per_class_by_hand_with_classes_never_occurring():
+    # rows: true class, columns: predicted. Class 2 never occurs nor is predicted; class 3 never
+    # occurs but is predicted once.
+    confusion = np.array([[2, 1, 0, 1],
+                          [1, 1, 0, 0],
+                          [0, 0, 0, 0],
+                          [0, 0, 0, 0]])
+    c = metrics.per_class(confusion)
+    np.testing.assert_allclose(c["precision"], [2 / 3, 1 / 2, 0, 0])  # zero_division=0 for class 2
+    np.testing.assert_allclose(c["recall"], [1 / 2, 1 / 2, 0, 0])
+    np.testing.assert_allclose(c["f1"], [4 / 7, 1 / 2, 0, 0])
+    np.testing.assert_array_equal(c["support"], [4, 2, 0, 0])
+    np.testing.assert_array_equal(c["predicted"], [3, 2, 0, 1])
+    s = metrics.scores(confusion)
+    assert s["accuracy"] == pytest.approx(3 / 6)
+    assert s["macro_f1"] == pytest.approx((4 / 7 + 1 / 2 + 0) / 3)  # class 3 counts (predicted), class 2 not
+    assert s["weighted_f1"] == pytest.approx((4 / 7 * 4 + 1 / 2 * 2) / 6)

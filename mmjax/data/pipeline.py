@@ -14,6 +14,10 @@ Padded example (``T`` = max_turns, ``L`` = max_tokens, ``F*`` = max frames, ``D*
     speakers     int32   [T]         speaker index within the window (-1 on padding)
     turn_mask    bool    [T]
     labels/<task> int32  [T]         -1: unlabelled, context-only or padding
+
+Evaluation and prediction examples also carry ``position`` int32 [T, 2]: (dialogue index in the
+split, turn index in the dialogue) of the rows the window predicts, -1 on context-only and padding
+rows, so every utterance maps back to exactly one output row. Training batches never have it.
 """
 
 from __future__ import annotations
@@ -123,11 +127,25 @@ def pad_window(dialogue: schema.Dialogue, start: int, first_labelled: int, shape
     return example
 
 
-class WindowSource:
-    """Random-access source of padded context windows over a DialogueSource."""
+def window_position(dialogue_index: int, start: int, first_labelled: int, num_turns: int,
+                    max_turns: int) -> np.ndarray:
+    """int32 [max_turns, 2]: (dialogue index, turn index) of the rows a window predicts, -1 elsewhere."""
+    position = np.full((max_turns, 2), -1, np.int32)
+    rows = np.arange(first_labelled, min(start + max_turns, num_turns) - start)
+    position[rows, 0] = dialogue_index
+    position[rows, 1] = start + rows
+    return position
 
-    def __init__(self, dialogues: records.DialogueSource, shapes: Shapes, context_turns: int):
-        self.dialogues, self.shapes = dialogues, shapes
+
+class WindowSource:
+    """Random-access source of padded context windows over dialogues.
+
+    ``dialogues``: a records.DialogueSource, or any sequence of schema.Dialogue with a ``turns``
+    int array [dialogues] (prediction inputs). ``positions`` adds the ``position`` key.
+    """
+
+    def __init__(self, dialogues, shapes: Shapes, context_turns: int, positions: bool = False):
+        self.dialogues, self.shapes, self.positions = dialogues, shapes, positions
         self.windows = context_windows(dialogues.turns, shapes.max_turns, context_turns)
 
     def __len__(self) -> int:
@@ -135,7 +153,19 @@ class WindowSource:
 
     def __getitem__(self, index: int) -> dict:
         dialogue_index, start, first_labelled = self.windows[index].tolist()
-        return pad_window(self.dialogues[dialogue_index], start, first_labelled, self.shapes)
+        dialogue = self.dialogues[dialogue_index]
+        example = pad_window(dialogue, start, first_labelled, self.shapes)
+        if self.positions:
+            example["position"] = window_position(dialogue_index, start, first_labelled, dialogue.num_turns,
+                                                  self.shapes.max_turns)
+        return example
+
+    def padding_example(self) -> dict:
+        """An all-padding example with this source's keys (fills the last batches)."""
+        example = empty_example(self.shapes)
+        if self.positions:
+            example["position"] = np.full((self.shapes.max_turns, 2), -1, np.int32)
+        return example
 
 
 def shapes_from_config(config, manifest: Mapping) -> Shapes:
@@ -147,9 +177,9 @@ def shapes_from_config(config, manifest: Mapping) -> Shapes:
                   tasks=tuple(config.tasks), modalities=tuple(config.model.modalities))
 
 
-def window_source(config, manifest: Mapping, split: str) -> WindowSource:
+def window_source(config, manifest: Mapping, split: str, positions: bool = False) -> WindowSource:
     dialogues = records.DialogueSource(config.data.dir, split, manifest)
-    return WindowSource(dialogues, shapes_from_config(config, manifest), config.model.context_turns)
+    return WindowSource(dialogues, shapes_from_config(config, manifest), config.model.context_turns, positions)
 
 
 def train_dataset(config, manifest: Mapping, process_index: int, process_count: int) -> grain.IterDataset:
@@ -172,17 +202,29 @@ def train_dataset(config, manifest: Mapping, process_index: int, process_count: 
 
 def eval_batches(config, manifest: Mapping, split: str, process_index: int,
                  process_count: int) -> Iterator[dict]:
-    """Every window of ``split`` once, in order; every host yields the same number of batches.
+    """Every window of ``split`` once, in order, with positions (see ``ordered_batches``)."""
+    return ordered_batches(window_source(config, manifest, split, positions=True), config.eval_batch_size,
+                           process_index, process_count, config.data.read_threads)
+
+
+def num_ordered_batches(num_windows: int, batch_size: int, process_count: int) -> int:
+    """How many batches ``ordered_batches`` yields on every host."""
+    return -(-(-(-num_windows // process_count)) // (batch_size // process_count))
+
+
+def ordered_batches(source: WindowSource, batch_size: int, process_index: int, process_count: int,
+                    read_threads: int = 1) -> Iterator[dict]:
+    """Every window of ``source`` once, in order, in host batches of ``batch_size // process_count``;
+    every host yields the same number of batches.
 
     The last batches are filled with all-padding examples, which carry no labels.
     """
-    source = window_source(config, manifest, split)
-    per_host = config.eval_batch_size // process_count
-    num_batches = -(-(-(-len(source) // process_count)) // per_host)
+    per_host = batch_size // process_count
+    num_batches = num_ordered_batches(len(source), batch_size, process_count)
     ds = grain.MapDataset.source(source)[process_index::process_count]
-    ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=config.data.read_threads, prefetch_buffer_size=4))
+    ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=read_threads, prefetch_buffer_size=4))
     examples = iter(ds)
-    empty = empty_example(source.shapes)
+    empty = source.padding_example()
     for _ in range(num_batches):
         yield stack([next(examples, empty) for _ in range(per_host)])
 

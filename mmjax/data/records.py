@@ -8,10 +8,16 @@ Layout of a records directory::
 
 A corpus is written into a temporary sibling directory and renamed at the end, so an
 interrupted run never leaves a directory that looks complete.
+
+The test split is guarded: opening it raises ``ForbiddenSplitError`` unless the caller is inside
+``reading_test_split()``, which only ``python -m mmjax.evaluate --split=test`` enters. Training,
+model selection and early stopping therefore cannot touch it, whatever code path asks.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import json
 import os
 import shutil
@@ -22,11 +28,32 @@ import numpy as np
 from array_record.python import array_record_data_source, array_record_module
 
 from mmjax.data import schema
-from mmjax.errors import MmjaxError
+from mmjax.errors import ForbiddenSplitError, MmjaxError
 from mmjax.tasks import TASKS
 
 MANIFEST = "manifest.json"
 DIALOGUES_PER_SHARD = 2000
+TEST_SPLIT = "test"
+
+_test_split_allowed = contextvars.ContextVar("test_split_allowed", default=False)
+
+
+@contextlib.contextmanager
+def reading_test_split():
+    """Within this context the test split may be opened (final evaluation only)."""
+    token = _test_split_allowed.set(True)
+    try:
+        yield
+    finally:
+        _test_split_allowed.reset(token)
+
+
+def check_split_allowed(split: str) -> None:
+    """Raises ForbiddenSplitError for the test split outside ``reading_test_split()``."""
+    if split == TEST_SPLIT and not _test_split_allowed.get():
+        raise ForbiddenSplitError(
+            "the test split is read only by `python -m mmjax.evaluate --split=test`; training, model "
+            "selection and early stopping use the train and validation splits")
 
 
 def _class_counts(dialogues: Sequence[schema.Dialogue], task: str) -> dict[str, int]:
@@ -107,6 +134,7 @@ class DialogueSource:
     """grain random-access source of serialized dialogues of one split."""
 
     def __init__(self, records_dir: str, split: str, manifest: Mapping | None = None):
+        check_split_allowed(split)
         manifest = manifest or load_manifest(records_dir)
         info = split_info(manifest, records_dir, split)
         self.paths = [os.path.join(records_dir, s) for s in info["shards"]]

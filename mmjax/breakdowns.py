@@ -1,0 +1,66 @@
+"""Scores per group of utterances — by speaker and by which modalities were present — computed
+on the host from the eval step's per-row outputs.
+
+Each utterance of the split is counted once (the row of the one window that predicts it, see
+``pipeline.window_position``). Speakers are named as in the records; only the ``top`` most
+frequent speakers get their own group, the rest share ``OTHER``, so the table stays readable
+on corpora with hundreds of speakers. Modality patterns name the modalities the model reads that
+the utterance has, e.g. "text+audio" (text is always present).
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Sequence
+
+import numpy as np
+
+from mmjax import metrics
+
+OTHER = "(other speakers)"
+
+
+def utterance_rows(batches: Sequence[dict]) -> dict[str, np.ndarray]:
+    """Per-batch rows ({key: [B, T, ...]}) -> per-utterance arrays ({key: [N, ...]}) of the rows a
+    window predicts, in window order."""
+    rows = {k: np.concatenate([np.asarray(b[k]) for b in batches]) for k in batches[0]}
+    keep = rows["position"][..., 0] >= 0  # [windows, T]
+    return {k: v[keep] for k, v in rows.items()}
+
+
+def modality_patterns(rows: dict[str, np.ndarray], modalities: Sequence[str]) -> np.ndarray:
+    """str [N]: the modalities (of ``modalities``, in that order) each utterance has, '+'-joined."""
+    present = np.stack([rows[f"present/{m}"] for m in modalities], -1)  # [N, M]
+    return np.array(["+".join(m for m, p in zip(modalities, flags) if p) for flags in present.tolist()])
+
+
+def speaker_groups(rows: dict[str, np.ndarray], dialogues, top: int) -> np.ndarray:
+    """str [N]: each utterance's speaker, or OTHER outside the ``top`` most frequent speakers.
+
+    dialogues: indexable by the dialogue index of ``rows["position"]`` (a records.DialogueSource).
+    """
+    speakers_of = {}
+    for d in np.unique(rows["position"][:, 0]).tolist():
+        speakers_of[d] = dialogues[d].speakers
+    names = np.array([speakers_of[d][t] for d, t in rows["position"].tolist()])
+    counts = collections.Counter(names.tolist())
+    kept = {name for name, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:top]}
+    return np.where(np.isin(names, list(kept)), names, OTHER)
+
+
+def group_scores(groups: np.ndarray, labels: np.ndarray, predicted: np.ndarray,
+                 num_classes: int) -> dict[str, dict]:
+    """{group: accuracy, macro_f1, weighted_f1, support} over the labelled utterances of each group,
+    largest group first (OTHER last).
+
+    groups: str [N]; labels: int [N], -1 where unlabelled; predicted: int [N].
+    """
+    labelled = labels >= 0
+    out = {}
+    order = collections.Counter(groups[labelled].tolist())
+    for group, _ in sorted(order.items(), key=lambda kv: (kv[0] == OTHER, -kv[1], kv[0])):
+        member = labelled & (groups == group)
+        confusion = np.bincount(labels[member] * num_classes + predicted[member],
+                                minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+        out[group] = metrics.scores(confusion)
+    return out

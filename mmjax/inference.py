@@ -1,0 +1,101 @@
+"""A trained run restored for evaluation or prediction, onto whatever devices are present.
+
+The config is the one the workdir recorded (``config.json``) unless one is given. Its mesh is
+kept when it fits the devices present; otherwise (a checkpoint written on a larger mesh, read on
+one CPU) the parameters are restored data-parallel over all devices: Orbax reshards on read and
+evaluation results do not depend on the mesh. Only the parameters are restored, not the
+optimizer state.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from collections.abc import Mapping
+
+import jax
+
+from mmjax import checkpointing, saved_run, sharding, trainer
+from mmjax.errors import ConfigError, MmjaxError
+
+_DATA_PARALLEL = {"data": -1, "fsdp": 1, "model": 1}
+# Manifest sections that must match between the training records and the records evaluated.
+_MUST_MATCH = ("tasks", "features", "text")
+
+
+@dataclasses.dataclass
+class RestoredRun:
+    config: object
+    setup: trainer.Setup
+    params: object  # restored parameters, in setup.state_shardings.params
+    step: int
+
+
+def _note(message: str) -> None:
+    if jax.process_index() == 0:
+        print(message, file=sys.stderr)
+
+
+def fit_to_devices(config, num_devices: int):
+    """``config`` with a mesh and eval batch size that fit ``num_devices`` (a copy when changed)."""
+    try:
+        shape = sharding.mesh_shape(config, num_devices)
+    except ConfigError:
+        config = config.copy_and_resolve_references()
+        for axis, size in _DATA_PARALLEL.items():
+            config.mesh.shape[axis] = size
+        shape = sharding.mesh_shape(config, num_devices)
+        _note(f"the run's mesh does not fit the {num_devices} device(s) present: restoring data-parallel")
+    data_parallel = shape[0] * shape[1]
+    if config.eval_batch_size % data_parallel:
+        config = config.copy_and_resolve_references()
+        config.eval_batch_size = -(-config.eval_batch_size // data_parallel) * data_parallel
+        _note(f"eval_batch_size rounded up to {config.eval_batch_size}, a multiple of the {data_parallel} "
+              "data-parallel devices")
+    return config
+
+
+def check_same_records(trained_on: Mapping | None, manifest: Mapping, data_dir: str) -> None:
+    """Raises if the records at ``data_dir`` differ from those the run was trained on in tasks,
+    feature dimensions or tokenizer (the model would read them wrongly, silently)."""
+    if trained_on is None:  # runs trained before the workdir recorded its manifest
+        return
+    differ = [k for k in _MUST_MATCH if trained_on.get(k) != manifest.get(k)]
+    if differ:
+        raise MmjaxError(f"the records at {data_dir!r} differ from those the run was trained on in "
+                         f"{', '.join(differ)} (see {saved_run.RECORDS_MANIFEST} in the workdir)")
+
+
+def training_manifest(workdir: str, config) -> dict:
+    """The records manifest the run was trained on: the workdir's copy, else (older runs) the
+    records directory's."""
+    recorded = saved_run.load_manifest(workdir)
+    return recorded if recorded is not None else trainer.load_or_prepare_records(config)
+
+
+def run_config(workdir: str, config=None):
+    """``config`` if given, else the workdir's own, fitted to the devices present."""
+    if not os.path.isdir(os.path.join(workdir, "checkpoints")):
+        raise MmjaxError(f"no checkpoints in workdir {workdir!r}: train it first")
+    return fit_to_devices(config if config is not None else saved_run.load_config(workdir), jax.device_count())
+
+
+def restore(workdir: str, step: int | str = "latest", config=None, manifest: Mapping | None = None) -> RestoredRun:
+    """Restores ``step`` ("latest", "best" or a number) of ``workdir``.
+
+    ``manifest``: the records manifest to build the model from (prediction passes the training
+    one and needs no records); None reads the records directory, which must hold the records the
+    run was trained on (evaluation).
+    """
+    config = run_config(workdir, config)
+    if manifest is None:
+        s = trainer.setup(config)
+        check_same_records(saved_run.load_manifest(workdir), s.manifest, config.data.dir)
+    else:
+        s = trainer.setup(config, manifest=manifest)
+    mngr = checkpointing.manager(workdir, create=False)
+    resolved = checkpointing.resolve_step(mngr, step, workdir)
+    params = checkpointing.restore_params(mngr, resolved, s.abstract_state.params)
+    mngr.close()
+    return RestoredRun(config, s, params, resolved)

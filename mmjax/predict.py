@@ -1,0 +1,42 @@
+"""Predict every utterance of new dialogues with a trained run::
+
+    python -m mmjax.predict --workdir=runs/soft_share --input=dialogues.jsonl --output=preds.jsonl [--step=best|N]
+
+The input has one dialogue per line (spec: ``mmjax/data/dialogue_jsonl.py``); the output one line
+per utterance with, for every task, the predicted label and the class probabilities (format:
+``mmjax/prediction.py``). The run's config and tokenizer come from its workdir (``--config``
+replaces the config); the records it was trained on are not needed.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import jax
+from absl import app, flags
+from ml_collections import config_flags
+
+from mmjax import cli, prediction
+
+config_flags.DEFINE_config_file("config", None, "Config file; default: the one the workdir recorded.",
+                                lock_config=True)
+flags.DEFINE_string("workdir", None, "The run's workdir (holds checkpoints/ and config.json).")
+flags.DEFINE_string("input", None, "JSONL file: one dialogue per line.")
+flags.DEFINE_string("output", None, "JSONL file to write: one line per utterance.")
+flags.DEFINE_string("step", "latest", "Checkpoint to use: latest, best (by validation score) or a step.")
+flags.mark_flags_as_required(["workdir", "input", "output"])
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    cli.initialize()
+    f = flags.FLAGS
+    with cli.user_errors("mmjax.predict"):
+        count = prediction.predict(f.workdir, f.input, f.output, f.step, f.config)
+        if jax.process_index() == 0:
+            print(f"wrote predictions for {count} utterances to {f.output}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    app.run(main, flags_parser=cli.flags_parser("mmjax.predict"))

@@ -1,0 +1,101 @@
+"""A restored run over new dialogues: JSONL in (see data.dialogue_jsonl), JSONL out.
+
+Utterances are cut into the same context windows as in training and evaluation
+(``pipeline.WindowSource``), so each is predicted once, with its preceding turns as context.
+One output line per utterance, in input order::
+
+    {"dialogue_id": "d1", "utterance_index": 0,
+     "sentiment": {"label": "positive", "probabilities": {"negative": 0.01, "neutral": 0.04, "positive": 0.95}},
+     ...every task of the run...}
+
+Probabilities are softmax outputs in float32, rounded to 6 decimals. The whole input is read
+and checked before the model is restored, and the output is written to a temporary file renamed
+at the end: a bad line or an interruption never leaves a partial output.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import jax
+import numpy as np
+import tqdm
+
+from mmjax import inference, sharding, trainer
+from mmjax.data import dialogue_jsonl, pipeline, text
+from mmjax.errors import MmjaxError
+from mmjax.tasks import get_task
+
+DECIMALS = 6
+
+
+def read_input(path: str, config, manifest) -> dialogue_jsonl.Dialogues:
+    """The input's dialogues, tokenized with the training tokenizer; features checked against the
+    training records' dimensions for the modalities the model reads."""
+    dims = {m: manifest["features"][f"{m}_dim"] for m in config.model.modalities if m != "text"}
+    return dialogue_jsonl.read(path, text.from_manifest(manifest["text"]), dims)
+
+
+def probabilities(run: inference.RestoredRun, dialogues, progress: bool = True) -> list[dict[str, np.ndarray]]:
+    """Per dialogue: {task: float32 [turns, classes]} class probabilities."""
+    s, config = run.setup, run.config
+    source = pipeline.WindowSource(dialogues, pipeline.shapes_from_config(config, s.manifest),
+                                   config.model.context_turns, positions=True)
+    batches = pipeline.ordered_batches(source, config.eval_batch_size, jax.process_index(), jax.process_count(),
+                                       config.data.read_threads)
+    step = trainer.jit_predict_step(s)
+    out = [{t: np.zeros((d.num_turns, get_task(t).num_classes), np.float32) for t in config.tasks}
+           for d in dialogues]
+    total = pipeline.num_ordered_batches(len(source), config.eval_batch_size, jax.process_count())
+    with sharding.activate(s.mesh, s.rules):
+        for local_batch in tqdm.tqdm(batches, total=total, desc="predict", unit="batch", file=sys.stderr,
+                                     disable=not progress or jax.process_index() != 0, dynamic_ncols=True):
+            result = jax.device_get(step(run.params, sharding.global_batch(local_batch, s.mesh)))
+            position = result.pop("position")  # [B, T, 2]
+            rows = position[..., 0] >= 0
+            for task, values in result.items():
+                for (d, t), p in zip(position[rows].tolist(), values[rows]):
+                    out[d][task][t] = p
+    return out
+
+
+def output_lines(dialogues, probs: list[dict[str, np.ndarray]]):
+    """One JSON line per utterance (see the module docstring)."""
+    for dialogue, per_task in zip(dialogues, probs):
+        for i in range(dialogue.num_turns):
+            line = {"dialogue_id": dialogue.dialogue_id, "utterance_index": i}
+            for task, values in per_task.items():
+                labels = get_task(task).labels
+                line[task] = {"label": labels[int(np.argmax(values[i]))],
+                              "probabilities": {label: round(float(p), DECIMALS) for label, p in zip(labels, values[i])}}
+            yield json.dumps(line, ensure_ascii=False) + "\n"
+
+
+def write_lines(path: str, lines) -> None:
+    """Writes ``lines`` to ``path`` atomically (temporary file, then rename)."""
+    tmp = f"{path}.tmp"
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.writelines(lines)
+        os.replace(tmp, path)
+    except OSError as e:
+        raise MmjaxError(f"cannot write the output {path!r}: {e.strerror}") from e
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def predict(workdir: str, input_path: str, output_path: str, step: int | str = "latest", config=None,
+            progress: bool = True) -> int:
+    """Predicts every utterance of ``input_path`` with ``step`` of ``workdir``; writes
+    ``output_path`` (process 0) and returns the number of utterances."""
+    config = inference.run_config(workdir, config)
+    manifest = inference.training_manifest(workdir, config)
+    dialogues = read_input(input_path, config, manifest)  # every line checked before the restore
+    run = inference.restore(workdir, step, config, manifest=manifest)
+    probs = probabilities(run, dialogues, progress)
+    if jax.process_index() == 0:
+        write_lines(output_path, output_lines(dialogues, probs))
+    return int(dialogues.turns.sum())

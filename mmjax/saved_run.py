@@ -1,0 +1,68 @@
+"""What a run's workdir records about how it was trained, so evaluate and predict need only it.
+
+At the start of training process 0 writes
+
+* ``config.json``: the full config of the run (with every command-line override);
+* ``records_manifest.json``: the manifest of the records it trained on (tasks, label names,
+  feature dimensions, the tokenizer, class counts), so prediction rebuilds the same tokenizer and
+  input shapes without the records directory.
+
+Both are written atomically. ``config.json`` is read back with JSON lists as tuples (the configs'
+sequences are tuples) and locked, like a config file given with ``--config``. A relative
+``data.dir`` is relative to the directory the commands run in, as in training.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+
+import ml_collections
+
+from mmjax.errors import MmjaxError
+
+CONFIG = "config.json"
+RECORDS_MANIFEST = "records_manifest.json"
+
+
+def write_json(path: str, value) -> None:
+    """Writes ``value`` as indented JSON atomically (temporary file, then rename)."""
+    tmp = f"{path}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(value, f, indent=1, ensure_ascii=False)
+    os.replace(tmp, path)
+
+
+def save_run(workdir: str, config, manifest: Mapping) -> None:
+    """Records the run's config and records manifest in ``workdir`` (process 0, at train start)."""
+    write_json(os.path.join(workdir, CONFIG), json.loads(config.to_json_best_effort()))
+    write_json(os.path.join(workdir, RECORDS_MANIFEST), dict(manifest))
+
+
+def _tuples(value):
+    if isinstance(value, list):
+        return tuple(_tuples(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _tuples(v) for k, v in value.items()}
+    return value
+
+
+def load_config(workdir: str) -> ml_collections.ConfigDict:
+    """The config ``workdir`` was trained with (its ``config.json``), locked."""
+    path = os.path.join(workdir, CONFIG)
+    if not os.path.isfile(path):
+        raise MmjaxError(f"{path} is missing: pass the run's config with --config")
+    with open(path, encoding="utf-8") as f:
+        config = ml_collections.ConfigDict(_tuples(json.load(f)))
+    config.lock()
+    return config
+
+
+def load_manifest(workdir: str) -> dict | None:
+    """The records manifest ``workdir`` was trained on, or None for runs that predate it."""
+    path = os.path.join(workdir, RECORDS_MANIFEST)
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)

@@ -1,0 +1,28 @@
+import types
+
+import numpy as np
+import pytest
+
+from mmjax import breakdowns
+
+
+def test_rows_groups_and_scores_by_hand():
+    # Two windows of T=3 rows; -1 marks context-only or padding rows (not counted).
+    batch = {"position": np.array([[[0, 0], [0, 1], [-1, -1]], [[-1, -1], [1, 0], [1, 1]]]),
+             "present/text": np.ones((2, 3), bool),
+             "present/audio": np.array([[True, False, False], [True, True, True]]),
+             "label/sentiment": np.array([[0, 1, -1], [-1, 1, -1]]),
+             "predicted/sentiment": np.array([[0, 0, 2], [2, 1, 2]])}
+    rows = breakdowns.utterance_rows([batch])
+    np.testing.assert_array_equal(rows["position"], [[0, 0], [0, 1], [1, 0], [1, 1]])
+    np.testing.assert_array_equal(breakdowns.modality_patterns(rows, ("text", "audio")),
+                                  ["text+audio", "text", "text+audio", "text+audio"])
+    dialogues = [types.SimpleNamespace(speakers=["ann", "bob"]), types.SimpleNamespace(speakers=["bob", "cy"])]
+    groups = breakdowns.speaker_groups(rows, dialogues, top=1)
+    np.testing.assert_array_equal(groups, [breakdowns.OTHER, "bob", "bob", breakdowns.OTHER])
+    scores = breakdowns.group_scores(groups, rows["label/sentiment"], rows["predicted/sentiment"], 3)
+    assert list(scores) == ["bob", breakdowns.OTHER]  # largest first, the rest last
+    # bob: true 1 -> predicted 0, true 1 -> predicted 1; other: true 0 -> 0 (turn 1,1 is unlabelled)
+    assert scores["bob"]["accuracy"] == pytest.approx(0.5) and scores["bob"]["support"] == 2
+    assert scores["bob"]["macro_f1"] == pytest.approx((0 + 2 / 3) / 2)
+    assert scores[breakdowns.OTHER] == {"accuracy": 1.0, "macro_f1": 1.0, "weighted_f1": 1.0, "support": 1}

@@ -1,0 +1,95 @@
+import json
+import os
+
+import pytest
+
+from mmjax import errors, evaluate, evaluation, inference, png, trainer
+from mmjax.data import records
+from tests.test_png import read_png
+from tests.tiny import run_module
+
+
+def _assert_reports_close(got, want, path="report"):
+    """Equal structure and values; floats to 1e-6 (another device count sums in another order)."""
+    if isinstance(want, dict):
+        assert list(got) == list(want), path
+        for key in want:
+            _assert_reports_close(got[key], want[key], f"{path}/{key}")
+    elif isinstance(want, float):
+        assert got == pytest.approx(want, rel=1e-6, abs=1e-6, nan_ok=True), path
+    else:
+        assert got == want, path
+
+
+def test_restored_evaluation_matches_in_memory_and_one_device_matches_eight(trained_run, tmp_path):
+    config, workdir, state = trained_run
+    s = trainer.setup(config)
+    with records.reading_test_split():
+        in_memory = evaluation.run(trainer.jit_eval_step(s), state.params, config, s.manifest, "test", s.mesh,
+                                   s.rules, details=True)
+    eight = evaluate.evaluate(None, workdir, split="test")  # the workdir's own config, latest step
+    assert eight == in_memory
+    assert {"by_speaker", "by_modalities", "per_class"} <= set(eight["sentiment"])
+    assert sum(r["support"] for r in eight.values()) > 0
+
+    # A fresh process with one CPU device restores the 8-device checkpoint, as two "seeds".
+    for seed in ("a", "b"):
+        os.symlink(workdir, tmp_path / f"run_{seed}")
+    code, out = run_module("mmjax.evaluate", f"--workdir={tmp_path}/run_{{seed}}", "--seeds=a,b", "--split=test")
+    assert code == 0, out
+    assert "1 cpu device(s)" in out and "mean ± sample std" in out
+    with open(os.path.join(workdir, "eval_test.json")) as f:
+        one = json.load(f)
+    assert one["split"] == "test" and one["step"] == 4
+    _assert_reports_close(one["tasks"], eight)
+    with open(tmp_path / "run_a-b" / "eval_test_seeds.json") as f:
+        seeds = json.load(f)
+    assert seeds["seeds"] == ["a", "b"]
+    for task, r in eight.items():
+        assert seeds["tasks"][task]["macro_f1"]["mean"] == pytest.approx(r["macro_f1"], abs=1e-6)
+        assert seeds["tasks"][task]["macro_f1"]["std"] == pytest.approx(0.0, abs=1e-6)
+
+    for task, name in one["confusion_png"].items():
+        assert name == f"confusion_test_{task}__{'_'.join(one['tasks'][task]['labels'])}.png"
+        with open(os.path.join(workdir, name), "rb") as f:
+            image = read_png(f.read())
+        size = png.heatmap_size(len(one["tasks"][task]["labels"]))
+        assert image.shape == (size, size, 3)
+
+
+def test_test_split_is_refused_outside_final_evaluation(trained_run):
+    config, _, state = trained_run
+    with pytest.raises(errors.ForbiddenSplitError, match="mmjax.evaluate --split=test"):
+        records.DialogueSource(config.data.dir, "test")
+    s = trainer.setup(config)
+    with pytest.raises(errors.ForbiddenSplitError):
+        evaluation.run(trainer.jit_eval_step(s), state.params, config, s.manifest, "test", s.mesh, s.rules)
+    with records.reading_test_split():
+        assert len(records.DialogueSource(config.data.dir, "test")) > 0
+    with pytest.raises(errors.ForbiddenSplitError):  # the permission ends with the context
+        records.DialogueSource(config.data.dir, "test")
+
+
+def test_mesh_that_does_not_fit_falls_back_to_data_parallel(trained_run):
+    config = trained_run[0].copy_and_resolve_references()
+    config.mesh.shape.data, config.mesh.shape.fsdp = 2, 4
+    config.eval_batch_size = 6
+    fitted = inference.fit_to_devices(config, 4)
+    assert dict(fitted.mesh.shape) == {"data": -1, "fsdp": 1, "model": 1}
+    assert fitted.eval_batch_size == 8
+    assert inference.fit_to_devices(fitted, 4) is fitted and config.mesh.shape.data == 2
+
+
+@pytest.mark.parametrize("workdir, seeds, message", [
+    ("runs/soft", ["0", "1"], "needs {seed} in --workdir"),
+    ("runs/soft_s{seed}", ["0"], "at least two different seeds"),
+    ("runs/soft_s{seed}", ["0", "../x"], "not names made of"),
+])
+def test_bad_seed_arguments_are_one_clear_error(workdir, seeds, message):
+    with pytest.raises(errors.MmjaxError, match=message.replace("{", r"\{").replace("}", r"\}")):
+        evaluate.seed_workdirs(workdir, seeds)
+
+
+def test_unknown_step_names_what_exists(trained_run):
+    with pytest.raises(errors.MmjaxError, match=r"no checkpoint for step 3; it has \[2, 4\]"):
+        evaluate.evaluate(None, trained_run[1], split="validation", step=3)

@@ -1,0 +1,104 @@
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from mmjax import errors, prediction, sharding, trainer
+from mmjax.data import dialogue_jsonl, pipeline, records, text
+from tests.tiny import run_module
+
+
+def _export(dialogues, directory) -> str:
+    """Writes ``dialogues`` as prediction input: JSONL plus one .npy per utterance and modality."""
+    lines = []
+    for d in dialogues:
+        utterances = []
+        for i in range(d.num_turns):
+            u = {"speaker": d.speakers[i], "text": d.texts[i]}
+            for modality in ("audio", "visual"):
+                features = getattr(d, modality)[i]
+                if features is not None:
+                    u[modality] = f"{d.dialogue_id}_{i}_{modality}.npy"
+                    np.save(os.path.join(directory, u[modality]), features)
+            utterances.append(u)
+        lines.append(json.dumps({"dialogue_id": d.dialogue_id, "utterances": utterances}))
+    path = os.path.join(directory, "dialogues.jsonl")
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return path
+
+
+def test_predictions_equal_the_evaluation_forward_with_its_context_windows(trained_run, tmp_path):
+    config, workdir, state = trained_run
+    source = records.DialogueSource(config.data.dir, "validation")
+    dialogues = [source[i] for i in range(len(source))]
+    output = str(tmp_path / "preds.jsonl")
+    count = prediction.predict(workdir, _export(dialogues, str(tmp_path)), output, progress=False)
+    with open(output) as f:
+        lines = [json.loads(line) for line in f]
+    assert count == len(lines) == sum(d.num_turns for d in dialogues)
+    assert [(x["dialogue_id"], x["utterance_index"]) for x in lines] == [
+        (d.dialogue_id, i) for d in dialogues for i in range(d.num_turns)]
+
+    # The same parameters over the evaluation pipeline's windows of the records (what training sees).
+    s = trainer.setup(config)
+    step = trainer.jit_predict_step(s)
+    expected = {}
+    with sharding.activate(s.mesh, s.rules):
+        for batch in pipeline.eval_batches(config, s.manifest, "validation", 0, 1):
+            out = jax.device_get(step(state.params, sharding.global_batch(batch, s.mesh)))
+            rows = out["position"][..., 0] >= 0
+            for task in config.tasks:
+                for (d, t), p in zip(out["position"][rows].tolist(), out[task][rows]):
+                    expected[dialogues[d].dialogue_id, t, task] = p
+    assert not os.path.exists(output + ".tmp")
+    for line in lines:
+        for task in config.tasks:
+            want = expected[line["dialogue_id"], line["utterance_index"], task]
+            got = line[task]["probabilities"]
+            np.testing.assert_allclose(list(got.values()), want, atol=2e-6)
+            assert line[task]["label"] == max(got, key=got.get)
+            assert sum(got.values()) == pytest.approx(1.0, abs=1e-5)
+
+
+def _input(tmp_path, second_line: str) -> str:
+    np.save(tmp_path / "nan.npy", np.full((3, 24), np.nan, np.float32))
+    np.save(tmp_path / "narrow.npy", np.zeros((3, 5), np.float32))
+    good = {"dialogue_id": "d1", "utterances": [{"speaker": "A", "text": "good_1 word_2"}]}
+    path = tmp_path / "input.jsonl"
+    path.write_text(json.dumps(good) + "\n" + second_line + "\n")
+    return str(path)
+
+
+def _utterances(**utterance) -> str:
+    return json.dumps({"dialogue_id": "d2", "utterances": [{"speaker": "B", "text": "hi", **utterance}]})
+
+
+@pytest.mark.parametrize("line, message", [
+    ('{"dialogue_id": "d2", "utterances": [', "invalid JSON"),
+    ('{"dialogue_id": "d2"}', r"the dialogue lacks \['utterances'\]"),
+    ('{"dialogue_id": "d2", "utterances": []}', "utterances must be a non-empty list"),
+    ('{"dialogue_id": "d1", "utterances": [{"speaker": "B", "text": "hi"}]}', "dialogue_id 'd1' repeats line 1"),
+    (_utterances(txt="x"), r"utterance 0 has unknown keys \['txt'\]"),
+    (_utterances(text=""), "utterance 0: text must be a non-empty string"),
+    (_utterances(audio="missing.npy"), "utterance 0: audio: cannot read a numeric array from"),
+    (_utterances(audio="nan.npy"), "audio features contain NaN or inf"),
+    (_utterances(audio="narrow.npy"), r"audio features have shape \(3, 5\), expected \[frames>0, 24\]"),
+])
+def test_a_bad_line_is_one_error_naming_it(tmp_path, line, message):
+    path = _input(tmp_path, line)
+    with pytest.raises(errors.InputError, match=f"^{path}:2: .*{message}"):
+        dialogue_jsonl.read(path, text.VocabularyTokenizer(list(text.SPECIAL_TOKENS), "word"),
+                            {"audio": 24, "visual": 16})
+
+
+def test_a_bad_line_leaves_no_output_and_the_cli_names_it(trained_run, tmp_path):
+    path = _input(tmp_path, _utterances(audio="nan.npy"))
+    output = tmp_path / "preds.jsonl"
+    output.write_text("earlier predictions\n")
+    code, out = run_module("mmjax.predict", f"--workdir={trained_run[1]}", f"--input={path}", f"--output={output}")
+    assert code == 2 and f"mmjax.predict: error: {path}:2: " in out and "Traceback" not in out, out
+    assert output.read_text() == "earlier predictions\n"
+    assert sorted(os.listdir(tmp_path)) == ["input.jsonl", "nan.npy", "narrow.npy", "preds.jsonl"]

@@ -1,0 +1,24 @@
+import numpy as np
+import pytest
+
+from mmjax import report
+
+
+def _run(macro_f1: float, joy_f1: float) -> dict:
+    scores = {"accuracy": 0.5, "macro_f1": macro_f1, "weighted_f1": 0.4, "loss": 1.0, "support": 10}
+    per_class = {"neutral": {"precision": 0.5, "recall": 0.5, "f1": 0.5},
+                 "joy": {"precision": joy_f1, "recall": joy_f1, "f1": joy_f1}}
+    return {"emotion": {**scores, "per_class": per_class},
+            "sarcasm": {**scores, "macro_f1": 1.0, "per_class": per_class}}
+
+
+def test_aggregate_gives_mean_and_sample_std():
+    agg = report.aggregate([_run(0.5, 0.0), _run(0.7, 0.3), _run(0.6, 0.6)])
+    assert agg["tasks"]["emotion"]["macro_f1"]["mean"] == pytest.approx(0.6)
+    assert agg["tasks"]["emotion"]["macro_f1"]["std"] == pytest.approx(0.1)  # sqrt((0.01 + 0.01 + 0) / 2)
+    assert agg["tasks"]["emotion"]["per_class"]["joy"]["f1"] == pytest.approx({"mean": 0.3, "std": 0.3})
+    assert agg["tasks"]["sarcasm"]["macro_f1"] == {"mean": 1.0, "std": 0.0}
+    assert agg["score"]["mean"] == pytest.approx(np.mean([0.75, 0.85, 0.8]))
+    assert "emotion" in report.format_aggregate(agg, "title")
+    with pytest.raises(ValueError, match="at least 2"):
+        report.aggregate([_run(0.5, 0.0)])
