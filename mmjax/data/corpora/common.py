@@ -369,10 +369,15 @@ def _percentiles(values: Sequence[int]) -> dict[str, int]:
 
 
 def prepare(converter, input_path: str, output_dir: str, options: Options = Options(), *,
-            tokenizer: str = "", audio: str = "", visual: str = "") -> dict:
-    """Reads ``input_path`` with ``converter`` and writes records to ``output_dir``; the manifest."""
+            tokenizer: str = "", audio: str = "", visual: str = "", name: str = "") -> dict:
+    """Reads ``input_path`` with ``converter`` and writes records to ``output_dir``; the manifest.
+
+    ``tokenizer``: see ``text.for_corpus``; ``audio``/``visual``: FeatureFile paths; ``name``: the
+    corpus name in the manifest (``config.data.corpus``), default the converter's.
+    """
     problems = Problems(options.skip_bad)
     corpus = converter.read(input_path, options, problems)
+    corpus.name = name or corpus.name
     unknown = [s for s in corpus.splits if s not in SPLITS]
     if unknown or "train" not in corpus.splits:
         raise RecordError(f"{input_path}: splits {sorted(corpus.splits)}, expected 'train' and any of {SPLITS}")
@@ -407,7 +412,7 @@ def prepare(converter, input_path: str, output_dir: str, options: Options = Opti
     report["rules_applied"] = dict(sorted(problems.notes.items()))
     report["skipped"] = dict(sorted(problems.skipped.items()))
 
-    extra = {"source": {"converter": corpus.name, "input": os.path.abspath(input_path),
+    extra = {"source": {"converter": converter.__name__.rsplit(".", 1)[-1], "input": os.path.abspath(input_path),
                         "skip_bad": options.skip_bad}, "report": report, **corpus.extra}
     if corpus.auxiliary:
         extra["auxiliary_labels"] = {name: {"labels": list(names), "class_counts": {
