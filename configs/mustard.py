@@ -11,7 +11,7 @@ speaker-dependent 5-fold protocol prepare each fold into its own directory and t
     python -m mmjax.train --config=configs/mustard.py --workdir=runs/mustard
     python -m mmjax.evaluate --config=configs/mustard.py --workdir=runs/mustard --split=test
 
-    python -m mmjax.prepare --corpus=mustard --input=../shared/data/mustard --protocol=speaker_dependent \
+    python -m mmjax.prepare --corpus=mustard --input=../shared/data/mustard --protocol=speaker_dependent \\
         --fold=0 --seed=0 --output=data_cache/mustard_fold0
 """
 
