@@ -141,3 +141,16 @@ def test_a_failed_run_leaves_the_previous_output_untouched(tmp_path):
         _prepare(tmp_path, ROWS + [{"dialogue": "d", "turn": 0, "speaker": "A", "text": ""}])
     assert (tmp_path / "out" / records.MANIFEST).read_text() == before
     assert [p for p in os.listdir(tmp_path) if "partial" in p] == []
+
+
+def test_config_tasks_the_corpus_does_not_label_are_one_config_error(tmp_path):
+    from mmjax import trainer
+    from tests.tiny import tiny_config
+    _prepare(tmp_path)
+    config = tiny_config(str(tmp_path / "out"))
+    config.data.corpus = "jsonl"
+    with pytest.raises(ConfigError, match=r"config.tasks includes \['humor', 'sarcasm_humor'\], which the corpus at .* "
+                                          r"does not label \(it has \['sentiment', 'emotion', 'sarcasm', 'emotion_sentiment'\]\)"):
+        trainer.load_or_prepare_records(config)
+    config.tasks = ("sentiment", "sarcasm")
+    assert list(trainer.load_or_prepare_records(config)["tasks"]) == ["sentiment", "emotion", "sarcasm", "emotion_sentiment"]
