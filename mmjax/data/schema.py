@@ -11,7 +11,8 @@ per-utterance arrays are flattened with a lengths vector; a dialogue of ``turns`
 * ``audio_lengths`` int32   [turns]                     0 means the modality is absent
 * ``visual``        float32 [sum(visual_lengths), visual_dim]
 * ``visual_lengths`` int32  [turns]
-* ``label_<task>``  int32   [turns]                     -1 means unlabelled
+* ``label_<task>``  int32   [turns]                     -1 means unlabelled (also auxiliary
+  labels a corpus keeps that are not tasks, e.g. CMMA's ``label_pride``; see the manifest)
 * ``meta`` (header)  dialogue id, utterance ids, speakers, texts, and ``info``: string facts about
   the dialogue from its corpus (CMMA topic, MELD season/episode, MUStARD show); absent in older
   records, read as empty
