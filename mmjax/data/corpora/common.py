@@ -368,6 +368,35 @@ def _percentiles(values: Sequence[int]) -> dict[str, int]:
     return {f"p{q}": int(np.percentile(values, q)) for q in (50, 90, 99)} | {"max": int(np.max(values))}
 
 
+def _tokenize(corpus: Corpus, tok: text.Tokenizer) -> tuple[dict[str, list[schema.Dialogue]], dict]:
+    """Record dialogues per split, and per split token / turn length percentiles and [UNK] share."""
+    labelled = tuple(corpus.tasks) + tuple(corpus.auxiliary)
+    splits, report = {}, {}
+    for split, raws in corpus.splits.items():
+        flat = [t.text for d in raws for t in d.turns]
+        ids = []
+        for start in progress(range(0, len(flat), 4096), f"tokenize {split}", unit="batch"):
+            ids += tok.encode_batch(flat[start:start + 4096])
+        lengths = [len(x) for x in ids]
+        unknown = sum(int(np.sum(x == tok.unk_id)) for x in ids) if tok.unk_id is not None else 0
+        report[split] = {"per_utterance": _percentiles(lengths),
+                         "unknown_fraction": round(unknown / max(1, sum(lengths)), 5),
+                         "turns_per_dialogue": _percentiles([len(d.turns) for d in raws])}
+        offsets = np.cumsum([0] + [len(d.turns) for d in raws])
+        splits[split] = [_dialogue(d, ids[offsets[i]:offsets[i + 1]], labelled) for i, d in enumerate(raws)]
+    return splits, report
+
+
+def _auxiliary_counts(corpus: Corpus) -> dict:
+    """The manifest's ``auxiliary_labels``: label names and counts per split of non-task labels."""
+    out = {}
+    for name, names in corpus.auxiliary.items():
+        counts = {s: np.bincount([t.labels[name] for d in raws for t in d.turns if name in t.labels],
+                                 minlength=len(names)).tolist() for s, raws in corpus.splits.items()}
+        out[name] = {"labels": list(names), "class_counts": {s: dict(zip(names, c)) for s, c in counts.items()}}
+    return out
+
+
 def prepare(converter, input_path: str, output_dir: str, options: Options = Options(), *,
             tokenizer: str = "", audio: str = "", visual: str = "", name: str = "") -> dict:
     """Reads ``input_path`` with ``converter`` and writes records to ``output_dir``; the manifest.
@@ -387,41 +416,20 @@ def prepare(converter, input_path: str, output_dir: str, options: Options = Opti
         if path:
             attach_features(corpus, modality, path, problems)
     dims = check_features(corpus, problems)
-
-    train_texts = [t.text for d in corpus.splits["train"] for t in d.turns]
-    tok = text.for_corpus(tokenizer, corpus.language, train_texts)
-    labelled = tuple(corpus.tasks) + tuple(corpus.auxiliary)
-    splits, report = {}, {"tokens": {}, "features": {}}
-    for split, raws in corpus.splits.items():
-        flat = [t.text for d in raws for t in d.turns]
-        ids = []
-        for start in progress(range(0, len(flat), 4096), f"tokenize {split}", unit="batch"):
-            ids += tok.encode_batch(flat[start:start + 4096])
-        lengths = [len(x) for x in ids]
-        unknown_units = sum(int(np.sum(x == tok.unk_id)) for x in ids) if tok.unk_id is not None else 0
-        report["tokens"][split] = {"per_utterance": _percentiles(lengths),
-                                   "unknown_fraction": round(unknown_units / max(1, sum(lengths)), 5),
-                                   "turns_per_dialogue": _percentiles([len(d.turns) for d in raws])}
-        offsets = np.cumsum([0] + [len(d.turns) for d in raws])
-        splits[split] = [_dialogue(d, ids[offsets[i]:offsets[i + 1]], labelled) for i, d in enumerate(raws)]
-    for modality in FEATURE_MODALITIES:  # utterances whose modality is absent (masked), per split
-        report["features"][modality] = {
-            "source": sources[modality] or ("corpus" if dims[modality] else None),
-            "absent": {s: sum(getattr(t, modality) is None for d in raws for t in d.turns)
-                       for s, raws in corpus.splits.items()}}
-    report["rules_applied"] = dict(sorted(problems.notes.items()))
-    report["skipped"] = dict(sorted(problems.skipped.items()))
-
+    tok = text.for_corpus(tokenizer, corpus.language, [t.text for d in corpus.splits["train"] for t in d.turns])
+    splits, tokens = _tokenize(corpus, tok)
+    report = {"tokens": tokens, "features": {
+        modality: {"source": sources[modality] or ("corpus" if dims[modality] else None),
+                   "absent": {s: sum(getattr(t, modality) is None for d in raws for t in d.turns)
+                              for s, raws in corpus.splits.items()}}  # utterances with the modality masked
+        for modality in FEATURE_MODALITIES},
+        "rules_applied": dict(sorted(problems.notes.items())), "skipped": dict(sorted(problems.skipped.items()))}
     extra = {"source": {"converter": converter.__name__.rsplit(".", 1)[-1], "input": os.path.abspath(input_path),
                         "skip_bad": options.skip_bad}, "report": report, **corpus.extra}
     if corpus.auxiliary:
-        extra["auxiliary_labels"] = {name: {"labels": list(names), "class_counts": {
-            s: dict(zip(names, np.bincount([t.labels[name] for d in raws for t in d.turns if name in t.labels],
-                                           minlength=len(names)).tolist()))
-            for s, raws in corpus.splits.items()}} for name, names in corpus.auxiliary.items()}
-    return records.write_corpus(output_dir, corpus.name, splits, tasks=corpus.tasks,
-                                audio_dim=dims["audio"], visual_dim=dims["visual"], text=tok.describe(),
-                                extra=extra)
+        extra["auxiliary_labels"] = _auxiliary_counts(corpus)
+    return records.write_corpus(output_dir, corpus.name, splits, tasks=corpus.tasks, audio_dim=dims["audio"],
+                                visual_dim=dims["visual"], text=tok.describe(), extra=extra)
 
 
 def tasks_in(labels: Sequence[str]) -> tuple[str, ...]:

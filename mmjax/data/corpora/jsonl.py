@@ -63,8 +63,8 @@ def _turn(row, base_dir: str, where: str, problems: common.Problems) -> tuple[st
     unknown = sorted(set(row) - set(REQUIRED) - set(OPTIONAL))
     missing = [f for f in REQUIRED if f not in row]
     if unknown or missing:
-        problems.bad("malformed row", where, f"{'unknown fields ' + str(unknown) if unknown else 'lacks ' + str(missing)}"
-                     f"; expected fields {list(REQUIRED)} and optionally {list(OPTIONAL)}")
+        what = f"unknown fields {unknown}" if unknown else f"lacks {missing}"
+        problems.bad("malformed row", where, f"{what}; expected fields {list(REQUIRED)} and optionally {list(OPTIONAL)}")
         return None
     dialogue, turn = row["dialogue"], row["turn"]
     if not (isinstance(dialogue, (str, int)) and not isinstance(dialogue, bool)

@@ -140,11 +140,13 @@ def read(path: str, options: common.Options, problems: common.Problems) -> commo
         raise RecordError(f"{path}: file not found; expected MUStARD's {FILE}")
     lines = common.read_lines(path, options.encoding or "utf-8", problems)
     try:
-        data = json.loads("".join(line for _, line in lines), object_pairs_hook=_pairs_without_duplicates(path, problems))
+        data = json.loads("".join(line for _, line in lines),
+                          object_pairs_hook=_pairs_without_duplicates(path, problems))
     except json.JSONDecodeError as e:
         raise RecordError(f"{path} line {e.lineno}: not valid JSON ({e.msg}); expected MUStARD's {FILE}") from e
     if not isinstance(data, dict):
-        raise RecordError(f"{path}: the top level is a {type(data).__name__}, expected an object of target id -> record")
+        raise RecordError(f"{path}: the top level is a {type(data).__name__}, expected an object mapping "
+                          "target ids to records")
     dialogues = {}
     for key, record in common.progress(data.items(), os.path.basename(path), total=len(data), unit="record"):
         dialogue = _dialogue(key, record, f"{path} record {key!r}", problems)
