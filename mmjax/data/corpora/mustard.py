@@ -51,10 +51,13 @@ def _repair(text: str, problems: common.Problems) -> str:
 def _pairs_without_duplicates(path: str, problems: common.Problems):
     def hook(pairs):
         out = {}
-        for key, value in pairs:
-            if key in out and isinstance(value, dict):  # a repeated target id; json would keep the last
+        for key, value in pairs:  # json.loads would silently keep the last of repeated keys
+            if key in out and isinstance(value, dict):  # records are the only objects holding objects
                 problems.bad("duplicated utterance id", f"{path} record {key!r}",
                              f"target id {key!r} appears twice; expected unique ids")
+                continue
+            if key in out:
+                problems.bad("malformed row", path, f"a record has field {key!r} twice; expected each field once")
                 continue
             out[key] = value
         return out
