@@ -1,25 +1,55 @@
-"""Prepare a corpus as records: ``python -m mmjax.prepare --corpus=synthetic --output=DIR``.
+"""Prepare a corpus as records: ``python -m mmjax.prepare --corpus=NAME --input=PATH --output=DIR``.
 
-Writes ArrayRecord shards and ``manifest.json`` (see ``mmjax.data.records``) and prints a summary
-table of utterances per split and class.
+Corpora (``mmjax.data.corpora``; formats and rules in each module's docstring and the README's
+"Corpora" section): ``cmma``, ``meld``, ``mustard`` (the published files), ``jsonl`` (the generic
+format for a corpus of one's own), ``mmsa`` (MMSA ``.pkl`` feature files) and ``synthetic``
+(generated, needs no input). Examples::
+
+    python -m mmjax.prepare --corpus=cmma --input=../shared/data/cmma --output=data_cache/cmma
+    python -m mmjax.prepare --corpus=mustard --input=../shared/data/mustard --output=data_cache/mustard \\
+        --protocol=speaker_dependent --fold=0 --seed=0
+    python -m mmjax.prepare --corpus=jsonl --input=my_corpus/ --output=data_cache/mine --audio=feats.npz
+
+Writes ArrayRecord shards and ``manifest.json`` (``mmjax.data.records``) through a temporary
+directory renamed at the end, shows progress on stderr and prints a summary table: utterances
+per split and class, then the report (rules applied, input skipped, absent features).
 """
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Mapping
 
 from absl import app, flags
 
 from mmjax import cli
-from mmjax.data.corpora import synthetic
+from mmjax.data.corpora import cmma, common, jsonl, meld, mmsa, mustard, synthetic
 from mmjax.errors import ConfigError
 
-CORPORA = {"synthetic": synthetic}
+CONVERTERS = {"cmma": cmma, "meld": meld, "mustard": mustard, "jsonl": jsonl, "mmsa": mmsa}
+CORPORA = {"synthetic": synthetic, **CONVERTERS}
 
 flags.DEFINE_string("corpus", "synthetic", f"Corpus to prepare: one of {sorted(CORPORA)}.")
+flags.DEFINE_string("input", None, "The corpus files: a directory (cmma, meld, jsonl, mustard) or a file "
+                    "(mustard's sarcasm_data.json, an mmsa .pkl).")
 flags.DEFINE_string("output", None, "Records directory to write (replaced atomically).")
-flags.DEFINE_integer("seed", 0, "Synthetic corpus: generator seed.")
+flags.DEFINE_bool("skip-bad", False, "Skip malformed rows and feature arrays, counting them in the report, "
+                  "instead of stopping at the first with an error.")
+flags.DEFINE_string("tokenizer", "", "'' the corpus default (characters of the training split for CMMA, "
+                    "all-MiniLM-L6-v2 otherwise), 'char' or 'word' (a vocabulary of the training split), "
+                    "or a Hugging Face tokenizer directory.")
+flags.DEFINE_string("audio", "", "Audio features keyed by utterance id: an .npz, or a directory of "
+                    "<utterance_id>.npy; each float [frames, dim].")
+flags.DEFINE_string("visual", "", "Visual features, as --audio.")
+flags.DEFINE_string("encoding", "", "Text encoding of the input files ('' the corpus's published one).")
+flags.DEFINE_string("name", "", "Corpus name in the manifest (config.data.corpus); '' the converter's name.")
+flags.DEFINE_string("protocol", "", f"MUStARD split protocol: one of {list(mustard.PROTOCOLS)} "
+                    f"('' {mustard.PROTOCOLS[0]}).")
+flags.DEFINE_integer("fold", 0, f"MUStARD speaker_dependent: the test fold, 0..{mustard.NUM_FOLDS - 1}.")
+flags.DEFINE_float("validation_fraction", 0.1, "MUStARD: fraction of each class of the training data "
+                   "held out for validation.")
+flags.DEFINE_integer("seed", 0, "Seed of the synthetic generator and of MUStARD's splits.")
 flags.DEFINE_list("dialogues", ["train:1600", "validation:250", "test:250"],
                   "Synthetic corpus: dialogues per split, as split:count.")
 flags.mark_flags_as_required(["output"])
@@ -36,7 +66,7 @@ def parse_counts(items) -> dict[str, int]:
 
 
 def summary_table(manifest: Mapping) -> str:
-    """Utterances per split, and per class of every task."""
+    """Utterances per split and per class of every task, then the preparation report."""
     splits = manifest["splits"]
     names = list(splits)
     lines = [f"corpus {manifest['corpus']}  (schema v{manifest['schema_version']})",
@@ -47,7 +77,23 @@ def summary_table(manifest: Mapping) -> str:
         for label in labels:
             lines.append(f"{task + ' / ' + label:<32}" + "".join(
                 f"{splits[s]['class_counts'][task][label]:>12,}" for s in names))
+    report = manifest.get("report")
+    if report:
+        for modality, info in report["features"].items():
+            lines.append(f"{modality + ' absent':<32}" + "".join(f"{info['absent'][s]:>12,}" for s in names)
+                         + (f"   (dim {manifest['features'][modality + '_dim']}, from {info['source']})"
+                            if info["source"] else "   (no features)"))
+        for title, counts in (("rules applied", report["rules_applied"]), ("skipped (--skip-bad)", report["skipped"])):
+            lines += [f"{title}:"] + [f"  {count:>8,}  {what}" for what, count in counts.items()] if counts else []
+    if "protocol" in manifest:
+        protocol = {k: v for k, v in manifest["protocol"].items() if k not in ("fold_of", "validation_ids")}
+        lines.append(f"protocol: {json.dumps(protocol)}")
     return "\n".join(lines)
+
+
+def options_from_flags(FLAGS) -> common.Options:
+    return common.Options(skip_bad=FLAGS["skip-bad"].value, encoding=FLAGS.encoding, protocol=FLAGS.protocol,
+                          fold=FLAGS.fold, seed=FLAGS.seed, validation_fraction=FLAGS.validation_fraction)
 
 
 def main(argv):
@@ -58,7 +104,14 @@ def main(argv):
         if FLAGS.corpus not in CORPORA:
             raise ConfigError(f"--corpus={FLAGS.corpus!r} is not one of {sorted(CORPORA)}")
         print(f"writing {FLAGS.corpus} records to {FLAGS.output}", file=sys.stderr)
-        manifest = CORPORA[FLAGS.corpus].write(FLAGS.output, parse_counts(FLAGS.dialogues), FLAGS.seed)
+        if FLAGS.corpus == "synthetic":
+            manifest = synthetic.write(FLAGS.output, parse_counts(FLAGS.dialogues), FLAGS.seed)
+        else:
+            if not FLAGS.input:
+                raise ConfigError(f"--corpus={FLAGS.corpus} needs --input (the corpus files)")
+            manifest = common.prepare(CONVERTERS[FLAGS.corpus], FLAGS.input, FLAGS.output, options_from_flags(FLAGS),
+                                      tokenizer=FLAGS.tokenizer, audio=FLAGS.audio, visual=FLAGS.visual,
+                                      name=FLAGS.name)
         print(summary_table(manifest))
 
 

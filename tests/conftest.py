@@ -1,4 +1,5 @@
-"""Test setup: 8 fake CPU devices (set before jax is imported) and a small synthetic corpus."""
+"""Test setup: 8 fake CPU devices (set before jax is imported), a small synthetic corpus and the
+real corpora of ``../shared/data`` (prepared once per session)."""
 
 import os
 
@@ -9,7 +10,9 @@ import jax  # noqa: E402
 import pytest  # noqa: E402
 
 from mmjax.data.corpora import synthetic  # noqa: E402
-from tests.tiny import SMALL_CORPUS  # noqa: E402
+from tests.tiny import REPO, SMALL_CORPUS  # noqa: E402
+
+SHARED_DATA = os.path.normpath(os.path.join(REPO, "..", "shared", "data"))
 
 
 @pytest.fixture(scope="session")
@@ -48,3 +51,28 @@ def trained_run(records_dir, tmp_path_factory):
     for name in test_files:
         shutil.copy(os.path.join(records_dir, name), data)
     return config, workdir, state
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> str:
+    """The real corpora (CMMA, MELD, MUStARD) at ../shared/data; skipped where absent, unless
+    MMJAX_REQUIRE_SHARED_DATA=1 makes their absence a failure."""
+    if not os.path.isdir(SHARED_DATA):
+        message = f"the real corpora are not found at {SHARED_DATA}"
+        if os.environ.get("MMJAX_REQUIRE_SHARED_DATA") == "1":
+            pytest.fail(message + " (MMJAX_REQUIRE_SHARED_DATA=1)")
+        pytest.skip(message)
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def prepared_corpora(shared_data, tmp_path_factory) -> dict[str, dict]:
+    """name -> manifest of cmma, meld and mustard (speaker-independent) prepared from shared_data;
+    each manifest's records directory is under its "dir" key."""
+    from mmjax.data.corpora import cmma, common, meld, mustard
+    out = {}
+    for module in (cmma, meld, mustard):
+        name = module.__name__.rsplit(".", 1)[-1]
+        path = str(tmp_path_factory.mktemp("real") / name)
+        out[name] = {**common.prepare(module, os.path.join(shared_data, name), path), "dir": path}
+    return out

@@ -11,8 +11,11 @@ per-utterance arrays are flattened with a lengths vector; a dialogue of ``turns`
 * ``audio_lengths`` int32   [turns]                     0 means the modality is absent
 * ``visual``        float32 [sum(visual_lengths), visual_dim]
 * ``visual_lengths`` int32  [turns]
-* ``label_<task>``  int32   [turns]                     -1 means unlabelled
-* ``meta`` (header)  dialogue id, utterance ids, speakers, texts
+* ``label_<task>``  int32   [turns]                     -1 means unlabelled (also auxiliary
+  labels a corpus keeps that are not tasks, e.g. CMMA's ``label_pride``; see the manifest)
+* ``meta`` (header)  dialogue id, utterance ids, speakers, texts, and ``info``: string facts about
+  the dialogue from its corpus (CMMA topic, MELD season/episode, MUStARD show); absent in older
+  records, read as empty
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ class Dialogue:
     audio: list[np.ndarray | None]  # each float32 [frames_i, audio_dim] or None
     visual: list[np.ndarray | None]  # each float32 [frames_i, visual_dim] or None
     labels: dict[str, np.ndarray]  # task -> int32 [turns], UNLABELLED where missing
+    info: dict[str, str] = dataclasses.field(default_factory=dict)  # corpus facts, never model input
 
     @property
     def num_turns(self) -> int:
@@ -122,7 +126,7 @@ def serialize(dialogue: Dialogue, audio_dim: int, visual_dim: int) -> bytes:
     audio, audio_lengths = _flatten(dialogue.audio, audio_dim)
     visual, visual_lengths = _flatten(dialogue.visual, visual_dim)
     meta = {"dialogue_id": dialogue.dialogue_id, "utterance_ids": dialogue.utterance_ids,
-            "speakers": dialogue.speakers, "texts": dialogue.texts}
+            "speakers": dialogue.speakers, "texts": dialogue.texts, "info": dialogue.info}
     arrays = {
         "tokens": np.concatenate(dialogue.tokens).astype(np.int32),
         "token_lengths": np.array([len(t) for t in dialogue.tokens], np.int32),
@@ -148,4 +152,5 @@ def deserialize(data: bytes) -> Dialogue:
         audio=_unflatten(arrays["audio"], arrays["audio_lengths"]),
         visual=_unflatten(arrays["visual"], arrays["visual_lengths"]),
         labels={k[len("label_"):]: v for k, v in arrays.items() if k.startswith("label_")},
+        info=meta.get("info", {}),
     )

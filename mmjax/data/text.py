@@ -53,6 +53,7 @@ class HuggingFaceTokenizer:
         except (OSError, ValueError) as e:
             raise ConfigError(f"cannot load a tokenizer from {self.path!r}: {e}") from e
         self.vocab_size = len(self._tokenizer)
+        self.unk_id = self._tokenizer.unk_token_id  # None for byte-level tokenizers (never unknown)
 
     def encode_batch(self, texts: Sequence[str], max_length: int = 512) -> list[np.ndarray]:
         ids = self._tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
@@ -75,6 +76,7 @@ class VocabularyTokenizer:
         self.vocab, self.level, self.name = list(vocab), level, name
         self._ids = {unit: i for i, unit in enumerate(self.vocab)}
         self.vocab_size = len(self.vocab)
+        self.unk_id = self._ids["[UNK]"]
 
     @classmethod
     def build(cls, texts: Iterable[str], level: str = "char", min_count: int = 1,
@@ -99,6 +101,18 @@ def _units(text: str, level: str) -> list[str]:
 
 
 Tokenizer = HuggingFaceTokenizer | VocabularyTokenizer
+
+
+def for_corpus(spec: str, language: str, train_texts: Iterable[str]) -> Tokenizer:
+    """The tokenizer ``mmjax.prepare --tokenizer=spec`` names for a corpus in ``language``.
+
+    ``spec``: "" the corpus default (a character vocabulary of the training split for Chinese,
+    "zh"; all-MiniLM-L6-v2 otherwise), "char" or "word" a vocabulary of the training split's
+    units, anything else the path of a Hugging Face tokenizer directory.
+    """
+    if spec in ("char", "word") or (not spec and language == "zh"):
+        return VocabularyTokenizer.build(train_texts, level=spec or "char", name=f"train_{spec or 'char'}s")
+    return HuggingFaceTokenizer(spec)
 
 
 def from_manifest(text: Mapping) -> Tokenizer:

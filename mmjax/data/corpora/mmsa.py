@@ -1,0 +1,142 @@
+"""The MMSA feature files (thuiar/MMSA: CMU-MOSI, CMU-MOSEI, CH-SIMS ``*.pkl``), read safely.
+
+What is read, per split key ``train`` / ``valid`` / ``test`` (-> train / validation / test;
+``valid`` may be missing), N utterances each:
+
+* ``id``: N strings ``<video>$_$<clip>``. A dialogue is a video, its turns the clips in order
+  (numeric clips numerically). The speaker is the video (one speaker per video in MOSI/MOSEI).
+* ``raw_text``: N strings, tokenized like any corpus (``text``/``text_bert``, pre-computed text
+  features, are not used: the model has its own text encoder).
+* ``regression_labels``: N sentiment scores in [-3, 3] -> ``sentiment``: negative (< 0),
+  neutral (== 0), positive (> 0). ``classification_labels`` and the per-modality ``*_labels_*``
+  of CH-SIMS are not read.
+* ``audio`` float [N, Fa, Da] and ``vision`` float [N, Fv, Dv] (-> ``visual``), optional; with
+  ``audio_lengths`` / ``vision_lengths`` (N ints) only the first ``length`` frames are kept
+  (0: the modality is absent for that clip). Without lengths every frame is kept.
+
+Pickles can run arbitrary code when loaded, so the file is read by :class:`RestrictedUnpickler`,
+which builds only numpy arrays, numpy scalars and Python's built-in containers, strings and
+numbers; any other global is refused with a RecordError naming ``module.name``.
+"""
+
+from __future__ import annotations
+
+import builtins
+import codecs
+import io
+import math
+import os
+import pickle
+
+import numpy as np
+
+from mmjax.data.corpora import common
+from mmjax.errors import RecordError
+
+LANGUAGE = "en"
+SPLIT_KEYS = {"train": "train", "valid": "validation", "test": "test"}
+MODALITIES = {"audio": "audio", "vision": "visual"}
+SEPARATOR = "$_$"
+
+
+def _numpy_globals() -> dict[tuple[str, str], object]:
+    """What numpy arrays and scalars need when unpickled, under numpy 1.x and 2.x module names."""
+    from numpy._core import multiarray, numeric  # numpy >= 2: numpy.core is a deprecated alias
+    allowed = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype}
+    for package in ("numpy.core", "numpy._core"):
+        allowed[(f"{package}.multiarray", "_reconstruct")] = multiarray._reconstruct
+        allowed[(f"{package}.multiarray", "scalar")] = multiarray.scalar
+        allowed[(f"{package}.numeric", "_frombuffer")] = numeric._frombuffer
+    for name in ("set", "frozenset", "bytearray", "complex"):  # protocols 0-2 name these containers
+        allowed[("builtins", name)] = allowed[("__builtin__", name)] = getattr(builtins, name)
+    allowed[("_codecs", "encode")] = codecs.encode  # protocols <= 2 write bytes with it
+    return allowed
+
+
+class RestrictedUnpickler(pickle.Unpickler):
+    """An Unpickler that resolves only the globals numpy arrays need; anything else is refused."""
+
+    ALLOWED = _numpy_globals()
+
+    def __init__(self, file, path: str):
+        super().__init__(file)
+        self.path = path
+
+    def find_class(self, module: str, name: str):
+        try:
+            return self.ALLOWED[(module, name)]
+        except KeyError:
+            raise RecordError(f"{self.path}: the pickle refers to {module}.{name}, which is refused; expected "
+                              "only numpy arrays, lists, dicts, strings and numbers") from None
+
+
+def load(path: str) -> object:
+    """The object in the pickle at ``path``, built by :class:`RestrictedUnpickler`."""
+    if not os.path.isfile(path):
+        raise RecordError(f"{path}: file not found; expected an MMSA .pkl feature file")
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        return RestrictedUnpickler(io.BytesIO(data), path).load()
+    except RecordError:
+        raise
+    except Exception as e:  # truncated or not a pickle at all
+        raise RecordError(f"{path}: cannot be read as a pickle ({type(e).__name__}: {e})") from e
+
+
+def _sentiment(score) -> int | None:
+    score = float(score)
+    return None if math.isnan(score) else 0 if score < 0 else 1 if score == 0 else 2
+
+
+def _clip_key(clip: str):
+    return (0, int(clip), "") if clip.isdigit() else (1, 0, clip)
+
+
+def _read_split(path: str, key: str, part, problems: common.Problems) -> list[common.RawDialogue]:
+    where = f"{path} [{key!r}]"
+    if not isinstance(part, dict):
+        raise RecordError(f"{where}: is a {type(part).__name__}, expected a dict of arrays")
+    missing = [k for k in ("id", "raw_text", "regression_labels") if k not in part]
+    if missing:
+        raise RecordError(f"{where}: lacks {missing}; expected keys id, raw_text, regression_labels "
+                          "and optionally audio, vision, audio_lengths, vision_lengths")
+    n = len(part["id"])
+    for name in ("raw_text", "regression_labels", *MODALITIES, "audio_lengths", "vision_lengths"):
+        if name in part and len(part[name]) != n:
+            raise RecordError(f"{where}[{name!r}]: has {len(part[name])} entries, expected {n} (one per id)")
+    videos: dict[str, list[tuple[str, common.Turn]]] = {}
+    for i in common.progress(range(n), f"{os.path.basename(path)} {key}", unit="clip"):
+        uid, row_where = str(part["id"][i]), f"{where} row {i}"
+        video, separator, clip = uid.partition(SEPARATOR)
+        if not separator or not video or not clip:
+            problems.bad("malformed utterance id", row_where, f"id {uid!r}: expected '<video>{SEPARATOR}<clip>'")
+            continue
+        sentiment = _sentiment(part["regression_labels"][i])
+        if sentiment is None:
+            problems.bad("unknown label", f"{row_where} (id {uid!r})",
+                         "regression_labels is NaN; expected a sentiment score in [-3, 3]")
+            continue
+        turn = common.Turn(uid, video, str(part["raw_text"][i]), f"{row_where} (id {uid!r})", {"sentiment": sentiment})
+        for name, modality in MODALITIES.items():
+            if name in part:
+                frames = np.asarray(part[name][i])
+                if f"{name}_lengths" in part:
+                    frames = frames[:int(part[f"{name}_lengths"][i])]
+                if len(frames):
+                    setattr(turn, modality, frames)
+        videos.setdefault(video, []).append((clip, turn))
+    return [common.RawDialogue(video, [t for _, t in sorted(turns, key=lambda ct: _clip_key(ct[0]))])
+            for video, turns in videos.items()]
+
+
+def read(path: str, options: common.Options, problems: common.Problems) -> common.Corpus:
+    data = load(path)
+    if not isinstance(data, dict) or "train" not in data:
+        keys = sorted(data) if isinstance(data, dict) else type(data).__name__
+        raise RecordError(f"{path}: holds {keys}, expected a dict with keys {list(SPLIT_KEYS)}")
+    unknown = sorted(set(data) - set(SPLIT_KEYS))
+    if unknown:
+        raise RecordError(f"{path}: unknown split keys {unknown}; expected {list(SPLIT_KEYS)}")
+    splits = {SPLIT_KEYS[key]: _read_split(path, key, data[key], problems) for key in SPLIT_KEYS if key in data}
+    return common.Corpus("mmsa", LANGUAGE, splits, ("sentiment",))

@@ -1,0 +1,156 @@
+"""The generic JSONL format, and through it the shared converter core: feature attachment,
+absent modalities, bad input (one error naming file and line) and --skip-bad accounting."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from mmjax.data import records
+from mmjax.data.corpora import common, jsonl
+from mmjax.errors import ConfigError, RecordError
+
+ROWS = [
+    {"dialogue": "d1", "turn": 1, "speaker": "B", "text": "fine thanks", "labels": {"sentiment": "positive", "emotion": "joy"}},
+    {"dialogue": "d1", "turn": 0, "speaker": "A", "text": "how are you", "labels": {"sentiment": "neutral", "emotion_sentiment": -1}},
+    {"dialogue": 7, "turn": 0, "speaker": "A", "text": "oh great", "id": "clips/7", "labels": {"sarcasm": "sarcastic", "emotion": None}},
+]
+
+
+def _write(directory, rows, split="train"):
+    directory.mkdir(exist_ok=True)
+    (directory / f"{split}.jsonl").write_text("\n".join(r if isinstance(r, str) else json.dumps(r) for r in rows) + "\n")
+    return str(directory)
+
+
+def _prepare(tmp_path, rows=ROWS, skip_bad=False, **kwargs):
+    corpus = _write(tmp_path / "corpus", rows)
+    return common.prepare(jsonl, corpus, str(tmp_path / "out"), common.Options(skip_bad=skip_bad), tokenizer="word",
+                          **kwargs)
+
+
+def _dialogues(tmp_path, split="train"):
+    source = records.DialogueSource(str(tmp_path / "out"), split)
+    return [source[i] for i in range(len(source))]
+
+
+def test_turn_order_ids_and_any_subset_of_tasks(tmp_path):
+    manifest = _prepare(tmp_path)
+    assert list(manifest["tasks"]) == ["sentiment", "emotion", "sarcasm", "emotion_sentiment"]
+    assert manifest["features"] == {"audio_dim": 0, "visual_dim": 0}
+    d1, d7 = _dialogues(tmp_path)
+    assert (d1.dialogue_id, d1.utterance_ids, d1.speakers) == ("d1", ["d1_0", "d1_1"], ["A", "B"])
+    assert d1.labels["sentiment"].tolist() == [1, 2] and d1.labels["emotion"].tolist() == [-1, 1]
+    assert d1.labels["emotion_sentiment"].tolist() == [1, -1] and d1.labels["sarcasm"].tolist() == [-1, -1]
+    assert d7.utterance_ids == ["clips/7"] and d7.labels["sarcasm"].tolist() == [1]
+    assert d1.audio == [None, None] and d1.visual == [None, None]  # absent, not zeros
+    assert manifest["splits"]["train"]["class_counts"]["emotion"]["joy"] == 1
+
+
+def test_features_from_row_files_npz_and_npy_directories_absent_elsewhere(tmp_path):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    np.save(corpus / "a.npy", np.ones((3, 4), np.float32))
+    rows = [dict(ROWS[0], audio="a.npy"), ROWS[1], ROWS[2]]
+    np.savez(tmp_path / "visual.npz", **{"d1_0": np.zeros((2, 5)), "clips/7": np.arange(5.0)})
+    manifest = _prepare(tmp_path, rows, visual=str(tmp_path / "visual.npz"))
+    assert manifest["features"] == {"audio_dim": 4, "visual_dim": 5}
+    d1, d7 = _dialogues(tmp_path)
+    assert d1.audio[0] is None and d1.audio[1].shape == (3, 4)
+    assert d1.visual[0].shape == (2, 5) and d1.visual[1] is None and d7.visual[0].tolist() == [list(range(5))]
+    assert manifest["report"]["features"]["visual"]["absent"] == {"train": 1}
+    # the same arrays as a directory of <utterance id>.npy, ids with "/" in subdirectories
+    os.makedirs(tmp_path / "vis" / "clips")
+    np.save(tmp_path / "vis" / "d1_0.npy", np.zeros((2, 5)))
+    np.save(tmp_path / "vis" / "clips" / "7.npy", np.arange(5.0))
+    assert _prepare(tmp_path, rows, visual=str(tmp_path / "vis"))["report"]["features"]["visual"]["absent"] == {"train": 1}
+    with pytest.raises(ConfigError, match="already carries audio features"):
+        _prepare(tmp_path, rows, audio=str(tmp_path / "vis"))
+
+
+@pytest.mark.parametrize("row,message", [
+    ({"dialogue": "d", "turn": 0, "speaker": "A", "text": "x", "lables": {}},
+     r"line 4: unknown fields \['lables'\]; expected fields \['dialogue', 'turn', 'speaker', 'text'\]"),
+    ({"dialogue": "d", "turn": 0, "speaker": "A", "text": "x", "labels": {"emotion": "happy"}},
+     r"line 4: labels.emotion 'happy' is not a label; expected one of \['neutral', 'joy'"),
+    ({"dialogue": "d", "turn": 0, "speaker": "A", "text": "x", "labels": {"irony": "none"}},
+     r"line 4: labels has unknown task 'irony'; expected tasks \['sentiment'"),
+    ({"dialogue": "d", "turn": 0, "speaker": "A", "text": "  ", "labels": {}},
+     r"line 4: utterance 'd_0' has empty text, expected the words spoken"),
+    ({"dialogue": "x", "turn": 0, "speaker": "A", "text": "x", "id": "d1_1"},
+     r"line 4: utterance id 'd1_1' is already used at .*train.jsonl line 1; expected unique ids"),
+    ({"dialogue": "d1", "turn": 1, "speaker": "A", "text": "x"},
+     r"line 4: dialogue 'd1' turn 1 is already at .*train.jsonl line 1; expected each turn once"),
+    ({"dialogue": "d", "turn": -1, "speaker": "A", "text": "x"}, r"line 4: expected dialogue: string or integer, turn: integer >= 0"),
+    ('{"dialogue": "d", ', r"line 4: not valid JSON .*; expected one JSON object per line"),
+])
+def test_a_bad_row_is_one_error_naming_file_line_and_expectation(tmp_path, row, message):
+    with pytest.raises(RecordError, match=message):
+        _prepare(tmp_path, ROWS + [row])
+    assert not os.path.exists(tmp_path / "out")
+    assert [p for p in os.listdir(tmp_path) if "partial" in p] == []
+
+
+@pytest.mark.parametrize("array,message", [
+    (np.array([[1.0, np.nan, np.inf]]), r"visual.npz\['d1_1'\]: visual features contain 2 NaN or infinite values, expected finite"),
+    (np.ones((2, 4)), r"visual.npz\['d1_1'\]: visual features have dimension 4, expected 3 \(the dimension of .*'d1_0'"),
+    (np.ones((2, 3, 1)), r"visual.npz\['d1_1'\]: visual features have shape \[2, 3, 1\], expected \[frames>0, dim>0\]"),
+])
+def test_a_bad_feature_array_is_one_error_naming_its_file_key_and_expectation(tmp_path, array, message):
+    np.savez(tmp_path / "visual.npz", d1_0=np.ones((1, 3)), d1_1=array)
+    with pytest.raises(RecordError, match=message):
+        _prepare(tmp_path, visual=str(tmp_path / "visual.npz"))
+
+
+def test_feature_arrays_of_unknown_utterances_are_an_error(tmp_path):
+    np.savez(tmp_path / "audio.npz", d1_0=np.ones((1, 3)), dia9=np.ones((1, 3)))
+    with pytest.raises(RecordError, match=r"audio.npz: 1 audio arrays are keyed by ids that are not utterances "
+                                          r"of the corpus \(e.g. \['dia9'\]\); expected utterance ids such as 'd1_0'"):
+        _prepare(tmp_path, audio=str(tmp_path / "audio.npz"))
+
+
+def test_wrong_encoding_names_the_line_and_the_expected_encoding(tmp_path):
+    corpus = tmp_path / "corpus"
+    _write(corpus, ROWS)
+    with open(corpus / "train.jsonl", "ab") as f:
+        f.write('{"dialogue": "d", "turn": 0, "speaker": "A", "text": "caf\u00e9"}\n'.encode("latin-1"))
+    with pytest.raises(RecordError, match=r"train.jsonl line 4: byte 0xe9 is not valid utf-8; expected a utf-8 file"):
+        common.prepare(jsonl, str(corpus), str(tmp_path / "out"), tokenizer="word")
+
+
+def test_skip_bad_skips_and_counts_every_kind(tmp_path):
+    np.savez(tmp_path / "audio.npz", d1_0=np.ones((1, 3)), d1_1=np.full((1, 3), np.nan), dia9=np.ones((1, 3)))
+    bad = [{"dialogue": "d", "turn": 0, "speaker": "A", "text": "x", "labels": {"emotion": "happy"}},
+           {"dialogue": "e", "turn": 0, "speaker": "A", "text": ""},
+           {"dialogue": "d1", "turn": 0, "speaker": "A", "text": "again"}, "not json"]
+    manifest = _prepare(tmp_path, ROWS + bad, skip_bad=True, audio=str(tmp_path / "audio.npz"))
+    assert manifest["report"]["skipped"] == {
+        "bad audio feature array (modality left absent)": 1, "duplicated turn": 1, "empty text": 1,
+        "feature array for an unknown utterance id": 1, "malformed row": 1, "unknown label": 1}
+    assert manifest["splits"]["train"]["utterances"] == 3
+    d1, _ = _dialogues(tmp_path)
+    assert d1.audio[0].shape == (1, 3) and d1.audio[1] is None
+    assert manifest["source"]["skip_bad"] is True
+
+
+def test_a_failed_run_leaves_the_previous_output_untouched(tmp_path):
+    _prepare(tmp_path)
+    before = (tmp_path / "out" / records.MANIFEST).read_text()
+    with pytest.raises(RecordError):
+        _prepare(tmp_path, ROWS + [{"dialogue": "d", "turn": 0, "speaker": "A", "text": ""}])
+    assert (tmp_path / "out" / records.MANIFEST).read_text() == before
+    assert [p for p in os.listdir(tmp_path) if "partial" in p] == []
+
+
+def test_config_tasks_the_corpus_does_not_label_are_one_config_error(tmp_path):
+    from mmjax import trainer
+    from tests.tiny import tiny_config
+    _prepare(tmp_path)
+    config = tiny_config(str(tmp_path / "out"))
+    config.data.corpus = "jsonl"
+    with pytest.raises(ConfigError, match=r"config.tasks includes \['humor', 'sarcasm_humor'\], which the corpus at .* "
+                                          r"does not label \(it has \['sentiment', 'emotion', 'sarcasm', 'emotion_sentiment'\]\)"):
+        trainer.load_or_prepare_records(config)
+    config.tasks = ("sentiment", "sarcasm")
+    assert list(trainer.load_or_prepare_records(config)["tasks"]) == ["sentiment", "emotion", "sarcasm", "emotion_sentiment"]
