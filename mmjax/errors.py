@@ -16,3 +16,8 @@ class RecordError(MmjaxError, ValueError):
 
 class TrainingDivergedError(MmjaxError, FloatingPointError):
     """A non-finite loss or gradient; names the step and the task."""
+
+
+class CheckpointError(MmjaxError, ValueError):
+    """A pretrained checkpoint directory that is missing, of an unsupported family, or whose
+    tensors do not match its config; names the file and the tensors."""

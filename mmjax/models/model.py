@@ -89,12 +89,6 @@ class AffectModel(nn.Module):
         return {task: value.reshape(B, T, -1) for task, value in logits.items()}
 
 
-def padded_vocab_size(vocab_size: int, multiple: int = 128) -> int:
-    """Vocabulary rounded up so the embedding table splits evenly over any mesh axis of size
-    dividing ``multiple``; the extra rows are never indexed."""
-    return -(-vocab_size // multiple) * multiple
-
-
 def build_model(config, manifest) -> AffectModel:
     """The model described by ``config.model`` for a corpus with ``manifest``."""
     m = config.model
@@ -109,7 +103,7 @@ def build_model(config, manifest) -> AffectModel:
                              f"{config.data.dir!r} has no {x} features")
     return AffectModel(
         tasks=resolve_tasks(config.tasks), modalities=modalities,
-        vocab_size=padded_vocab_size(manifest["text"]["vocab_size"]), width=m.width, mlp_dim=m.mlp_dim,
+        vocab_size=layers.padded_vocab_size(manifest["text"]["vocab_size"]), width=m.width, mlp_dim=m.mlp_dim,
         num_heads=m.num_heads, text_layers=m.text_layers, feature_layers=m.feature_layers,
         context_turns=config.model.context_turns, fusion=m.fusion, sharing=m.sharing,
         tower_hidden=m.tower_hidden, tower_layers=m.tower_layers, cross_stitch=m.cross_stitch,
