@@ -101,6 +101,14 @@ def _units(text: str, level: str) -> list[str]:
 Tokenizer = HuggingFaceTokenizer | VocabularyTokenizer
 
 
+def from_config(name: str, default: Tokenizer) -> Tokenizer:
+    """The tokenizer a config names (``config.data.tokenizer``): "" -> ``default`` (the corpus's
+    own), "minilm" -> all-MiniLM-L6-v2's, anything else -> a Hugging Face tokenizer directory."""
+    if not name:
+        return default
+    return HuggingFaceTokenizer("" if name == "minilm" else name)
+
+
 def from_manifest(text: Mapping) -> Tokenizer:
     """The tokenizer that wrote a corpus, from its manifest's ``text`` section (for prediction)."""
     kind = text.get("kind")
