@@ -41,9 +41,10 @@ def validate(config, process_count: int = 1) -> None:
     for key, choices in (("model.text_encoder", TEXT_ENCODERS), ("model.pretrained.mode", PRETRAINED_MODES)):
         if _get(config, key) not in choices:
             raise ConfigError(f"config.{key}={_get(config, key)!r} is not one of {list(choices)}")
-    if not config.model.pretrained.learning_rate_scale > 0:
-        raise ConfigError(f"config.model.pretrained.learning_rate_scale={config.model.pretrained.learning_rate_scale!r}: "
-                          "expected a positive number (below 1 fine-tunes the pretrained encoder more gently)")
+    scale = config.model.pretrained.learning_rate_scale
+    if not scale > 0:
+        raise ConfigError(f"config.model.pretrained.learning_rate_scale={scale!r}: expected a positive number "
+                          "(below 1 fine-tunes the pretrained encoder more gently)")
     resolve_tasks(config.tasks)
     unknown_weights = sorted(set(config.task_weights) - set(TASKS))
     if unknown_weights:

@@ -145,9 +145,9 @@ def _updates(mode, scale):
     """Second AdamW updates (the first has learning rate 0 in warmup) of an encoder and a head."""
     config = _pretrained_config("unused", "unused", mode, scale)
     rng = np.random.default_rng(0)
-    params = {"text_encoder": {"kernel": rng.normal(size=(3, 4)).astype(np.float32), "bias": rng.normal(size=4).astype(np.float32)},
-              "head": {"kernel": rng.normal(size=(4, 2)).astype(np.float32)}}
-    grads = jax.tree.map(lambda p: rng.normal(size=p.shape).astype(np.float32), params)
+    normal = lambda *shape: rng.normal(size=shape).astype(np.float32)  # noqa: E731
+    params = {"text_encoder": {"kernel": normal(3, 4), "bias": normal(4)}, "head": {"kernel": normal(4, 2)}}
+    grads = jax.tree.map(lambda p: normal(*p.shape), params)
     tx = optim.make_optimizer(config)
     state = tx.init(params)
     _, state = tx.update(grads, state, params)
@@ -170,7 +170,10 @@ def test_encoder_learning_rate_scale_and_freezing_touch_only_the_encoder():
 
 def test_fresh_state_holds_the_checkpoint_and_frozen_training_never_changes_it(tiny_checkpoint, tmp_path):
     config = _pretrained_config(str(tmp_path / "records"), tiny_checkpoint, mode="frozen")
-    s = trainer.setup(config)  # writes the synthetic records with the checkpoint's tokenizer
+    config.data.tokenizer = ""
+    assert trainer.load_or_prepare_records(config)["text"]["kind"] == "vocabulary"
+    config.data.tokenizer = tiny_checkpoint
+    s = trainer.setup(config)  # rewrites the synthetic records with the checkpoint's tokenizer
     assert s.manifest["text"]["tokenizer"] == os.path.basename(tiny_checkpoint)
     boxed = jax.eval_shape(lambda: s.model.init(jax.random.key(0), jax.tree.map(
         lambda x: np.zeros(x.shape, x.dtype), s.batch_shapes)))["params"]
