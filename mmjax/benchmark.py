@@ -22,7 +22,6 @@ from ml_collections import config_flags
 
 from mmjax import cli, sharding, trainer
 from mmjax.data import pipeline
-from mmjax.state import create_state
 
 config_flags.DEFINE_config_file("config", None, "Path to a config file.", lock_config=True)
 flags.DEFINE_integer("steps", 30, "Timed train steps (after warm-up).")
@@ -62,7 +61,7 @@ def input_pipeline(config, manifest, batches: int) -> dict:
 def train_step(config, s, steps: int, warmup: int) -> dict:
     """Median step time and FLOP figures of the compiled train step on prefetched batches."""
     compiled, stats = trainer.compile_train_step(s, config)
-    state = create_state(config.seed, s.model, s.tx, s.batch_shapes, s.mesh, s.rules)
+    state = trainer.initial_state(s)
     data = iter(pipeline.train_dataset(config, s.manifest, jax.process_index(), jax.process_count()))
     batches = [sharding.global_batch(next(data), s.mesh) for _ in range(min(steps + warmup, 8))]
     times = []

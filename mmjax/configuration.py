@@ -11,6 +11,9 @@ _POSITIVE_INTS = ("batch_size", "grad_accum_steps", "eval_batch_size", "num_trai
                   "data.max_visual_frames", "model.width", "model.mlp_dim", "model.num_heads",
                   "model.tower_hidden", "model.tower_layers")
 
+TEXT_ENCODERS = ("scratch", "pretrained")
+PRETRAINED_MODES = ("finetune", "frozen")
+
 
 def _get(config, key: str):
     value = config
@@ -35,6 +38,13 @@ def validate(config, process_count: int = 1) -> None:
     if config.model.width % config.model.num_heads:
         raise ConfigError(f"config.model.width={config.model.width} is not divisible by "
                           f"config.model.num_heads={config.model.num_heads}")
+    for key, choices in (("model.text_encoder", TEXT_ENCODERS), ("model.pretrained.mode", PRETRAINED_MODES)):
+        if _get(config, key) not in choices:
+            raise ConfigError(f"config.{key}={_get(config, key)!r} is not one of {list(choices)}")
+    scale = config.model.pretrained.learning_rate_scale
+    if not scale > 0:
+        raise ConfigError(f"config.model.pretrained.learning_rate_scale={scale!r}: expected a positive number "
+                          "(below 1 fine-tunes the pretrained encoder more gently)")
     resolve_tasks(config.tasks)
     unknown_weights = sorted(set(config.task_weights) - set(TASKS))
     if unknown_weights:

@@ -24,3 +24,8 @@ class ForbiddenSplitError(MmjaxError):
 
 class InputError(MmjaxError, ValueError):
     """A line of a prediction input file that breaks the JSONL spec; names ``file:line``."""
+
+
+class CheckpointError(MmjaxError, ValueError):
+    """A pretrained checkpoint directory that is missing, of an unsupported family, or whose
+    tensors do not match its config; names the file and the tensors."""

@@ -5,6 +5,10 @@ from __future__ import annotations
 import jax
 import optax
 
+from mmjax.models.model import TEXT_ENCODER
+
+TRAINABLE, PRETRAINED = "trainable", "pretrained"
+
 
 def learning_rate_schedule(config) -> optax.Schedule:
     """Linear warmup to ``learning_rate`` then cosine decay to 1% of it at ``num_train_steps``."""
@@ -14,10 +18,26 @@ def learning_rate_schedule(config) -> optax.Schedule:
         end_value=0.01 * config.learning_rate)
 
 
+def param_labels(params) -> dict[str, str]:
+    """Top-level params subtree -> optimizer group (a prefix tree of ``params``): the pretrained
+    text encoder is ``PRETRAINED``, everything else ``TRAINABLE``."""
+    return {name: PRETRAINED if name == TEXT_ENCODER else TRAINABLE for name in params}
+
+
 def make_optimizer(config) -> optax.GradientTransformation:
-    """Global-norm clipping, then AdamW; no weight decay on biases and norm scales (ndim < 2)."""
+    """Global-norm clipping, then AdamW; no weight decay on biases and norm scales (ndim < 2).
+
+    With a pretrained text encoder its subtree gets its own group: ``mode="frozen"`` sets its
+    updates to zero (and keeps no Adam moments for it); ``"finetune"`` scales its AdamW updates
+    (weight decay included) by ``learning_rate_scale``.
+    """
     decay_mask = lambda params: jax.tree.map(lambda p: p.ndim >= 2, params)  # noqa: E731
-    return optax.chain(
-        optax.clip_by_global_norm(config.grad_clip_norm),
-        optax.adamw(learning_rate_schedule(config), b1=0.9, b2=0.999,
-                    weight_decay=config.weight_decay, mask=decay_mask))
+    adamw = lambda: optax.adamw(learning_rate_schedule(config), b1=0.9, b2=0.999,  # noqa: E731
+                                weight_decay=config.weight_decay, mask=decay_mask)
+    clip = optax.clip_by_global_norm(config.grad_clip_norm)
+    if config.model.text_encoder != "pretrained":
+        return optax.chain(clip, adamw())
+    settings = config.model.pretrained
+    pretrained = (optax.set_to_zero() if settings.mode == "frozen"
+                  else optax.chain(adamw(), optax.scale(settings.learning_rate_scale)))
+    return optax.chain(clip, optax.partition({TRAINABLE: adamw(), PRETRAINED: pretrained}, param_labels))

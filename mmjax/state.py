@@ -19,11 +19,31 @@ class TrainState(struct.PyTreeNode):
     opt_state: Any
 
 
-def _create(rng, model: nn.Module, tx: optax.GradientTransformation, batch_shapes) -> TrainState:
-    """TrainState with logically boxed parameters (boxes carry the axis names)."""
+def _create(rng, model: nn.Module, tx: optax.GradientTransformation, batch_shapes, loaded=None) -> TrainState:
+    """TrainState with logically boxed parameters (boxes carry the axis names).
+
+    loaded: top-level params subtree name -> arrays replacing that subtree's random init; they
+    are in place before the optimizer state is initialised from the params.
+    """
     example = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), batch_shapes)
     params = model.init({"params": rng}, example, train=False)["params"]
+    if loaded:
+        params = {**params, **{name: _replace_values(params[name], values, name) for name, values in loaded.items()}}
     return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params))
+
+
+def _replace_values(boxed, values, name: str):
+    """``boxed`` (a tree of nn.Partitioned) with ``values`` inside its boxes; same tree and shapes."""
+    is_box = lambda x: isinstance(x, nn.Partitioned)  # noqa: E731
+    if jax.tree.structure(boxed, is_leaf=is_box) != jax.tree.structure(values):
+        raise ValueError(f"loaded params[{name!r}] do not have the model's parameter tree")
+
+    def replace(path, box, value):
+        if box.value.shape != value.shape:
+            raise ValueError(f"loaded params[{name!r}]{jax.tree_util.keystr(path)} has shape {value.shape}, "
+                             f"the model's has {box.value.shape}")
+        return box.replace_boxed(value.astype(box.value.dtype))
+    return jax.tree_util.tree_map_with_path(replace, boxed, values, is_leaf=is_box)
 
 
 def abstract_state_and_shardings(model, tx, batch_shapes, mesh, rules):
@@ -39,10 +59,15 @@ def abstract_state_and_shardings(model, tx, batch_shapes, mesh, rules):
     return abstract, shardings
 
 
-def create_state(seed: int, model, tx, batch_shapes, mesh, rules) -> TrainState:
-    """Initialises the TrainState directly into its shardings (never on one device first)."""
+def create_state(seed: int, model, tx, batch_shapes, mesh, rules, loaded=None) -> TrainState:
+    """Initialises the TrainState directly into its shardings (never on one device first).
+
+    loaded: optional top-level params subtree name -> host (numpy) arrays, e.g. a pretrained
+    encoder; each array goes straight to its parameter's sharding and replaces the random init.
+    """
     _, shardings = abstract_state_and_shardings(model, tx, batch_shapes, mesh, rules)
-    init = jax.jit(lambda rng: nn.meta.unbox(_create(rng, model, tx, batch_shapes)),
-                   out_shardings=shardings)
+    loaded = {name: jax.device_put(values, shardings.params[name]) for name, values in (loaded or {}).items()}
+    init = jax.jit(lambda rng, loaded: nn.meta.unbox(_create(rng, model, tx, batch_shapes, loaded)),
+                   out_shardings=shardings, donate_argnums=1)
     with sharding.activate(mesh, rules):
-        return init(jax.random.key(seed))
+        return init(jax.random.key(seed), loaded)

@@ -25,12 +25,16 @@ from mmjax.state import abstract_state_and_shardings, create_state
 
 def load_or_prepare_records(config) -> dict:
     """The manifest of ``config.data.dir``. For ``data.corpus="synthetic"`` the records are
-    (re)generated there when missing or made by another generator version, seed or size:
-    they are a pure function of those, so nothing is lost."""
+    (re)generated there when missing or made by another generator version, seed, size or
+    tokenizer: they are a pure function of those, so nothing is lost."""
     path = config.data.dir
+    if config.data.corpus != "synthetic" and config.data.tokenizer:
+        raise ConfigError(f"config.data.tokenizer={config.data.tokenizer!r} applies to the synthetic corpus only; "
+                          f"the {config.data.corpus!r} records are tokenised by `python -m mmjax.prepare`")
     if config.data.corpus == "synthetic":
         wanted = synthetic.spec(config.data.synthetic_dialogues, config.data.synthetic_seed,
-                                config.data.synthetic_features.to_dict())
+                                config.data.synthetic_features.to_dict(),
+                                config.data.tokenizer)
         if jax.process_index() == 0:
             existing = _existing_manifest(path)
             # Rebuild only synthetic records (another schema version included); never overwrite
@@ -39,7 +43,8 @@ def load_or_prepare_records(config) -> dict:
                 existing.get("synthetic") != wanted or existing.get("schema_version") != SCHEMA_VERSION)
             if existing is None or stale:
                 print(f"preparing the synthetic corpus {wanted} in {path}", file=sys.stderr)
-                synthetic.write(path, wanted["dialogues"], wanted["seed"], wanted["features"])
+                synthetic.write(path, wanted["dialogues"], wanted["seed"], wanted["features"],
+                                wanted["tokenizer"])
         if jax.process_count() > 1:
             multihost_utils.sync_global_devices("synthetic records")
     manifest = records.load_manifest(path)
@@ -99,6 +104,13 @@ def setup(config, devices=None, manifest=None) -> Setup:
                                 pipeline.empty_example(shapes))
     abstract, shardings = abstract_state_and_shardings(model, tx, batch_shapes, mesh, rules)
     return Setup(config, manifest, mesh, rules, model, tx, batch_shapes, abstract, shardings)
+
+
+def initial_state(s: Setup):
+    """A fresh TrainState in its shardings: random init, except a pretrained text encoder's
+    weights (``config.model.text_encoder="pretrained"``), loaded before the optimizer state."""
+    c = s.config
+    return create_state(c.seed, s.model, s.tx, s.batch_shapes, s.mesh, s.rules, model_lib.pretrained_params(c))
 
 
 def make_workdir(workdir: str) -> None:
@@ -233,7 +245,7 @@ def train_and_evaluate(config, workdir: str):
     mngr = checkpointing.manager(workdir, config.max_checkpoints_to_keep)
     start = mngr.latest_step()
     if start is None:
-        state, start = create_state(config.seed, s.model, s.tx, s.batch_shapes, s.mesh, s.rules), 0
+        state, start = initial_state(s), 0
     else:
         if is_main:
             print(f"resuming {workdir} from its checkpoint at step {start}", file=sys.stderr)

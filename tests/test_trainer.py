@@ -46,6 +46,13 @@ def test_tasks_the_corpus_lacks_are_a_config_error(records_dir):
         trainer.load_or_prepare_records(config)
 
 
+def test_tokenizer_choice_is_for_the_synthetic_corpus_only(records_dir):
+    config = tiny_config(records_dir)
+    config.data.corpus, config.data.tokenizer = "other", "minilm"
+    with pytest.raises(ConfigError, match=r"config.data.tokenizer='minilm' applies to the synthetic corpus only"):
+        trainer.load_or_prepare_records(config)
+
+
 def test_another_corpus_is_never_overwritten_by_synthetic_records(tmp_path):
     """Records of another corpus and an old schema version stay untouched: the error names them."""
     config = tiny_config(str(tmp_path / "records"))

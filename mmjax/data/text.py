@@ -112,7 +112,15 @@ def for_corpus(spec: str, language: str, train_texts: Iterable[str]) -> Tokenize
     """
     if spec in ("char", "word") or (not spec and language == "zh"):
         return VocabularyTokenizer.build(train_texts, level=spec or "char", name=f"train_{spec or 'char'}s")
-    return HuggingFaceTokenizer(spec)
+    return from_config(spec, None) or HuggingFaceTokenizer()
+
+
+def from_config(name: str, default: Tokenizer) -> Tokenizer:
+    """The tokenizer a config names (``config.data.tokenizer``): "" -> ``default`` (the corpus's
+    own), "minilm" -> all-MiniLM-L6-v2's, anything else -> a Hugging Face tokenizer directory."""
+    if not name:
+        return default
+    return HuggingFaceTokenizer("" if name == "minilm" else name)
 
 
 def from_manifest(text: Mapping) -> Tokenizer:

@@ -1,8 +1,13 @@
-"""Modality encoders: token text and pre-extracted feature sequences (audio, visual)."""
+"""Modality encoders: token text (from scratch, or BERT-family for pretrained checkpoints) and
+pre-extracted feature sequences (audio, visual)."""
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -75,3 +80,89 @@ class SequenceEncoder(nn.Module):
             x = layers.TransformerLayer(self.num_heads, self.mlp_dim, self.dtype, self.dropout,
                                         name=f"layer_{i}")(x, mask, deterministic)
         return layers.layer_norm(self.dtype, "final_norm")(x)
+
+
+# Hugging Face ``hidden_act`` names -> functions. "gelu" is the exact erf form; the other two
+# are the tanh approximation under their two names.
+BERT_ACTIVATIONS = {"gelu": functools.partial(jax.nn.gelu, approximate=False),
+                    "gelu_new": functools.partial(jax.nn.gelu, approximate=True),
+                    "gelu_pytorch_tanh": functools.partial(jax.nn.gelu, approximate=True),
+                    "relu": jax.nn.relu}
+
+
+@dataclasses.dataclass(frozen=True)
+class BertConfig:
+    """Architecture of a BERT-family encoder: the fields of a Hugging Face ``config.json``."""
+
+    vocab_size: int
+    hidden_size: int
+    num_hidden_layers: int
+    num_attention_heads: int
+    intermediate_size: int
+    max_position_embeddings: int = 512
+    type_vocab_size: int = 2
+    layer_norm_eps: float = 1e-12
+    hidden_act: str = "gelu"
+
+    def __post_init__(self):
+        if self.hidden_act not in BERT_ACTIVATIONS:
+            raise ValueError(f"hidden_act={self.hidden_act!r} is not one of {sorted(BERT_ACTIVATIONS)}")
+        if self.hidden_size % self.num_attention_heads:
+            raise ValueError(f"hidden_size={self.hidden_size} is not divisible by "
+                             f"num_attention_heads={self.num_attention_heads}")
+
+    @property
+    def vocab_rows(self) -> int:
+        """Rows of the word-embedding table: the vocabulary padded for even sharding."""
+        return layers.padded_vocab_size(self.vocab_size)
+
+
+class BertLayer(nn.Module):
+    """Post-norm Transformer layer as in BERT. x: [n, tokens, hidden]; mask: bool [n, tokens]."""
+
+    config: BertConfig
+    dtype: layers.Dtype = jnp.float32
+    dropout: float = 0.0
+
+    @nn.compact
+    def __call__(self, x, mask, deterministic=True):
+        c = self.config
+        norm = functools.partial(layers.layer_norm, self.dtype, epsilon=c.layer_norm_eps)
+        drop = lambda h: nn.Dropout(self.dropout)(h, deterministic=deterministic)  # noqa: E731
+        h = layers.Attention(c.num_attention_heads, self.dtype, self.dropout, name="attention")(
+            x, x, mask[..., :, None] & mask[..., None, :], deterministic=deterministic)
+        x = norm(name="attention_norm")(x + drop(h))
+        h = layers.dense(c.intermediate_size, ("embed", "mlp"), self.dtype, name="intermediate")(x)
+        h = layers.dense(c.hidden_size, ("mlp", "embed"), self.dtype, name="output")(
+            BERT_ACTIVATIONS[c.hidden_act](h))
+        return norm(name="output_norm")(x + drop(h))
+
+
+class BertEncoder(nn.Module):
+    """BERT-family encoder (no pooler): token ids -> last hidden states, one segment (type 0).
+
+    tokens: int32 [n, tokens]; mask: bool [n, tokens] -> [n, tokens, hidden_size]. Parameter
+    names and layouts are those ``mmjax.models.pretrained`` fills from a Hugging Face checkpoint.
+    """
+
+    config: BertConfig
+    dtype: layers.Dtype = jnp.float32
+    dropout: float = 0.0
+
+    @nn.compact
+    def __call__(self, tokens, mask, deterministic=True):
+        c = self.config
+        if tokens.shape[-1] > c.max_position_embeddings:
+            raise ValueError(f"{tokens.shape[-1]} tokens per utterance exceed the checkpoint's "
+                             f"max_position_embeddings={c.max_position_embeddings}")
+        table = lambda name, rows, axis: self.param(name, nn.with_logical_partitioning(  # noqa: E731
+            nn.initializers.normal(0.02), (axis, "embed")), (rows, c.hidden_size))
+        words = table("word_embeddings", c.vocab_rows, "vocab")
+        positions = table("position_embeddings", c.max_position_embeddings, "positions")
+        token_types = table("token_type_embeddings", c.type_vocab_size, "token_types")
+        x = jnp.take(words, tokens, axis=0) + positions[:tokens.shape[-1]] + token_types[0]
+        x = layers.layer_norm(self.dtype, "embeddings_norm", c.layer_norm_eps)(x.astype(self.dtype))
+        x = nn.Dropout(self.dropout)(x, deterministic=deterministic)
+        for i in range(c.num_hidden_layers):
+            x = BertLayer(c, self.dtype, self.dropout, name=f"layer_{i}")(x, mask, deterministic)
+        return x

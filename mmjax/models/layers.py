@@ -27,10 +27,16 @@ def dense(features, axes: tuple[str, str], dtype: Dtype, name: str | None = None
                     bias_init=nn.with_logical_partitioning(nn.initializers.zeros, axes[1:]))
 
 
-def layer_norm(dtype: Dtype, name: str | None = None):
-    return nn.LayerNorm(dtype=dtype, name=name,
+def layer_norm(dtype: Dtype, name: str | None = None, epsilon: float = 1e-6):
+    return nn.LayerNorm(dtype=dtype, name=name, epsilon=epsilon,
                         scale_init=nn.with_logical_partitioning(nn.initializers.ones, ("norm",)),
                         bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("norm",)))
+
+
+def padded_vocab_size(vocab_size: int, multiple: int = 128) -> int:
+    """Vocabulary rounded up so the embedding table splits evenly over any mesh axis of size
+    dividing ``multiple``; the extra rows are never indexed."""
+    return -(-vocab_size // multiple) * multiple
 
 
 def masked_mean(x: jax.Array, mask: jax.Array, axis: int) -> jax.Array:

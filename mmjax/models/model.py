@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 
 from mmjax.errors import ConfigError
-from mmjax.models import context, encoders, fusion, layers, towers
+from mmjax.models import context, encoders, fusion, layers, pretrained, towers
 from mmjax.tasks import Task, resolve_tasks
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+TEXT_ENCODER = "text_encoder"  # the params subtree a pretrained checkpoint fills (and may freeze)
 
 
 def _lookup(registry: dict, key: str, value: str):
@@ -25,6 +27,10 @@ class AffectModel(nn.Module):
     batch (see ``mmjax.data.pipeline``): tokens int32 [B, T, L], token_mask [B, T, L], audio
     [B, T, Fa, Da], audio_mask [B, T, Fa], visual [B, T, Fv, Dv], visual_mask [B, T, Fv],
     speakers int32 [B, T], turn_mask [B, T]. Returns logits: task -> float32 [B, T, classes].
+
+    The text encoder is trained from scratch, or with ``pretrained_text`` a BERT-family encoder
+    (weights loaded into the train state, see ``pretrained_params``) whose states are projected
+    to ``width``; ``freeze_text`` runs it without dropout or gradient.
     """
 
     tasks: tuple[Task, ...]
@@ -43,6 +49,8 @@ class AffectModel(nn.Module):
     cross_stitch: bool
     dropout: float
     dtype: layers.Dtype = jnp.float32
+    pretrained_text: encoders.BertConfig | None = None
+    freeze_text: bool = False
 
     @nn.compact
     def __call__(self, batch, train: bool = False):
@@ -54,15 +62,21 @@ class AffectModel(nn.Module):
         sequences, masks = {}, {}
         for m in self.modalities:
             if m == "text":
-                encoder = encoders.TextEncoder(self.vocab_size, num_layers=self.text_layers,
-                                               name="text_encoder", **common)
                 inputs = (flat(batch["tokens"]), flat(batch["token_mask"]))
+                if self.pretrained_text is None:
+                    states = encoders.TextEncoder(self.vocab_size, num_layers=self.text_layers,
+                                                  name=TEXT_ENCODER, **common)(*inputs, deterministic=deterministic)
+                else:
+                    states = encoders.BertEncoder(self.pretrained_text, self.dtype, self.dropout, name=TEXT_ENCODER)(
+                        *inputs, deterministic=deterministic or self.freeze_text)
+                    if self.freeze_text:  # no backward pass through the encoder at all
+                        states = jax.lax.stop_gradient(states)
+                    states = layers.dense(self.width, ("features", "embed"), self.dtype, name="text_projection")(states)
             else:
-                encoder = encoders.SequenceEncoder(num_layers=self.feature_layers,
-                                                   name=f"{m}_encoder", **common)
                 inputs = (flat(batch[m]), flat(batch[f"{m}_mask"]))
-            sequences[m] = nn.with_logical_constraint(
-                encoder(*inputs, deterministic=deterministic), ("batch", "length", "embed"))
+                states = encoders.SequenceEncoder(num_layers=self.feature_layers, name=f"{m}_encoder",
+                                                  **common)(*inputs, deterministic=deterministic)
+            sequences[m] = nn.with_logical_constraint(states, ("batch", "length", "embed"))
             masks[m] = inputs[1]
 
         turn_mask = batch["turn_mask"]
@@ -89,12 +103,6 @@ class AffectModel(nn.Module):
         return {task: value.reshape(B, T, -1) for task, value in logits.items()}
 
 
-def padded_vocab_size(vocab_size: int, multiple: int = 128) -> int:
-    """Vocabulary rounded up so the embedding table splits evenly over any mesh axis of size
-    dividing ``multiple``; the extra rows are never indexed."""
-    return -(-vocab_size // multiple) * multiple
-
-
 def build_model(config, manifest) -> AffectModel:
     """The model described by ``config.model`` for a corpus with ``manifest``."""
     m = config.model
@@ -107,10 +115,38 @@ def build_model(config, manifest) -> AffectModel:
         if x != "text" and manifest["features"][f"{x}_dim"] == 0:
             raise ConfigError(f"config.model.modalities includes {x!r} but the corpus at "
                              f"{config.data.dir!r} has no {x} features")
+    text_config = None
+    if m.text_encoder == "pretrained":
+        if "text" not in modalities:
+            raise ConfigError(f"config.model.text_encoder='pretrained' but config.model.modalities={modalities} "
+                              "has no text")
+        text_config = pretrained.read_config(pretrained.checkpoint_dir(m.pretrained.path))
+        _check_tokenizer(config, manifest["text"], text_config)
     return AffectModel(
         tasks=resolve_tasks(config.tasks), modalities=modalities,
-        vocab_size=padded_vocab_size(manifest["text"]["vocab_size"]), width=m.width, mlp_dim=m.mlp_dim,
+        vocab_size=layers.padded_vocab_size(manifest["text"]["vocab_size"]), width=m.width, mlp_dim=m.mlp_dim,
         num_heads=m.num_heads, text_layers=m.text_layers, feature_layers=m.feature_layers,
         context_turns=config.model.context_turns, fusion=m.fusion, sharing=m.sharing,
         tower_hidden=m.tower_hidden, tower_layers=m.tower_layers, cross_stitch=m.cross_stitch,
-        dropout=m.dropout, dtype=_lookup(DTYPES, "model.dtype", m.dtype))
+        dropout=m.dropout, dtype=_lookup(DTYPES, "model.dtype", m.dtype), pretrained_text=text_config,
+        freeze_text=m.pretrained.mode == "frozen")
+
+
+def _check_tokenizer(config, text_section, text_config: encoders.BertConfig) -> None:
+    """The records must be token ids of the checkpoint's vocabulary."""
+    if text_section.get("kind") != "huggingface" or text_section.get("vocab_size") != text_config.vocab_size:
+        raise ConfigError(
+            f"config.model.text_encoder='pretrained' reads ids of the checkpoint's {text_config.vocab_size}-token "
+            f"vocabulary, but the records in config.data.dir={config.data.dir!r} were tokenised by "
+            f"{text_section.get('tokenizer')!r} ({text_section.get('kind')}, {text_section.get('vocab_size')} "
+            "tokens): for the synthetic corpus set config.data.tokenizer='minilm' (or the checkpoint directory), "
+            "for others prepare the corpus with the checkpoint's tokenizer")
+
+
+def pretrained_params(config) -> dict:
+    """Top-level params subtree name -> numpy weights that replace their random initialisation in
+    a fresh run: the text encoder's checkpoint when ``config.model.text_encoder='pretrained'``."""
+    if config.model.text_encoder != "pretrained":
+        return {}
+    _, params = pretrained.load(pretrained.checkpoint_dir(config.model.pretrained.path))
+    return {TEXT_ENCODER: params}

@@ -66,8 +66,8 @@ _FILLER_WORDS = [f"word_{i}" for i in range(160)]
 VOCAB: tuple[str, ...] = text.SPECIAL_TOKENS + tuple(
     _FILLER_WORDS + _POLARITY_WORDS[1] + _POLARITY_WORDS[-1] + _SETUP_WORDS + _PUNCHLINE_WORDS
     + [w for words in _EMOTION_WORDS.values() for w in words])
-_TOKEN_ID = {w: i for i, w in enumerate(VOCAB)}
-CLS_ID = _TOKEN_ID["[CLS]"]
+# The corpus's own tokenizer; config.data.tokenizer may name another (e.g. MiniLM's WordPiece).
+TOKENIZER = text.VocabularyTokenizer(VOCAB, "word", "synthetic_vocabulary")
 
 
 def _unit(rng: np.random.Generator, dim: int) -> np.ndarray:
@@ -112,11 +112,11 @@ def _features(rng, length_range, base, cue) -> np.ndarray:
     return x.astype(np.float32)
 
 
-def _dialogue(rng: np.random.Generator, world: _World, dialogue_id: str) -> Dialogue:
+def _dialogue(rng: np.random.Generator, world: _World, dialogue_id: str, tokenizer: text.Tokenizer) -> Dialogue:
     participants = rng.choice(NUM_SPEAKERS, size=rng.integers(2, 5), replace=False)
     num_turns = int(rng.integers(3, 15))
     speakers, labels = [], {t: [] for t in TASKS}
-    texts, tokens, audio, visual = [], [], [], []
+    texts, audio, visual = [], [], []
     previous_setup, previous_speaker = False, None
     for _ in range(num_turns):
         speaker = int(rng.choice([p for p in participants if p != previous_speaker]))
@@ -156,45 +156,47 @@ def _dialogue(rng: np.random.Generator, world: _World, dialogue_id: str) -> Dial
             labels[task].append(value)
         speakers.append(f"speaker_{speaker:02d}")
         texts.append(" ".join(words))
-        tokens.append(np.array([CLS_ID] + [_TOKEN_ID[w] for w in words], np.int32))
         previous_setup, previous_speaker = setup, speaker
     return Dialogue(
         dialogue_id=dialogue_id,
         utterance_ids=[f"{dialogue_id}_u{i}" for i in range(num_turns)],
-        speakers=speakers, texts=texts, tokens=tokens, audio=audio, visual=visual,
+        speakers=speakers, texts=texts, tokens=tokenizer.encode_batch(texts), audio=audio, visual=visual,
         labels={t: np.array(v, np.int32) for t, v in labels.items()})
 
 
-def generate(split: str, num_dialogues: int, seed: int = 0, features: Mapping | None = None) -> list[Dialogue]:
-    """The ``split`` of the synthetic corpus: ``num_dialogues`` dialogues, deterministic in seed.
-    ``features`` overrides dims / frame ranges of ``DEFAULT_FEATURES``."""
+def generate(split: str, num_dialogues: int, seed: int = 0, features: Mapping | None = None,
+             tokenizer: text.Tokenizer = TOKENIZER) -> list[Dialogue]:
+    """The ``split`` of the synthetic corpus: ``num_dialogues`` dialogues, deterministic in seed,
+    their texts tokenised by ``tokenizer``. ``features`` overrides dims / frame ranges of
+    ``DEFAULT_FEATURES``."""
     if split not in SPLIT_SEED_OFFSETS:
         raise ValueError(f"unknown split {split!r}; valid splits: {list(SPLIT_SEED_OFFSETS)}")
     world = _World(seed, {**DEFAULT_FEATURES, **(features or {})})
     rng = np.random.default_rng([seed, SPLIT_SEED_OFFSETS[split]])
-    return [_dialogue(rng, world, f"{split}_{i:05d}") for i in range(num_dialogues)]
+    return [_dialogue(rng, world, f"{split}_{i:05d}", tokenizer) for i in range(num_dialogues)]
 
 
-def spec(dialogues: Mapping[str, int], seed: int, features: Mapping | None = None) -> dict:
-    """What determines the corpus; recorded in the manifest under "synthetic" (JSON types)."""
+def spec(dialogues: Mapping[str, int], seed: int, features: Mapping | None = None, tokenizer: str = "") -> dict:
+    """What determines the corpus; recorded in the manifest under "synthetic" (JSON types).
+    ``tokenizer`` as in ``config.data.tokenizer`` ("" the corpus's own)."""
     features = {k: list(v) if isinstance(v, (tuple, list)) else v
                 for k, v in {**DEFAULT_FEATURES, **(features or {})}.items()}
     unknown = sorted(set(features) - set(DEFAULT_FEATURES))
     if unknown:
         raise ValueError(f"unknown synthetic feature settings {unknown}; valid: {sorted(DEFAULT_FEATURES)}")
     return {"generator_version": GENERATOR_VERSION, "seed": seed, "dialogues": dict(dialogues),
-            "features": features}
+            "features": features, "tokenizer": tokenizer}
 
 
 def write(output_dir: str, dialogues: Mapping[str, int], seed: int = 0, features: Mapping | None = None,
-          progress: bool = True) -> dict:
-    """Generates every split (name -> number of dialogues) and writes it as records; the manifest."""
-    corpus = spec(dialogues, seed, features)
+          tokenizer: str = "", progress: bool = True) -> dict:
+    """Generates every split (name -> number of dialogues), tokenised by the tokenizer named as
+    in ``config.data.tokenizer``, and writes it as records; the manifest."""
+    corpus = spec(dialogues, seed, features, tokenizer)
     features = corpus["features"]
-    splits = {split: generate(split, n, seed, features)
+    tok = text.from_config(tokenizer, TOKENIZER)
+    splits = {split: generate(split, n, seed, features, tok)
               for split, n in tqdm.tqdm(dialogues.items(), desc="generating splits", disable=not progress)}
     return records.write_corpus(
         output_dir, "synthetic", splits, tasks=list(TASKS), audio_dim=features["audio_dim"],
-        visual_dim=features["visual_dim"],
-        text=text.VocabularyTokenizer(VOCAB, "word", "synthetic_vocabulary").describe(),
-        extra={"synthetic": corpus})
+        visual_dim=features["visual_dim"], text=tok.describe(), extra={"synthetic": corpus})
