@@ -34,7 +34,7 @@ flags.DEFINE_string("corpus", "synthetic", f"Corpus to prepare: one of {sorted(C
 flags.DEFINE_string("input", None, "The corpus files: a directory (cmma, meld, jsonl, mustard) or a file "
                     "(mustard's sarcasm_data.json, an mmsa .pkl).")
 flags.DEFINE_string("output", None, "Records directory to write (replaced atomically).")
-flags.DEFINE_bool("skip-bad", False, "Skip malformed rows and feature arrays, counting them in the report, "
+flags.DEFINE_bool("skip_bad", False, "Skip malformed rows and feature arrays, counting them in the report, "
                   "instead of stopping at the first with an error.")
 flags.DEFINE_string("tokenizer", "", "'' the corpus default (characters of the training split for CMMA, "
                     "all-MiniLM-L6-v2 otherwise), 'char' or 'word' (a vocabulary of the training split), "
@@ -92,7 +92,7 @@ def summary_table(manifest: Mapping) -> str:
 
 
 def options_from_flags(FLAGS) -> common.Options:
-    return common.Options(skip_bad=FLAGS["skip-bad"].value, encoding=FLAGS.encoding, protocol=FLAGS.protocol,
+    return common.Options(skip_bad=FLAGS.skip_bad, encoding=FLAGS.encoding, protocol=FLAGS.protocol,
                           fold=FLAGS.fold, seed=FLAGS.seed, validation_fraction=FLAGS.validation_fraction)
 
 

@@ -61,7 +61,8 @@ def test_quirk_rules_order_and_side_tables(tmp_path):
     assert c1.labels["sarcasm_humor"].tolist() == [2, -1, 1]  # 0.5 lies between scale points: unlabelled
     assert c1.labels["love"].tolist() == [0, 3, 0] and c1.labels["pride"].tolist() == [1, 0, 0]
     assert c1.info == {"topic": "两人聊天"}
-    test = records.DialogueSource(str(tmp_path / "out"), "test")[0]
+    with records.reading_test_split():  # a converter test, not training
+        test = records.DialogueSource(str(tmp_path / "out"), "test")[0]
     assert test.labels["emotion"].tolist() == [5]  # 'digust'
     assert manifest["report"]["rules_applied"] == {
         "CMMA-RoleIntroduction.csv: repeated Speaker entry dropped (first kept)": 1,

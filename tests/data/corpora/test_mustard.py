@@ -25,7 +25,8 @@ def _prepare(tmp_path, data=None, text=None, **options):
 
 def test_a_record_is_context_then_the_labelled_target(tmp_path):
     manifest = _prepare(tmp_path)
-    source = records.DialogueSource(str(tmp_path / "out"), "test")
+    with records.reading_test_split():  # a converter test, not training
+        source = records.DialogueSource(str(tmp_path / "out"), "test")
     target = next(source[i] for i in range(len(source)) if source[i].dialogue_id == "1_3")  # FRIENDS, 0 context turns
     assert target.utterance_ids == ["1_3"]
     source = records.DialogueSource(str(tmp_path / "out"), "train")
