@@ -43,9 +43,12 @@ def evaluate(config, workdir: str, split: str = "test", step: int | str = "lates
         raise MmjaxError(f"workdir {workdir!r} has no checkpoint for step {step}; it has {available}")
     state = checkpointing.restore(mngr, step, s.abstract_state)
     report = evaluation.run(trainer.jit_eval_step(s), state.params, config, s.manifest, split, s.mesh, s.rules)
+    relations = evaluation.learned_task_relations(state.params, config)
     if jax.process_index() == 0:
-        evaluation.write_report(report, os.path.join(workdir, f"eval_{split}.json"), split=split, step=step)
+        evaluation.write_report(report, os.path.join(workdir, f"eval_{split}.json"), split=split, step=step,
+                                task_relations=relations)
         print(evaluation.format_table(report, f"{split} split, checkpoint step {step}"))
+        print(evaluation.format_task_relations(relations))
     return report
 
 

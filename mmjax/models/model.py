@@ -5,6 +5,7 @@ from __future__ import annotations
 import flax.linen as nn
 import jax.numpy as jnp
 
+from mmjax import losses
 from mmjax.errors import ConfigError
 from mmjax.models import context, encoders, fusion, layers, towers
 from mmjax.tasks import Task, resolve_tasks
@@ -35,14 +36,17 @@ class AffectModel(nn.Module):
     num_heads: int
     text_layers: int
     feature_layers: int
+    feature_encoder: str
     context_turns: int
     fusion: str
     sharing: str
     tower_hidden: int
     tower_layers: int
     cross_stitch: bool
+    tower_attention: bool
     dropout: float
     dtype: layers.Dtype = jnp.float32
+    task_uncertainty: bool = False  # declare one learned log-variance per task (losses.py)
 
     @nn.compact
     def __call__(self, batch, train: bool = False):
@@ -58,8 +62,8 @@ class AffectModel(nn.Module):
                                                name="text_encoder", **common)
                 inputs = (flat(batch["tokens"]), flat(batch["token_mask"]))
             else:
-                encoder = encoders.SequenceEncoder(num_layers=self.feature_layers,
-                                                   name=f"{m}_encoder", **common)
+                build = _lookup(encoders.FEATURE_ENCODERS, "model.feature_encoder", self.feature_encoder)
+                encoder = build(num_layers=self.feature_layers, name=f"{m}_encoder", **common)
                 inputs = (flat(batch[m]), flat(batch[f"{m}_mask"]))
             sequences[m] = nn.with_logical_constraint(
                 encoder(*inputs, deterministic=deterministic), ("batch", "length", "embed"))
@@ -82,10 +86,14 @@ class AffectModel(nn.Module):
 
         main_tasks = tuple(t.name for t in self.tasks if not t.relates)
         sharing_cls = _lookup(towers.SHARING, "model.sharing", self.sharing)
-        kwargs = {"cross_stitch": self.cross_stitch} if self.sharing == "soft" else {}
+        kwargs = ({"cross_stitch": self.cross_stitch, "tower_attention": self.tower_attention,
+                   "num_heads": self.num_heads} if self.sharing == "soft" else {})
         representations = sharing_cls(main_tasks, self.tower_hidden, self.tower_layers, dtype=self.dtype,
                                       dropout=self.dropout, name="sharing", **kwargs)(joint, deterministic)
         logits = towers.TaskHeads(self.tasks, self.tower_hidden, self.dtype, name="heads")(representations)
+        if self.task_uncertainty:  # read by the loss (uncertainty weighting), not by the forward pass
+            self.param(losses.TASK_LOG_VARIANCE, nn.with_logical_partitioning(nn.initializers.zeros, ("tasks",)),
+                       (len(self.tasks),))
         return {task: value.reshape(B, T, -1) for task, value in logits.items()}
 
 
@@ -111,6 +119,8 @@ def build_model(config, manifest) -> AffectModel:
         tasks=resolve_tasks(config.tasks), modalities=modalities,
         vocab_size=padded_vocab_size(manifest["text"]["vocab_size"]), width=m.width, mlp_dim=m.mlp_dim,
         num_heads=m.num_heads, text_layers=m.text_layers, feature_layers=m.feature_layers,
-        context_turns=config.model.context_turns, fusion=m.fusion, sharing=m.sharing,
-        tower_hidden=m.tower_hidden, tower_layers=m.tower_layers, cross_stitch=m.cross_stitch,
-        dropout=m.dropout, dtype=_lookup(DTYPES, "model.dtype", m.dtype))
+        feature_encoder=m.feature_encoder, context_turns=config.model.context_turns, fusion=m.fusion,
+        sharing=m.sharing, tower_hidden=m.tower_hidden, tower_layers=m.tower_layers,
+        cross_stitch=m.cross_stitch, tower_attention=m.tower_attention,
+        dropout=m.dropout, dtype=_lookup(DTYPES, "model.dtype", m.dtype),
+        task_uncertainty=config.loss_balancing == "uncertainty")
