@@ -15,7 +15,8 @@ SMALL_CORPUS = {"train": 48, "validation": 12, "test": 12}
 
 # Tests' one-off programs spend most of their time compiling; XLA's CPU backend passes cost
 # several times more than they save on these tiny shapes.
-QUICK_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
+QUICK_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True,
+                 "xla_cpu_use_fusion_emitters": False}
 
 
 def quick_jit(fun, **kwargs):
