@@ -14,6 +14,12 @@ def get_config() -> ml_collections.ConfigDict:
     config.seed = 0
     config.tasks = ALL_TASKS
     config.task_weights = ml_collections.ConfigDict({t: 1.0 for t in ALL_TASKS})
+    # "static": task_weights as given; "uncertainty": times exp(-s_t) of a learned log-variance
+    # s_t per task, plus s_t / 2 (Kendall et al. 2018).
+    config.loss_balancing = "static"
+    # Per-class weights of the training cross-entropy from the train split's class counts:
+    # "none", "inverse_frequency" (n / (classes * n_c)) or "sqrt_inverse"; they average 1.
+    config.class_weights = "none"
 
     config.batch_size = 32  # dialogue windows per step, global over all hosts
     config.grad_accum_steps = 1  # >1: the batch runs as this many micro-batches (less memory)
@@ -61,12 +67,17 @@ def get_config() -> ml_collections.ConfigDict:
     config.model.pretrained.mode = "finetune"  # or "frozen": the encoder's weights never change
     config.model.pretrained.learning_rate_scale = 1.0  # fine-tuning: encoder LR = this x learning_rate
     config.model.feature_layers = 1
+    # Audio / visual encoder: "transformer" (feature_layers Transformer layers, sinusoidal
+    # positions) or "conv_rnn" (feature_layers residual 1-D convolutions, then a bidirectional GRU).
+    config.model.feature_encoder = "transformer"
     config.model.context_turns = 3  # previous turns each utterance attends to; 0 disables context
-    config.model.fusion = "cross_attention"  # or "concat"
+    # "cross_attention" (each modality attends to every other), "concat" (late fusion) or "gated".
+    config.model.fusion = "cross_attention"
     config.model.sharing = "soft"  # or "hard"
     config.model.tower_hidden = 64
     config.model.tower_layers = 2
-    config.model.cross_stitch = True
+    config.model.cross_stitch = True  # soft sharing: learned [tasks, tasks] mixing after each layer
+    config.model.tower_attention = False  # soft sharing: each tower attends to the other towers
     config.model.tie_weight = 1e-4  # soft sharing: L2 pull of tower kernels towards their mean
     config.model.dropout = 0.1
     config.model.dtype = "float32"
@@ -84,6 +95,8 @@ def get_config() -> ml_collections.ConfigDict:
         ("positions", None),
         ("token_types", None),
         ("features", None),
+        ("conv_window", None),
+        ("recurrent", None),
         ("length", None),
         ("tasks", None),
         ("joint", None),

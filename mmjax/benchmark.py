@@ -2,17 +2,21 @@
 
     python -m mmjax.benchmark --config=configs/soft_share.py            # step + input pipeline
     python -m mmjax.benchmark --config=configs/soft_share.py --input-only
+    python -m mmjax.benchmark --config=configs/soft_share.py --summary   # parameters per module
 
 Reports, after warm-up, the median step time, utterances per second, the step's FLOPs (XLA cost
 analysis of the compiled step), achieved FLOP/s and its ratio to this machine's measured
 float32 matmul peak, and the input pipeline's windows (records) per second and its ratio to
-what the step consumes. Medians, because shared machines are noisy.
+what the step consumes. Medians, because shared machines are noisy. ``--summary`` only prints
+the parameter count of every module (from abstract shapes: nothing is trained or allocated).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import time
+from collections.abc import Mapping
 
 import jax
 import jax.numpy as jnp
@@ -29,7 +33,39 @@ flags.DEFINE_integer("warmup", 3, "Untimed train steps first.")
 flags.DEFINE_integer("input_batches", 40, "Batches read to time the input pipeline.")
 flags.DEFINE_bool("input_only", False, "Only time the input pipeline.")
 flags.DEFINE_string("json", None, "Also write the results to this JSON file.")
+flags.DEFINE_bool("summary", False, "Only print the number of parameters of every module.")
+flags.DEFINE_integer("summary_depth", 2, "Levels of the parameter tree --summary prints.")
 flags.mark_flags_as_required(["config"])
+
+
+def parameter_counts(params: Mapping, depth: int = 2) -> dict[str, int]:
+    """"module/child" -> number of parameters beneath it, for every entry of the parameter tree
+    down to ``depth`` levels (parents before their children), then "total".
+
+    params: nested mapping whose leaves have a ``shape`` (arrays or jax.ShapeDtypeStruct).
+    """
+    counts: dict[str, int] = {}
+
+    def visit(tree, path: str, level: int) -> int:
+        if level <= depth:
+            counts[path] = 0  # placeholder: keeps a parent before its children
+        if isinstance(tree, Mapping):
+            n = sum(visit(value, f"{path}/{key}", level + 1) for key, value in tree.items())
+        else:
+            n = math.prod(tree.shape)
+        if level <= depth:
+            counts[path] = n
+        return n
+
+    total = sum(visit(value, key, 1) for key, value in params.items())
+    return {**counts, "total": total}
+
+
+def format_parameter_counts(counts: Mapping[str, int]) -> str:
+    """One line per entry, indented by its depth, counts right-aligned."""
+    names = ["  " * path.count("/") + path.rsplit("/", 1)[-1] for path in counts]
+    width = max(map(len, names)) + 2
+    return "\n".join(f"{name:<{width}}{n:>12,}" for name, n in zip(names, counts.values()))
 
 
 def matmul_peak_flops(size: int = 2048, repeats: int = 5) -> float:
@@ -90,6 +126,13 @@ def main(argv):
     config, FLAGS = flags.FLAGS.config, flags.FLAGS
     with cli.user_errors("mmjax.benchmark"):
         s = trainer.setup(config)
+        if FLAGS.summary:
+            counts = parameter_counts(s.abstract_state.params, FLAGS.summary_depth)
+            print(format_parameter_counts(counts))
+            if FLAGS.json:
+                with open(FLAGS.json, "w", encoding="utf-8") as f:
+                    json.dump(counts, f, indent=1)
+            return
         results = {"devices": f"{jax.device_count()} x {jax.devices()[0].device_kind}",
                    "batch_size": config.batch_size}
         results["input"] = input_pipeline(config, s.manifest, FLAGS.input_batches)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from mmjax import losses
 from mmjax.errors import ConfigError
 from mmjax.tasks import TASKS, resolve_tasks
 
@@ -45,6 +46,12 @@ def validate(config, process_count: int = 1) -> None:
     if not scale > 0:
         raise ConfigError(f"config.model.pretrained.learning_rate_scale={scale!r}: expected a positive number "
                           "(below 1 fine-tunes the pretrained encoder more gently)")
+    for key, registry in (("loss_balancing", losses.LOSS_BALANCING), ("class_weights", losses.CLASS_WEIGHTING)):
+        if _get(config, key) not in registry:
+            raise ConfigError(f"config.{key}={_get(config, key)!r} is not one of {sorted(registry)}")
+    if config.model.tower_attention and config.model.tower_hidden % config.model.num_heads:
+        raise ConfigError(f"config.model.tower_attention needs config.model.tower_hidden="
+                          f"{config.model.tower_hidden} divisible by config.model.num_heads={config.model.num_heads}")
     resolve_tasks(config.tasks)
     unknown_weights = sorted(set(config.task_weights) - set(TASKS))
     if unknown_weights:

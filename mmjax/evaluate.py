@@ -55,15 +55,17 @@ def evaluate(config, workdir: str, split: str = "test", step: int | str = "lates
     with allow:
         result = evaluation.run(trainer.jit_eval_step(s), run.params, run.config, s.manifest, split, s.mesh,
                                 s.rules, details=True, top_speakers=top_speakers)
+    relations = evaluation.learned_task_relations(run.params, run.config)
     if jax.process_index() == 0:
         pngs = report_lib.write_confusion_pngs(result, workdir, split)
         evaluation.write_report(result, os.path.join(workdir, f"eval_{split}.json"), split=split, step=run.step,
-                                confusion_png=pngs)
+                                confusion_png=pngs, task_relations=relations)
         if verbose:
             print("\n\n".join([evaluation.format_table(result, f"{workdir}: {split} split, checkpoint step {run.step}"),
                                report_lib.format_per_class(result),
                                report_lib.format_breakdown(result, "by_speaker", "speaker"),
-                               report_lib.format_breakdown(result, "by_modalities", "modalities present")]))
+                               report_lib.format_breakdown(result, "by_modalities", "modalities present"),
+                               evaluation.format_task_relations(relations)]))
     return result
 
 

@@ -7,9 +7,10 @@ from collections.abc import Mapping
 import jax
 import numpy as np
 
-from mmjax import breakdowns, metrics, saved_run, sharding
+from mmjax import breakdowns, losses, metrics, saved_run, sharding
 from mmjax.data import pipeline, records
-from mmjax.tasks import get_task
+from mmjax.models import towers
+from mmjax.tasks import get_task, resolve_tasks
 
 
 def run(eval_step, params, config, manifest, split: str, mesh, rules, details: bool = False,
@@ -70,3 +71,37 @@ def format_table(report: Mapping, title: str) -> str:
 def write_report(report: Mapping, path: str, **extra) -> None:
     """Writes the report as JSON atomically (temporary file, then rename)."""
     saved_run.write_json(path, {**extra, "tasks": report})
+
+
+def learned_task_relations(params, config) -> dict:
+    """What training learned about how the tasks relate, from the (unboxed) model params.
+
+    ``cross_stitch``: soft sharing's mixing matrices, "layer_i" -> [tasks, tasks] with row k the
+    weights task k's tower gives to each task's state (rows and columns in ``tasks`` order);
+    empty for hard sharing or without cross-stitch units. ``log_variance`` / ``loss_weight``
+    (uncertainty weighting only): each task's learned s_t and its loss weight exp(-s_t).
+    """
+    tower_tasks = [t.name for t in resolve_tasks(config.tasks) if not t.relates]
+    matrices = towers.cross_stitch_matrices(params.get("sharing", {}))
+    out = {"tasks": tower_tasks, "cross_stitch": {k: m.tolist() for k, m in matrices.items()}}
+    if losses.TASK_LOG_VARIANCE in params:
+        log_variance = np.asarray(jax.device_get(params[losses.TASK_LOG_VARIANCE]), np.float64)
+        out["log_variance"] = dict(zip(config.tasks, log_variance.tolist()))
+        out["loss_weight"] = dict(zip(config.tasks, np.exp(-log_variance).tolist()))
+    return out
+
+
+def format_task_relations(relations: Mapping) -> str:
+    """The cross-stitch matrices (row: task, column: the task it takes from) and learned loss
+    weights of ``learned_task_relations`` as text tables."""
+    tasks = relations["tasks"]
+    lines = []
+    for layer, matrix in relations["cross_stitch"].items():
+        lines.append(f"cross-stitch mixing after tower {layer} (row takes from column)")
+        lines.append(f"{'':<12}" + "".join(f"{t:>11}" for t in tasks))
+        lines += [f"{t:<12}" + "".join(f"{v:>11.3f}" for v in row) for t, row in zip(tasks, matrix)]
+    if "log_variance" in relations:
+        lines.append(f"{'task':<20}{'log_variance':>14}{'loss_weight':>13}")
+        lines += [f"{t:<20}{s:>14.4f}{relations['loss_weight'][t]:>13.4f}"
+                  for t, s in relations["log_variance"].items()]
+    return "\n".join(lines) or "no learned task relations (no cross-stitch units, static loss weights)"

@@ -22,12 +22,14 @@ def _micro_batches(batch, num: int):
     return jax.tree.map(split, batch)
 
 
-def make_train_step(model, tx: optax.GradientTransformation, config):
+def make_train_step(model, tx: optax.GradientTransformation, config, class_weights=None):
     """train_step(state, batch) -> (state, metrics).
 
     With ``config.grad_accum_steps`` = k > 1 the batch is processed as k micro-batches whose
     gradients are summed (a lax.scan): same update, 1/k of the activation memory. Dropout keys
     derive from (seed, step, micro-batch), so a resumed run replays them exactly.
+    class_weights: task -> float32 [classes] (``losses.class_weights``) scaling the training
+    cross-entropy, or None; the per-task loss metrics are then the weighted ones.
     """
     accum = config.grad_accum_steps
 
@@ -37,7 +39,8 @@ def make_train_step(model, tx: optax.GradientTransformation, config):
 
         def micro_loss(params, micro, key):
             logits = model.apply({"params": params}, micro, train=True, rngs={"dropout": key})
-            loss, per_task = losses.task_loss(logits, micro["labels"], counts, config.task_weights)
+            loss, per_task = losses.task_loss(logits, micro["labels"], counts,
+                                              losses.task_weights(params, config), class_weights)
             correct = {t: jnp.trace(metrics.confusion_matrix(logits[t], micro["labels"][t])).astype(jnp.float32)
                        for t in logits}
             return loss, (per_task, correct)
@@ -55,11 +58,12 @@ def make_train_step(model, tx: optax.GradientTransformation, config):
             ((loss, (per_task, correct)), grads), _ = jax.lax.scan(
                 body, zeros, (jnp.arange(accum), _micro_batches(batch, accum)))
 
-        (reg_value, tie), reg_grads = jax.value_and_grad(losses.regulariser, has_aux=True)(state.params, config)
+        (reg_value, reg_metrics), reg_grads = jax.value_and_grad(losses.regulariser, has_aux=True)(
+            state.params, config)
         grads = jax.tree.map(jnp.add, grads, reg_grads)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        step_metrics = {"loss": loss + reg_value, "tie_penalty": tie, "grad_norm": optax.tree.norm(grads)}
+        step_metrics = {"loss": loss + reg_value, "grad_norm": optax.tree.norm(grads), **reg_metrics}
         for task, (loss_sum, count) in per_task.items():
             step_metrics[f"{task}/loss_sum"] = loss_sum
             step_metrics[f"{task}/count"] = count

@@ -14,7 +14,7 @@ import numpy as np
 import tensorboardX
 import tqdm
 
-from mmjax import checkpointing, configuration, evaluation, optim, saved_run, sharding, train_step
+from mmjax import checkpointing, configuration, evaluation, losses, optim, saved_run, sharding, train_step
 from mmjax.data import pipeline, records
 from mmjax.data.corpora import synthetic
 from mmjax.data.schema import SCHEMA_VERSION
@@ -151,6 +151,7 @@ class _MetricLog:
         out = {"loss": total["loss"] / n, "grad_norm": total["grad_norm"] / n,
                "tie_penalty": total["tie_penalty"] / n,
                "steps_per_second": n / (time.perf_counter() - self.started)}
+        out.update({k: v / n for k, v in total.items() if k.startswith("log_variance/")})
         for task in tasks:
             count = max(total[f"{task}/count"], 1.0)
             out[f"{task}/loss"] = total[f"{task}/loss_sum"] / count
@@ -190,7 +191,8 @@ def validation_score(report: dict) -> float:
 def compile_train_step(s: Setup, config):
     """Ahead-of-time compiled train step (state donated), and its XLA cost and memory figures."""
     batch_sharding = sharding.batch_sharding(s.mesh)
-    step = jax.jit(train_step.make_train_step(s.model, s.tx, config), donate_argnums=0,
+    step_fn = train_step.make_train_step(s.model, s.tx, config, losses.class_weights(config, s.manifest))
+    step = jax.jit(step_fn, donate_argnums=0,
                    in_shardings=(s.state_shardings, batch_sharding), out_shardings=(s.state_shardings, None))
     batch = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=batch_sharding), s.batch_shapes)
     with sharding.activate(s.mesh, s.rules):

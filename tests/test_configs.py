@@ -2,6 +2,7 @@ import glob
 import importlib
 import os
 
+import flax.linen as nn
 import jax
 import pytest
 
@@ -38,6 +39,10 @@ def test_config_builds_validates_and_makes_a_model(name, request):
     example = jax.tree.map(lambda x: jax.ShapeDtypeStruct((2,) + x.shape, x.dtype), pipeline.empty_example(shapes))
     params = jax.eval_shape(model.init, jax.random.key(0), example)["params"]
     assert params
+    # Every parameter carries one logical axis name (or None) per dimension.
+    for path, leaf in jax.tree_util.tree_leaves_with_path(params, is_leaf=lambda x: isinstance(x, nn.Partitioned)):
+        assert isinstance(leaf, nn.Partitioned), f"{jax.tree_util.keystr(path)} has no logical axis names"
+        assert len(leaf.names) == len(leaf.value.shape), jax.tree_util.keystr(path)
 
 
 def test_unknown_config_key_is_one_clear_error(tmp_path):

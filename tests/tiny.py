@@ -5,11 +5,23 @@ import os
 import subprocess
 import sys
 
+import jax
+
 from configs import soft_share
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 SMALL_CORPUS = {"train": 48, "validation": 12, "test": 12}
+
+# Tests' one-off programs spend most of their time compiling; XLA's CPU backend passes cost
+# several times more than they save on these tiny shapes.
+QUICK_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True,
+                 "xla_cpu_use_fusion_emitters": False}
+
+
+def quick_jit(fun, **kwargs):
+    """jax.jit with QUICK_COMPILE: for small programs a test runs once or twice."""
+    return jax.jit(fun, compiler_options=QUICK_COMPILE, **kwargs)
 
 
 def tiny_config(data_dir: str, base=soft_share):

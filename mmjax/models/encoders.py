@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mmjax.errors import ConfigError
 from mmjax.models import layers
 
 
@@ -60,7 +61,7 @@ class TextEncoder(nn.Module):
 class SequenceEncoder(nn.Module):
     """Feature frames -> contextual frame states (Transformer with sinusoidal positions).
 
-    features: float [n, frames, dim]; mask: bool [n, frames] -> [n, frames, width].
+    features: float [n, frames, dim] of any ``dim``; mask: bool [n, frames] -> [n, frames, width].
     """
 
     width: int
@@ -166,3 +167,65 @@ class BertEncoder(nn.Module):
         for i in range(c.num_hidden_layers):
             x = BertLayer(c, self.dtype, self.dropout, name=f"layer_{i}")(x, mask, deterministic)
         return x
+
+
+class ConvRecurrentEncoder(nn.Module):
+    """Feature frames -> frame states: ``num_layers`` residual temporal convolutions, then one
+    bidirectional GRU over the real frames. Lighter than the Transformer for long sequences.
+
+    features: float [n, frames, dim] of any ``dim``; mask: bool [n, frames], True on a prefix
+    of each row (frames left-aligned, as the pipeline pads them) -> [n, frames, width].
+    Padded frames are zeroed before every convolution (so they look like the convolution's own
+    zero padding) and lie beyond the GRU's sequence lengths, so they change no real frame's state.
+    """
+
+    width: int
+    num_layers: int
+    kernel_size: int = 3
+    dtype: layers.Dtype = jnp.float32
+    dropout: float = 0.0
+
+    @nn.compact
+    def __call__(self, features, mask, deterministic=True):
+        if self.width % 2:
+            raise ConfigError(f"config.model.width={self.width} must be even for the conv_rnn "
+                              "feature encoder (two GRU directions of width/2)")
+        keep = mask[..., None].astype(self.dtype)
+        x = layers.layer_norm(self.dtype, "input_norm")(features.astype(self.dtype))
+        x = layers.dense(self.width, ("features", "embed"), self.dtype, name="input_projection")(x)
+        for i in range(self.num_layers):
+            y = nn.Conv(self.width, (self.kernel_size,), padding="SAME", dtype=self.dtype, name=f"conv_{i}",
+                        kernel_init=nn.with_logical_partitioning(layers.default_kernel,
+                                                                 ("conv_window", "embed", "mlp")),
+                        bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("mlp",)))(x * keep)
+            x = layers.layer_norm(self.dtype, f"conv_norm_{i}")(x + nn.Dropout(self.dropout)(
+                nn.gelu(y), deterministic=deterministic))
+
+        def gru(name):
+            # Input kernels [embed, mlp], recurrent kernels [recurrent, mlp]: distinct names, so
+            # sharding "mlp" over a mesh axis never names that axis twice in one kernel.
+            cell = nn.GRUCell(
+                self.width // 2, dtype=self.dtype,
+                kernel_init=nn.with_logical_partitioning(nn.initializers.lecun_normal(), ("embed", "mlp")),
+                recurrent_kernel_init=nn.with_logical_partitioning(nn.initializers.orthogonal(),
+                                                                   ("recurrent", "mlp")),
+                bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("mlp",)), name=name)
+            return nn.RNN(cell)  # the cell, created here, keeps its parameters under this encoder
+
+        lengths = jnp.sum(mask, axis=-1).astype(jnp.int32)
+        x = nn.Bidirectional(gru("forward_gru"), gru("backward_gru"))(x * keep, seq_lengths=lengths)
+        x = nn.Dropout(self.dropout)(x, deterministic=deterministic)
+        return layers.layer_norm(self.dtype, "final_norm")(x)
+
+
+def _transformer(width, num_layers, num_heads, mlp_dim, dtype, dropout, name):
+    return SequenceEncoder(width, num_layers, num_heads, mlp_dim, dtype, dropout, name=name)
+
+
+def _conv_rnn(width, num_layers, num_heads, mlp_dim, dtype, dropout, name):
+    del num_heads, mlp_dim  # neither attention nor a feed-forward block
+    return ConvRecurrentEncoder(width, num_layers, dtype=dtype, dropout=dropout, name=name)
+
+
+# config.model.feature_encoder -> builder of the audio / visual encoder.
+FEATURE_ENCODERS = {"transformer": _transformer, "conv_rnn": _conv_rnn}

@@ -23,7 +23,8 @@ def _joint(utterances, present, modalities, dtype, width):
 
 
 class ConcatFusion(nn.Module):
-    """Late fusion baseline: concatenation of the utterance vectors, projected."""
+    """Late fusion baseline: each modality is encoded (and put in context) on its own; only the
+    finished utterance vectors meet, concatenated and projected. No cross-modal attention."""
 
     modalities: tuple[str, ...]
     num_heads: int = 1
@@ -64,4 +65,40 @@ class CrossModalFusion(nn.Module):
         return _joint(fused, present, self.modalities, self.dtype, width)
 
 
-FUSIONS = {"cross_attention": CrossModalFusion, "concat": ConcatFusion}
+class GatedFusion(nn.Module):
+    """Gated attention fusion baseline. Each modality is summarised by attention pooling over its
+    states (a learned query) added to its context-aware utterance vector; gates conditioned on
+    all present modalities' summaries weight the modalities per feature (a softmax over the
+    present modalities, so an absent one gets weight 0) and the gated sum is the output."""
+
+    modalities: tuple[str, ...]
+    num_heads: int
+    dtype: layers.Dtype = jnp.float32
+    dropout: float = 0.0
+
+    @nn.compact
+    def __call__(self, sequences, sequence_masks, utterances, present, deterministic=True):
+        width = utterances[self.modalities[0]].shape[-1]
+        summaries = []
+        for m in self.modalities:
+            query = self.param(f"{m}_pooling_query", nn.with_logical_partitioning(
+                nn.initializers.normal(0.02), ("embed",)), (width,)).astype(self.dtype)
+            keys = layers.layer_norm(self.dtype, f"{m}_key_norm")(sequences[m])
+            pooled = layers.Attention(self.num_heads, self.dtype, self.dropout, name=f"{m}_pooling")(
+                jnp.broadcast_to(query, (keys.shape[0], 1, width)), keys, sequence_masks[m][:, None, :],
+                deterministic=deterministic)[:, 0]
+            summary = layers.layer_norm(self.dtype, f"{m}_summary_norm")(utterances[m] + pooled)
+            summaries.append(summary * present[m][:, None].astype(self.dtype))
+        summaries = jnp.stack(summaries, 1)  # [n, modalities, width], absent modalities zero
+        present_mask = jnp.stack([present[m] for m in self.modalities], 1)  # [n, modalities]
+        gate_scores = layers.dense(len(self.modalities) * width, ("mlp", "embed"), self.dtype, name="gates")(
+            summaries.reshape(summaries.shape[0], -1)).reshape(summaries.shape)
+        # Softmax over the modalities axis (moved last), restricted to the present ones.
+        gates = layers.masked_softmax(jnp.swapaxes(gate_scores, 1, 2), present_mask[:, None, :])
+        values = jnp.tanh(layers.dense(width, ("embed", "mlp"), self.dtype, name="values")(summaries))
+        fused = jnp.einsum("ndm,nmd->nd", gates.astype(self.dtype), values)
+        out = layers.dense(width, ("mlp", "embed"), self.dtype, name="output_projection")(fused)
+        return layers.layer_norm(self.dtype, "output_norm")(nn.gelu(out))
+
+
+FUSIONS = {"cross_attention": CrossModalFusion, "concat": ConcatFusion, "gated": GatedFusion}

@@ -6,6 +6,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from mmjax import losses
 from mmjax.errors import ConfigError
 from mmjax.models import context, encoders, fusion, layers, pretrained, towers
 from mmjax.tasks import Task, resolve_tasks
@@ -41,16 +42,19 @@ class AffectModel(nn.Module):
     num_heads: int
     text_layers: int
     feature_layers: int
+    feature_encoder: str
     context_turns: int
     fusion: str
     sharing: str
     tower_hidden: int
     tower_layers: int
     cross_stitch: bool
+    tower_attention: bool
     dropout: float
     dtype: layers.Dtype = jnp.float32
     pretrained_text: encoders.BertConfig | None = None
     freeze_text: bool = False
+    task_uncertainty: bool = False  # declare one learned log-variance per task (losses.py)
 
     @nn.compact
     def __call__(self, batch, train: bool = False):
@@ -73,9 +77,10 @@ class AffectModel(nn.Module):
                         states = jax.lax.stop_gradient(states)
                     states = layers.dense(self.width, ("features", "embed"), self.dtype, name="text_projection")(states)
             else:
+                build = _lookup(encoders.FEATURE_ENCODERS, "model.feature_encoder", self.feature_encoder)
+                encoder = build(num_layers=self.feature_layers, name=f"{m}_encoder", **common)
                 inputs = (flat(batch[m]), flat(batch[f"{m}_mask"]))
-                states = encoders.SequenceEncoder(num_layers=self.feature_layers, name=f"{m}_encoder",
-                                                  **common)(*inputs, deterministic=deterministic)
+                states = encoder(*inputs, deterministic=deterministic)
             sequences[m] = nn.with_logical_constraint(states, ("batch", "length", "embed"))
             masks[m] = inputs[1]
 
@@ -96,10 +101,14 @@ class AffectModel(nn.Module):
 
         main_tasks = tuple(t.name for t in self.tasks if not t.relates)
         sharing_cls = _lookup(towers.SHARING, "model.sharing", self.sharing)
-        kwargs = {"cross_stitch": self.cross_stitch} if self.sharing == "soft" else {}
+        kwargs = ({"cross_stitch": self.cross_stitch, "tower_attention": self.tower_attention,
+                   "num_heads": self.num_heads} if self.sharing == "soft" else {})
         representations = sharing_cls(main_tasks, self.tower_hidden, self.tower_layers, dtype=self.dtype,
                                       dropout=self.dropout, name="sharing", **kwargs)(joint, deterministic)
         logits = towers.TaskHeads(self.tasks, self.tower_hidden, self.dtype, name="heads")(representations)
+        if self.task_uncertainty:  # read by the loss (uncertainty weighting), not by the forward pass
+            self.param(losses.TASK_LOG_VARIANCE, nn.with_logical_partitioning(nn.initializers.zeros, ("tasks",)),
+                       (len(self.tasks),))
         return {task: value.reshape(B, T, -1) for task, value in logits.items()}
 
 
@@ -126,10 +135,11 @@ def build_model(config, manifest) -> AffectModel:
         tasks=resolve_tasks(config.tasks), modalities=modalities,
         vocab_size=layers.padded_vocab_size(manifest["text"]["vocab_size"]), width=m.width, mlp_dim=m.mlp_dim,
         num_heads=m.num_heads, text_layers=m.text_layers, feature_layers=m.feature_layers,
-        context_turns=config.model.context_turns, fusion=m.fusion, sharing=m.sharing,
-        tower_hidden=m.tower_hidden, tower_layers=m.tower_layers, cross_stitch=m.cross_stitch,
+        feature_encoder=m.feature_encoder, context_turns=config.model.context_turns, fusion=m.fusion,
+        sharing=m.sharing, tower_hidden=m.tower_hidden, tower_layers=m.tower_layers,
+        cross_stitch=m.cross_stitch, tower_attention=m.tower_attention,
         dropout=m.dropout, dtype=_lookup(DTYPES, "model.dtype", m.dtype), pretrained_text=text_config,
-        freeze_text=m.pretrained.mode == "frozen")
+        freeze_text=m.pretrained.mode == "frozen", task_uncertainty=config.loss_balancing == "uncertainty")
 
 
 def _check_tokenizer(config, text_section, text_config: encoders.BertConfig) -> None:

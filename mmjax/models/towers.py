@@ -13,11 +13,13 @@ from collections.abc import Mapping
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from mmjax.models import layers
 from mmjax.tasks import Task
 
 TOWER_KERNEL = "tower_kernel"
+CROSS_STITCH = "cross_stitch"
 _tower_init = nn.initializers.variance_scaling(1.0, "fan_avg", "uniform", in_axis=-2, out_axis=-1,
                                                batch_axis=(0,))
 
@@ -43,10 +45,12 @@ class HardShared(nn.Module):
 class SoftShared(nn.Module):
     """One tower per task, all computed in one batched matmul over the ``tasks`` axis.
 
-    Each layer is residual where widths allow. After each layer a cross-stitch unit mixes the
+    Each layer is residual where widths allow. With ``tower_attention`` each tower's state then
+    attends (multi-head, residual) to the other towers' states at that position, so a task can
+    read what another task's tower has found. After each layer a cross-stitch unit mixes the
     towers' states with a learned [tasks, tasks] matrix (initialised near identity), so each
-    task learns how much to borrow from the others; ``tie_penalty`` pulls the tower kernels
-    towards their mean.
+    task learns how much to borrow from the others (``cross_stitch_matrices`` reads them back);
+    ``tie_penalty`` pulls the tower kernels towards their mean.
     x: [n, width] -> task -> [n, hidden].
     """
 
@@ -54,6 +58,8 @@ class SoftShared(nn.Module):
     hidden: int
     num_layers: int
     cross_stitch: bool = True
+    tower_attention: bool = False
+    num_heads: int = 1
     dtype: layers.Dtype = jnp.float32
     dropout: float = 0.0
 
@@ -72,8 +78,13 @@ class SoftShared(nn.Module):
             h = out + h if out.shape == h.shape else out
             h = nn.LayerNorm(use_bias=False, use_scale=False, dtype=self.dtype)(h)
             h = nn.Dropout(self.dropout)(h, deterministic=deterministic)
+            if self.tower_attention and num_tasks > 1:
+                others = ~jnp.eye(num_tasks, dtype=bool)  # [tasks, tasks]: never a tower's own state
+                attended = layers.Attention(self.num_heads, self.dtype, self.dropout, name=f"tower_attention_{i}")(
+                    h, h, others, deterministic=deterministic)
+                h = h + nn.Dropout(self.dropout)(attended, deterministic=deterministic)
             if self.cross_stitch and num_tasks > 1:
-                mixing = self.param(f"cross_stitch_{i}", nn.with_logical_partitioning(
+                mixing = self.param(f"{CROSS_STITCH}_{i}", nn.with_logical_partitioning(
                     _near_identity, (None, None)), (num_tasks, num_tasks))
                 h = jnp.einsum("kj,njo->nko", mixing.astype(self.dtype), h)
         return {t: h[:, k] for k, t in enumerate(self.task_names)}
@@ -84,6 +95,18 @@ def _near_identity(key, shape, dtype=jnp.float32):
     del key
     n = shape[0]
     return (0.9 * jnp.eye(n) + 0.1 * (1 - jnp.eye(n)) / (n - 1)).astype(dtype)
+
+
+def cross_stitch_matrices(sharing_params: Mapping) -> dict[str, np.ndarray]:
+    """Learned task-relation matrices of soft sharing: "layer_i" -> float [tasks, tasks], row k
+    the weights task k's tower gives to every task's state after layer i (rows and columns in
+    the order of the towers' task names). Empty without cross-stitch units (hard sharing).
+
+    sharing_params: the ``sharing`` subtree of the model's (unboxed) params.
+    """
+    prefix = f"{CROSS_STITCH}_"
+    found = sorted((int(k[len(prefix):]), k) for k in sharing_params if k.startswith(prefix))
+    return {f"layer_{i}": np.asarray(jax.device_get(sharing_params[k])) for i, k in found}
 
 
 def tie_penalty(params: Mapping) -> jax.Array:

@@ -1,0 +1,46 @@
+import jax
+import numpy as np
+import pytest
+
+from mmjax.models import encoders
+from tests.tiny import quick_jit
+
+WIDTH = 16
+LENGTHS = np.array([6, 3, 1, 0])  # real frames per row; the last row's modality is absent
+
+
+def _encoders():
+    common = dict(width=WIDTH, num_layers=1, num_heads=2, mlp_dim=WIDTH, dtype=np.float32, dropout=0.0)
+    return {kind: build(name=None, **common) for kind, build in encoders.FEATURE_ENCODERS.items()} | {
+        "text": encoders.TextEncoder(vocab_size=50, max_positions=16, **common)}
+
+
+def _inputs(kind, frames, rng):
+    """(inputs [rows, frames, ...], mask [rows, frames]) with junk under the mask's False entries."""
+    mask = np.arange(frames)[None, :] < LENGTHS[:, None]
+    if kind == "text":
+        return rng.integers(0, 50, (len(LENGTHS), frames)).astype(np.int32), mask
+    return (rng.normal(size=(len(LENGTHS), frames, 5)) * 10).astype(np.float32), mask
+
+
+@pytest.mark.parametrize("kind", ["transformer", "conv_rnn", "text"])
+def test_padding_and_masked_junk_change_no_real_output(kind):
+    encoder = _encoders()[kind]
+    apply = quick_jit(encoder.apply)
+    inputs, mask = _inputs(kind, 6, np.random.default_rng(0))
+    params = quick_jit(encoder.init)(jax.random.key(0), inputs, mask)
+    before = np.asarray(apply(params, inputs, mask))
+    assert before.shape == (len(LENGTHS), 6, WIDTH) and np.isfinite(before).all()
+
+    # 4 more frames, and fresh junk in every masked position (old padding included).
+    junk, padded_mask = _inputs(kind, 10, np.random.default_rng(1))
+    padded = np.where(np.pad(mask, [(0, 0), (0, 4)]).reshape(padded_mask.shape + (1,) * (inputs.ndim - 2)),
+                      np.pad(inputs, [(0, 0), (0, 4)] + [(0, 0)] * (inputs.ndim - 2)), junk)
+    after = np.asarray(apply(params, padded, padded_mask))
+    np.testing.assert_allclose(after[:, :6][mask], before[mask], rtol=1e-5, atol=1e-5)
+
+    # ...while a real frame does matter (to its own and, through context, other real frames).
+    moved = inputs.copy()
+    moved[1, 2] = inputs[0, 0]
+    changed = np.asarray(apply(params, moved, mask))
+    assert not np.allclose(changed[1, :2], before[1, :2], atol=1e-4)
