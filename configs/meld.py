@@ -22,7 +22,7 @@ def get_config():
     config.model.modalities = ("text",)
     config.data.max_tokens = 40
     config.data.max_turns = 12
-    config.num_train_steps = 1500  # 1,038 dialogues: about 45 windows-of-32 batches per epoch
-    config.eval_every_steps = 250
-    config.checkpoint_every_steps = 250
+    config.num_train_steps = 600  # 1,038 dialogues: about 45 windows-of-32 batches per epoch
+    config.eval_every_steps = 150
+    config.checkpoint_every_steps = 150
     return config
