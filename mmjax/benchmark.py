@@ -27,15 +27,18 @@ from ml_collections import config_flags
 from mmjax import cli, sharding, trainer
 from mmjax.data import pipeline
 
-config_flags.DEFINE_config_file("config", None, "Path to a config file.", lock_config=True)
-flags.DEFINE_integer("steps", 30, "Timed train steps (after warm-up).")
-flags.DEFINE_integer("warmup", 3, "Untimed train steps first.")
-flags.DEFINE_integer("input_batches", 40, "Batches read to time the input pipeline.")
-flags.DEFINE_bool("input_only", False, "Only time the input pipeline.")
-flags.DEFINE_string("json", None, "Also write the results to this JSON file.")
-flags.DEFINE_bool("summary", False, "Only print the number of parameters of every module.")
-flags.DEFINE_integer("summary_depth", 2, "Levels of the parameter tree --summary prints.")
-flags.mark_flags_as_required(["config"])
+
+def _define_flags():
+    """Defined only when the command runs, so that command modules can be imported together."""
+    config_flags.DEFINE_config_file("config", None, "Path to a config file.", lock_config=True)
+    flags.DEFINE_integer("steps", 30, "Timed train steps (after warm-up).")
+    flags.DEFINE_integer("warmup", 3, "Untimed train steps first.")
+    flags.DEFINE_integer("input_batches", 40, "Batches read to time the input pipeline.")
+    flags.DEFINE_bool("input_only", False, "Only time the input pipeline.")
+    flags.DEFINE_string("json", None, "Also write the results to this JSON file.")
+    flags.DEFINE_bool("summary", False, "Only print the number of parameters of every module.")
+    flags.DEFINE_integer("summary_depth", 2, "Levels of the parameter tree --summary prints.")
+    flags.mark_flags_as_required(["config"])
 
 
 def parameter_counts(params: Mapping, depth: int = 2) -> dict[str, int]:
@@ -152,4 +155,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    _define_flags()
     app.run(main, flags_parser=cli.flags_parser("mmjax.benchmark"))

@@ -31,15 +31,18 @@ from mmjax import cli, evaluation, inference, report as report_lib, saved_run, t
 from mmjax.data import records
 from mmjax.errors import MmjaxError
 
-config_flags.DEFINE_config_file("config", None, "Config file; default: the one the workdir recorded.",
-                                lock_config=True)
-flags.DEFINE_string("workdir", None, "The run's workdir (holds checkpoints/); may contain {seed} (see --seeds).")
-flags.DEFINE_string("step", "latest", "Checkpoint to evaluate: latest, best (by validation score) or a step.")
-flags.DEFINE_string("split", "test", "Split to evaluate: validation or test.")
-flags.DEFINE_list("seeds", None, "Seeds that replace {seed} in --workdir; reports mean and std over the runs.")
-flags.DEFINE_integer("top_speakers", 10, "Speakers with their own row in the by-speaker table; the rest "
-                                         "are grouped.")
-flags.mark_flags_as_required(["workdir"])
+
+def _define_flags():
+    """Defined only when the command runs, so that command modules can be imported together."""
+    config_flags.DEFINE_config_file("config", None, "Config file; default: the one the workdir recorded.",
+                                    lock_config=True)
+    flags.DEFINE_string("workdir", None, "The run's workdir (holds checkpoints/); may contain {seed} (see --seeds).")
+    flags.DEFINE_string("step", "latest", "Checkpoint to evaluate: latest, best (by validation score) or a step.")
+    flags.DEFINE_string("split", "test", "Split to evaluate: validation or test.")
+    flags.DEFINE_list("seeds", None, "Seeds that replace {seed} in --workdir; reports mean and std over the runs.")
+    flags.DEFINE_integer("top_speakers", 10, "Speakers with their own row in the by-speaker table; the rest "
+                                             "are grouped.")
+    flags.mark_flags_as_required(["workdir"])
 
 SEED = "{seed}"
 
@@ -112,4 +115,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    _define_flags()
     app.run(main, flags_parser=cli.flags_parser("mmjax.evaluate"))

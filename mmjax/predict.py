@@ -18,13 +18,16 @@ from ml_collections import config_flags
 
 from mmjax import cli, prediction
 
-config_flags.DEFINE_config_file("config", None, "Config file; default: the one the workdir recorded.",
-                                lock_config=True)
-flags.DEFINE_string("workdir", None, "The run's workdir (holds checkpoints/ and config.json).")
-flags.DEFINE_string("input", None, "JSONL file: one dialogue per line.")
-flags.DEFINE_string("output", None, "JSONL file to write: one line per utterance.")
-flags.DEFINE_string("step", "latest", "Checkpoint to use: latest, best (by validation score) or a step.")
-flags.mark_flags_as_required(["workdir", "input", "output"])
+
+def _define_flags():
+    """Defined only when the command runs, so that command modules can be imported together."""
+    config_flags.DEFINE_config_file("config", None, "Config file; default: the one the workdir recorded.",
+                                    lock_config=True)
+    flags.DEFINE_string("workdir", None, "The run's workdir (holds checkpoints/ and config.json).")
+    flags.DEFINE_string("input", None, "JSONL file: one dialogue per line.")
+    flags.DEFINE_string("output", None, "JSONL file to write: one line per utterance.")
+    flags.DEFINE_string("step", "latest", "Checkpoint to use: latest, best (by validation score) or a step.")
+    flags.mark_flags_as_required(["workdir", "input", "output"])
 
 
 def main(argv):
@@ -39,4 +42,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    _define_flags()
     app.run(main, flags_parser=cli.flags_parser("mmjax.predict"))

@@ -30,29 +30,32 @@ from mmjax.errors import ConfigError
 CONVERTERS = {"cmma": cmma, "meld": meld, "mustard": mustard, "jsonl": jsonl, "mmsa": mmsa}
 CORPORA = {"synthetic": synthetic, **CONVERTERS}
 
-flags.DEFINE_string("corpus", "synthetic", f"Corpus to prepare: one of {sorted(CORPORA)}.")
-flags.DEFINE_string("input", None, "The corpus files: a directory (cmma, meld, jsonl, mustard) or a file "
-                    "(mustard's sarcasm_data.json, an mmsa .pkl).")
-flags.DEFINE_string("output", None, "Records directory to write (replaced atomically).")
-flags.DEFINE_bool("skip_bad", False, "Skip malformed rows and feature arrays, counting them in the report, "
-                  "instead of stopping at the first with an error.")
-flags.DEFINE_string("tokenizer", "", "'' the corpus default (characters of the training split for CMMA, "
-                    "all-MiniLM-L6-v2 otherwise), 'char' or 'word' (a vocabulary of the training split), "
-                    "or a Hugging Face tokenizer directory.")
-flags.DEFINE_string("audio", "", "Audio features keyed by utterance id: an .npz, or a directory of "
-                    "<utterance_id>.npy; each float [frames, dim].")
-flags.DEFINE_string("visual", "", "Visual features, as --audio.")
-flags.DEFINE_string("encoding", "", "Text encoding of the input files ('' the corpus's published one).")
-flags.DEFINE_string("name", "", "Corpus name in the manifest (config.data.corpus); '' the converter's name.")
-flags.DEFINE_string("protocol", "", f"MUStARD split protocol: one of {list(mustard.PROTOCOLS)} "
-                    f"('' {mustard.PROTOCOLS[0]}).")
-flags.DEFINE_integer("fold", 0, f"MUStARD speaker_dependent: the test fold, 0..{mustard.NUM_FOLDS - 1}.")
-flags.DEFINE_float("validation_fraction", 0.1, "MUStARD: fraction of each class of the training data "
-                   "held out for validation.")
-flags.DEFINE_integer("seed", 0, "Seed of the synthetic generator and of MUStARD's splits.")
-flags.DEFINE_list("dialogues", ["train:1600", "validation:250", "test:250"],
-                  "Synthetic corpus: dialogues per split, as split:count.")
-flags.mark_flags_as_required(["output"])
+
+def _define_flags():
+    """Defined only when the command runs, so that command modules can be imported together."""
+    flags.DEFINE_string("corpus", "synthetic", f"Corpus to prepare: one of {sorted(CORPORA)}.")
+    flags.DEFINE_string("input", None, "The corpus files: a directory (cmma, meld, jsonl, mustard) or a file "
+                        "(mustard's sarcasm_data.json, an mmsa .pkl).")
+    flags.DEFINE_string("output", None, "Records directory to write (replaced atomically).")
+    flags.DEFINE_bool("skip_bad", False, "Skip malformed rows and feature arrays, counting them in the report, "
+                      "instead of stopping at the first with an error.")
+    flags.DEFINE_string("tokenizer", "", "'' the corpus default (characters of the training split for CMMA, "
+                        "all-MiniLM-L6-v2 otherwise), 'char' or 'word' (a vocabulary of the training split), "
+                        "or a Hugging Face tokenizer directory.")
+    flags.DEFINE_string("audio", "", "Audio features keyed by utterance id: an .npz, or a directory of "
+                        "<utterance_id>.npy; each float [frames, dim].")
+    flags.DEFINE_string("visual", "", "Visual features, as --audio.")
+    flags.DEFINE_string("encoding", "", "Text encoding of the input files ('' the corpus's published one).")
+    flags.DEFINE_string("name", "", "Corpus name in the manifest (config.data.corpus); '' the converter's name.")
+    flags.DEFINE_string("protocol", "", f"MUStARD split protocol: one of {list(mustard.PROTOCOLS)} "
+                        f"('' {mustard.PROTOCOLS[0]}).")
+    flags.DEFINE_integer("fold", 0, f"MUStARD speaker_dependent: the test fold, 0..{mustard.NUM_FOLDS - 1}.")
+    flags.DEFINE_float("validation_fraction", 0.1, "MUStARD: fraction of each class of the training data "
+                       "held out for validation.")
+    flags.DEFINE_integer("seed", 0, "Seed of the synthetic generator and of MUStARD's splits.")
+    flags.DEFINE_list("dialogues", ["train:1600", "validation:250", "test:250"],
+                      "Synthetic corpus: dialogues per split, as split:count.")
+    flags.mark_flags_as_required(["output"])
 
 
 def parse_counts(items) -> dict[str, int]:
@@ -116,4 +119,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    _define_flags()
     app.run(main, flags_parser=cli.flags_parser("mmjax.prepare"))

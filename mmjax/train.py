@@ -9,9 +9,12 @@ from ml_collections import config_flags
 
 from mmjax import cli, trainer
 
-config_flags.DEFINE_config_file("config", None, "Path to a config file with get_config().", lock_config=True)
-flags.DEFINE_string("workdir", None, "Directory for checkpoints, TensorBoard events and reports.")
-flags.mark_flags_as_required(["config", "workdir"])
+
+def _define_flags():
+    """Defined only when the command runs, so that command modules can be imported together."""
+    config_flags.DEFINE_config_file("config", None, "Path to a config file with get_config().", lock_config=True)
+    flags.DEFINE_string("workdir", None, "Directory for checkpoints, TensorBoard events and reports.")
+    flags.mark_flags_as_required(["config", "workdir"])
 
 
 def main(argv):
@@ -23,4 +26,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    _define_flags()
     app.run(main, flags_parser=cli.flags_parser("mmjax.train"))
