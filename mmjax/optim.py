@@ -6,6 +6,7 @@ import jax
 import optax
 
 from mmjax.models.model import TEXT_ENCODER
+from mmjax.models.towers import CROSS_STITCH
 
 TRAINABLE, PRETRAINED = "trainable", "pretrained"
 
@@ -24,14 +25,19 @@ def param_labels(params) -> dict[str, str]:
     return {name: PRETRAINED if name == TEXT_ENCODER else TRAINABLE for name in params}
 
 
+def _decays(path, param) -> bool:
+    return param.ndim >= 2 and not any(str(getattr(k, "key", "")).startswith(CROSS_STITCH) for k in path)
+
+
 def make_optimizer(config) -> optax.GradientTransformation:
-    """Global-norm clipping, then AdamW; no weight decay on biases and norm scales (ndim < 2).
+    """Global-norm clipping, then AdamW; no weight decay on biases, norm scales (ndim < 2) and
+    soft sharing's cross-stitch matrices (decay would pull each task's self-weight towards 0).
 
     With a pretrained text encoder its subtree gets its own group: ``mode="frozen"`` sets its
     updates to zero (and keeps no Adam moments for it); ``"finetune"`` scales its AdamW updates
     (weight decay included) by ``learning_rate_scale``.
     """
-    decay_mask = lambda params: jax.tree.map(lambda p: p.ndim >= 2, params)  # noqa: E731
+    decay_mask = lambda params: jax.tree_util.tree_map_with_path(_decays, params)  # noqa: E731
     adamw = lambda: optax.adamw(learning_rate_schedule(config), b1=0.9, b2=0.999,  # noqa: E731
                                 weight_decay=config.weight_decay, mask=decay_mask)
     clip = optax.clip_by_global_norm(config.grad_clip_norm)
