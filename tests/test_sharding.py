@@ -22,13 +22,13 @@ def _trajectory(config, devices, batches):
 
 @pytest.fixture(scope="module")
 def reference(records_dir):
-    """20 steps on one device: the trajectory every mesh must reproduce."""
+    """12 steps on one device: the trajectory every mesh must reproduce."""
     config = tiny_config(records_dir)
     config.model.dropout = 0.1  # dropout masks must not depend on the sharding either
-    config.num_train_steps = 20
+    config.num_train_steps = 12
     manifest = trainer.load_or_prepare_records(config)
     data = iter(pipeline.train_dataset(config, manifest, 0, 1))
-    batches = [next(data) for _ in range(20)]
+    batches = [next(data) for _ in range(12)]
     losses, _ = _trajectory(config, jax.devices()[:1], batches)
     return config, batches, losses
 
