@@ -23,6 +23,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from mmjax.data import schema
+from mmjax.data.corpora import common
 from mmjax.errors import InputError, RecordError
 
 DIALOGUE_KEYS = ("dialogue_id", "utterances")
@@ -63,10 +64,9 @@ def _features(path, base_dir: str, what: str) -> np.ndarray | None:
         raise ValueError(f"{what} must be the path of a .npy file or null, got {path!r}")
     full = os.path.join(base_dir, path)
     try:
-        values = np.load(full, allow_pickle=False)
-        return np.asarray(values, np.float32)
-    except (OSError, ValueError, TypeError) as e:
-        raise ValueError(f"{what}: cannot read a numeric array from {full!r}: {e}") from None
+        return np.asarray(common.load_array(full), np.float32)
+    except (ValueError, TypeError) as e:  # RecordError from load_array is a ValueError
+        raise ValueError(f"{what}: cannot read a numeric array from {full!r}: {e.__cause__ or e}") from None
 
 
 def parse_line(line: str, tokenizer, feature_dims: Mapping[str, int], base_dir: str) -> schema.Dialogue:
