@@ -145,7 +145,8 @@ def build_model(config, manifest) -> AffectModel:
         sharing=m.sharing, tower_hidden=m.tower_hidden, tower_layers=m.tower_layers,
         cross_stitch=m.cross_stitch, tower_attention=m.tower_attention,
         dropout=m.dropout, dtype=_lookup(DTYPES, "model.dtype", m.dtype), pretrained_text=text_config,
-        freeze_text=m.pretrained.mode == "frozen", cached_text=m.text_encoder == "cached", task_uncertainty=config.loss_balancing == "uncertainty")
+        freeze_text=m.pretrained.mode == "frozen", cached_text=m.text_encoder == "cached",
+        task_uncertainty=config.loss_balancing == "uncertainty")
 
 
 def check_text_vocabulary(config, text_section) -> encoders.BertConfig:
