@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 
 import numpy as np
 
@@ -130,7 +131,7 @@ def _unpack(data: bytes) -> tuple[dict, dict[str, np.ndarray]]:
         dtype = np.dtype(dtype)
         if dtype.kind not in _NUMERIC_KINDS:
             raise RecordError(f"record array {name!r} has dtype {dtype}; only numeric arrays are allowed")
-        count = int(np.prod(shape))
+        count = math.prod(shape)
         arrays[name] = np.frombuffer(data, dtype, count, offset).reshape(shape)
         offset += count * dtype.itemsize
     return header["meta"], arrays
