@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 train: $(VENV)
 	$(BIN)/python -m mmjax.train --config=configs/soft_share.py --workdir=$(RUN)
-	$(BIN)/python -m mmjax.evaluate --config=configs/soft_share.py --workdir=$(RUN) --split=test
+	$(BIN)/python -m mmjax.evaluate --config=configs/soft_share.py --workdir=$(RUN) --step=best --split=test
 
 test: $(VENV)
 	$(BIN)/python -m pytest -q tests

@@ -33,6 +33,8 @@ def get_config() -> ml_collections.ConfigDict:
     config.eval_every_steps = 300
     config.checkpoint_every_steps = 300
     config.max_checkpoints_to_keep = 2
+    # > 0: stop once this many checkpoints in a row have not improved the best validation score.
+    config.early_stopping_patience = 0
 
     config.data = ml_collections.ConfigDict()
     # Corpus name as in the records' manifest. "synthetic" is (re)generated in data.dir on demand;

@@ -14,4 +14,4 @@ shift 2
 cd "$(dirname "$0")/.."
 make --quiet .venv
 .venv/bin/python -m mmjax.train --config="$config" --workdir="$workdir" "$@"
-.venv/bin/python -m mmjax.evaluate --config="$config" --workdir="$workdir" --split=test "$@"
+.venv/bin/python -m mmjax.evaluate --config="$config" --workdir="$workdir" --step=best --split=test "$@"

@@ -113,4 +113,4 @@ args=(--config="$CONFIG" --workdir="$WORKDIR")
 [ -z "${DATA_DIR:-}" ] || args+=(--config.data.dir="$DATA_DIR")
 args+=(${extra[@]+"${extra[@]}"})
 on_all "cd mmjax && MMJAX_DISTRIBUTED=1 .venv/bin/python -m mmjax.train $(quote "${args[@]}")"
-on_all "cd mmjax && MMJAX_DISTRIBUTED=1 .venv/bin/python -m mmjax.evaluate --split=test $(quote "${args[@]}")"
+on_all "cd mmjax && MMJAX_DISTRIBUTED=1 .venv/bin/python -m mmjax.evaluate --step=best --split=test $(quote "${args[@]}")"

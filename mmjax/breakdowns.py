@@ -35,7 +35,8 @@ def modality_patterns(rows: dict[str, np.ndarray], modalities: Sequence[str]) ->
 
 
 def speaker_groups(rows: dict[str, np.ndarray], dialogues, top: int) -> np.ndarray:
-    """str [N]: each utterance's speaker, or OTHER outside the ``top`` most frequent speakers.
+    """str [N]: each utterance's speaker, or OTHER outside the ``top`` speakers with the most
+    utterances labelled for some task (context-only turns, e.g. MUStARD's, do not count).
 
     dialogues: indexable by the dialogue index of ``rows["position"]`` (a records.DialogueSource).
     """
@@ -43,7 +44,8 @@ def speaker_groups(rows: dict[str, np.ndarray], dialogues, top: int) -> np.ndarr
     for d in np.unique(rows["position"][:, 0]).tolist():
         speakers_of[d] = dialogues[d].speakers
     names = np.array([speakers_of[d][t] for d, t in rows["position"].tolist()])
-    counts = collections.Counter(names.tolist())
+    labelled = np.any([rows[k] >= 0 for k in rows if k.startswith("label/")], axis=0)
+    counts = collections.Counter(names[labelled].tolist())
     kept = {name for name, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:top]}
     return np.where(np.isin(names, list(kept)), names, OTHER)
 

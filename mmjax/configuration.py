@@ -32,8 +32,10 @@ def validate(config, process_count: int = 1) -> None:
     for key in ("learning_rate", "grad_clip_norm"):
         if not _get(config, key) > 0:
             raise ConfigError(f"config.{key}={_get(config, key)!r}: expected a positive number")
-    if not (isinstance(config.warmup_steps, int) and config.warmup_steps >= 0):
-        raise ConfigError(f"config.warmup_steps={config.warmup_steps!r}: expected an integer >= 0")
+    for key in ("warmup_steps", "early_stopping_patience"):
+        value = config.get(key, 0)  # runs saved before early stopping existed lack the key
+        if not (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
+            raise ConfigError(f"config.{key}={value!r}: expected an integer >= 0")
     if not 0.0 <= config.model.dropout < 1.0:
         raise ConfigError(f"config.model.dropout={config.model.dropout}: expected a value in [0, 1)")
     if config.model.width % config.model.num_heads:

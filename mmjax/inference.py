@@ -90,10 +90,10 @@ def restore(workdir: str, step: int | str = "latest", config=None, manifest: Map
     """
     config = run_config(workdir, config)
     if manifest is None:
-        s = trainer.setup(config)
+        s = trainer.setup(config, training=False)
         check_same_records(saved_run.load_manifest(workdir), s.manifest, config.data.dir)
     else:
-        s = trainer.setup(config, manifest=manifest)
+        s = trainer.setup(config, manifest=manifest, training=False)
     mngr = checkpointing.manager(workdir, create=False)
     resolved = checkpointing.resolve_step(mngr, step, workdir)
     params = checkpointing.restore_params(mngr, resolved, s.abstract_state.params)

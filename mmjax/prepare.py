@@ -43,7 +43,7 @@ def _define_flags():
                       "instead of stopping at the first with an error.")
     flags.DEFINE_string("tokenizer", "", "'' the corpus default (characters of the training split for CMMA, "
                         "all-MiniLM-L6-v2 otherwise), 'char' or 'word' (a vocabulary of the training split), "
-                        "or a Hugging Face tokenizer directory.")
+                        "or a Hugging Face tokenizer directory. Synthetic: '' its own words, 'minilm' or a directory.")
     flags.DEFINE_string("text_states", "", "Cache a frozen encoder's text states in the records (for "
                         "config.model.text_encoder='cached'): 'minilm' (all-MiniLM-L6-v2) or a BERT-family checkpoint "
                         "directory; its tokenizer must be the records' (--tokenizer). '' none.")
@@ -121,8 +121,11 @@ def main(argv):
             raise ConfigError(f"--corpus={FLAGS.corpus!r} is not one of {sorted(CORPORA)}")
         print(f"writing {FLAGS.corpus} records to {FLAGS.output}", file=sys.stderr)
         if FLAGS.corpus == "synthetic":
+            if FLAGS.tokenizer in ("char", "word"):
+                raise ConfigError(f"--tokenizer={FLAGS.tokenizer} builds a vocabulary of a converted corpus; the "
+                                  "synthetic corpus takes '' (its own words), 'minilm' or a tokenizer directory")
             manifest = synthetic.write(FLAGS.output, parse_counts(FLAGS.dialogues), FLAGS.seed,
-                                       text_states=text_states_checkpoint(FLAGS.text_states))
+                                       tokenizer=FLAGS.tokenizer, text_states=text_states_checkpoint(FLAGS.text_states))
         else:
             if not FLAGS.input:
                 raise ConfigError(f"--corpus={FLAGS.corpus} needs --input (the corpus files)")

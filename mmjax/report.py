@@ -63,7 +63,8 @@ def _mean_std(values: Sequence[float]) -> dict[str, float]:
 
 def aggregate(reports: Sequence[Mapping]) -> dict:
     """Mean and sample standard deviation (ddof=1) over runs of each task's scores and per-class
-    precision/recall/F1, and of the mean macro-F1 over tasks (``"score"``). Needs >= 2 reports."""
+    precision/recall/F1, and of the mean macro-F1 over tasks (``"score"``); each run's support.
+    Needs >= 2 reports."""
     if len(reports) < 2:
         raise ValueError(f"aggregating needs at least 2 runs, got {len(reports)}")
     tasks = list(reports[0])
@@ -72,7 +73,7 @@ def aggregate(reports: Sequence[Mapping]) -> dict:
         runs = [r[task] for r in reports]
         out["tasks"][task] = {
             **{k: _mean_std([r[k] for r in runs]) for k in SCORES},
-            "support": runs[0]["support"],
+            "support": [r["support"] for r in runs],  # per run: folds have different test sets
             "per_class": {label: {k: _mean_std([r["per_class"][label][k] for r in runs]) for k in CLASS_SCORES}
                           for label in runs[0]["per_class"]}}
     return out

@@ -15,6 +15,7 @@ sequences are tuples) and locked, like a config file given with ``--config``. A 
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Mapping
 
@@ -26,11 +27,23 @@ CONFIG = "config.json"
 RECORDS_MANIFEST = "records_manifest.json"
 
 
+def json_safe(value):
+    """``value`` with NaN and infinite floats as None (JSON has no NaN; e.g. the macro-F1 of a
+    task no utterance of the split is labelled for)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
 def write_json(path: str, value) -> None:
-    """Writes ``value`` as indented JSON atomically (temporary file, then rename)."""
+    """Writes ``value`` as indented strict JSON (NaN as null) atomically (temporary file, then rename)."""
     tmp = f"{path}.tmp"
     with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(value, f, indent=1, ensure_ascii=False)
+        json.dump(json_safe(value), f, indent=1, ensure_ascii=False, allow_nan=False)
     os.replace(tmp, path)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 import json
 import os
 import sys
@@ -86,10 +87,11 @@ class Setup:
     state_shardings: object
 
 
-def setup(config, devices=None, manifest=None) -> Setup:
+def setup(config, devices=None, manifest=None, training: bool = True) -> Setup:
     """Validates ``config``, prepares its records (unless ``manifest`` is given: prediction uses the
     one recorded in the workdir) and builds the mesh (over ``devices``, default all), model,
-    optimizer and the abstract train state with its shardings."""
+    optimizer and the abstract train state with its shardings. ``training=False`` (evaluation,
+    prediction) skips the checks that only the train step needs."""
     configuration.validate(config, jax.process_count())
     manifest = load_or_prepare_records(config) if manifest is None else manifest
     mesh = sharding.make_mesh(config, devices)
@@ -97,7 +99,7 @@ def setup(config, devices=None, manifest=None) -> Setup:
     if config.eval_batch_size % dp:
         raise ConfigError(f"config.eval_batch_size={config.eval_batch_size} is not divisible by the {dp} "
                           "data-parallel devices (mesh data x fsdp)")
-    if config.batch_size % (dp * config.grad_accum_steps):
+    if training and config.batch_size % (dp * config.grad_accum_steps):
         raise ConfigError(f"config.batch_size={config.batch_size} is not divisible by the {dp} data-parallel "
                           f"devices (mesh data x fsdp) x config.grad_accum_steps={config.grad_accum_steps}")
     rules = sharding.logical_rules(config)
@@ -178,13 +180,28 @@ class _Writer:
             for key, value in values.items():
                 self.tensorboard.add_scalar(f"{split}/{key}", value, step)
             self.tensorboard.flush()
-            self.jsonl.write(json.dumps({"step": step, "split": split, **values}) + "\n")
+            line = saved_run.json_safe({"step": step, "split": split, **values})
+            self.jsonl.write(json.dumps(line, allow_nan=False) + "\n")
             self.jsonl.flush()
 
     def close(self) -> None:
         if self.enabled:
             self.tensorboard.close()
             self.jsonl.close()
+
+
+def check_validation_split(config, manifest: Mapping) -> None:
+    """Raises unless the validation split exists and labels every task of ``config.tasks``: the
+    validation score that selects checkpoints averages every task's macro-F1."""
+    split = manifest["splits"].get("validation")
+    if split is None:
+        raise ConfigError(f"the records at config.data.dir={config.data.dir!r} have no validation split, which "
+                          "selects the best checkpoint; prepare them with one")
+    unlabelled = [t for t in config.tasks if not sum(split["class_counts"].get(t, {}).values())]
+    if unlabelled:
+        raise ConfigError(f"config.tasks={tuple(config.tasks)}: the validation split of {config.data.dir!r} labels "
+                          f"no utterance for {unlabelled}; the validation score needs every task; drop them "
+                          "from config.tasks or label some validation utterances")
 
 
 def validation_score(report: dict) -> float:
@@ -239,11 +256,13 @@ def train_and_evaluate(config, workdir: str):
     """Trains ``config`` in ``workdir``, resuming from its latest checkpoint; returns the state.
 
     Validation runs every ``eval_every_steps`` and at every checkpoint, whose score (mean
-    validation macro-F1) decides which checkpoint is kept as the best one. The test split is
-    never read here (records.DialogueSource refuses it outside mmjax.evaluate).
+    validation macro-F1) decides which checkpoint is kept as the best one and, with
+    ``early_stopping_patience``, when training stops. The test split is never read here
+    (records.DialogueSource refuses it outside mmjax.evaluate).
     """
     make_workdir(workdir)
     s = setup(config)
+    check_validation_split(config, s.manifest)
     is_main = jax.process_index() == 0
     if is_main:
         saved_run.save_run(workdir, config, s.manifest)
@@ -272,6 +291,10 @@ def train_and_evaluate(config, workdir: str):
 
 def _loop(config, s: Setup, state, start: int, step_fn, eval_fn, data, mngr, writer):
     """Steps ``start + 1 .. num_train_steps`` with logging, validation and checkpoints."""
+    stalled_since = stopped_early(config, mngr, start)
+    if stalled_since is not None:
+        _note_early_stop(config, start, stalled_since, "stopped early")
+        return state
     log = _MetricLog(start + 1)
     progress = tqdm.tqdm(total=config.num_train_steps, initial=start, disable=jax.process_index() != 0,
                          desc="train", unit="step", dynamic_ncols=True)
@@ -294,5 +317,27 @@ def _loop(config, s: Setup, state, start: int, step_fn, eval_fn, data, mngr, wri
                 progress.write(evaluation.format_table(report, f"validation at step {step} (score {score:.4f})"))
         if save:
             checkpointing.save(mngr, step, state, data, score)
+            stalled_since = stopped_early(config, mngr, step)
+            if stalled_since is not None:
+                progress.close()
+                _note_early_stop(config, step, stalled_since, "stopping early")
+                return state
     progress.close()
     return state
+
+
+def stopped_early(config, mngr, step: int) -> int | None:
+    """The best step, when the ``config.early_stopping_patience`` (> 0) checkpoints saved after it,
+    up to ``step``, have not improved its validation score; else None. It is read from the
+    checkpoints, so a resumed run that had stopped early stays stopped."""
+    patience = config.early_stopping_patience
+    best = checkpointing.best_step(mngr) if patience else None
+    if best is not None and step - best >= patience * config.checkpoint_every_steps:
+        return best
+    return None
+
+
+def _note_early_stop(config, step: int, best: int, what: str) -> None:
+    if jax.process_index() == 0:
+        print(f"{what} at step {step}: no better validation score than step {best}'s in "
+              f"config.early_stopping_patience={config.early_stopping_patience} checkpoints", file=sys.stderr)

@@ -26,3 +26,12 @@ def test_rows_groups_and_scores_by_hand():
     assert scores["bob"]["accuracy"] == pytest.approx(0.5) and scores["bob"]["support"] == 2
     assert scores["bob"]["macro_f1"] == pytest.approx((0 + 2 / 3) / 2)
     assert scores[breakdowns.OTHER] == {"accuracy": 1.0, "macro_f1": 1.0, "weighted_f1": 1.0, "support": 1}
+
+
+def test_top_speakers_are_counted_over_labelled_utterances_only():
+    # cy speaks three context-only (unlabelled) turns, ann two labelled ones: ann is the top speaker.
+    rows = {"position": np.array([[0, 0], [0, 1], [0, 2], [0, 3], [0, 4]]),
+            "label/sarcasm": np.array([-1, -1, -1, 1, 0]), "label/humor": np.array([-1, -1, -1, -1, 1])}
+    dialogues = [types.SimpleNamespace(speakers=["cy", "cy", "cy", "ann", "ann"])]
+    groups = breakdowns.speaker_groups(rows, dialogues, top=1)
+    np.testing.assert_array_equal(groups, [breakdowns.OTHER] * 3 + ["ann"] * 2)

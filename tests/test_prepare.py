@@ -27,3 +27,13 @@ def test_prepare_prints_the_summary_or_one_error_line(tmp_path):
     assert "corpus my_corpus" in out and "sarcasm / sarcastic" in out
     assert "skipped (--skip-bad):\n         1  unknown label" in out
     assert json.loads((tmp_path / "out" / "manifest.json").read_text())["corpus"] == "my_corpus"
+
+
+def test_synthetic_takes_the_tokenizer_flag(tmp_path):
+    args = ("mmjax.prepare", "--corpus=synthetic", "--dialogues=train:4,validation:2,test:2", f"--output={tmp_path}/out")
+    code, out = run_module(*args, "--tokenizer=minilm")
+    assert code == 0, out
+    assert json.loads((tmp_path / "out" / "manifest.json").read_text())["text"]["kind"] == "huggingface"
+    code, out = run_module(*args, "--tokenizer=word")
+    assert code == 2 and "Traceback" not in out
+    assert "mmjax.prepare: error: --tokenizer=word builds a vocabulary of a converted corpus" in out

@@ -19,6 +19,7 @@ def test_aggregate_gives_mean_and_sample_std():
     assert agg["tasks"]["emotion"]["per_class"]["joy"]["f1"] == pytest.approx({"mean": 0.3, "std": 0.3})
     assert agg["tasks"]["sarcasm"]["macro_f1"] == {"mean": 1.0, "std": 0.0}
     assert agg["score"]["mean"] == pytest.approx(np.mean([0.75, 0.85, 0.8]))
+    assert agg["tasks"]["emotion"]["support"] == [10, 10, 10]
     assert "emotion" in report.format_aggregate(agg, "title")
     with pytest.raises(ValueError, match="at least 2"):
         report.aggregate([_run(0.5, 0.0)])

@@ -1,8 +1,10 @@
+import copy
 import os
 
+import jax
 import pytest
 
-from mmjax import checkpointing, trainer
+from mmjax import checkpointing, inference, trainer
 from mmjax.data import records, schema
 from mmjax.errors import ConfigError, RecordError, TrainingDivergedError
 from tests.tiny import tiny_config
@@ -27,6 +29,42 @@ def test_batch_must_split_over_devices_and_micro_batches(records_dir):
     config.grad_accum_steps = 3
     with pytest.raises(ConfigError, match=r"config.batch_size=8 is not divisible by the 8 data-parallel devices"):
         trainer.setup(config)
+    # Evaluation and prediction never run the train step: 3 devices restore a batch-8 run.
+    config = inference.fit_to_devices(tiny_config(records_dir), 3)
+    with pytest.raises(ConfigError, match=r"config.batch_size=8 is not divisible by the 3 data-parallel devices"):
+        trainer.setup(config, jax.devices()[:3])
+    assert trainer.setup(config, jax.devices()[:3], training=False).mesh.size == 3
+
+
+def test_training_needs_a_validation_split_labelling_every_task(records_dir):
+    config = tiny_config(records_dir)
+    manifest = trainer.load_or_prepare_records(config)
+    trainer.check_validation_split(config, manifest)
+    no_humor = copy.deepcopy(manifest)
+    no_humor["splits"]["validation"]["class_counts"]["humor"] = {"none": 0, "humor": 0}
+    with pytest.raises(ConfigError, match=r"validation split of .* labels no utterance for \['humor'\]"):
+        trainer.check_validation_split(config, no_humor)
+    del no_humor["splits"]["validation"]
+    with pytest.raises(ConfigError, match=r"have no validation split"):
+        trainer.check_validation_split(config, no_humor)
+
+
+def test_early_stopping_counts_checkpoints_since_the_best_and_stays_stopped(records_dir, tmp_path, monkeypatch):
+    config = tiny_config(records_dir)
+    config.num_train_steps, config.early_stopping_patience = 12, 2
+    config.log_every_steps = config.eval_every_steps = config.checkpoint_every_steps = 1
+    config.max_checkpoints_to_keep = 1
+    # Validation scores by step: better at steps 2 and 4, then two checkpoints without a gain.
+    scores = iter([0.5, 0.6, 0.55, 0.7, 0.6, 0.65])
+    monkeypatch.setattr(trainer, "validation_score", lambda report: next(scores))
+    workdir = str(tmp_path / "run")
+    trainer.train_and_evaluate(config, workdir)
+    mngr = checkpointing.manager(workdir, create=False)
+    assert (mngr.latest_step(), checkpointing.best_step(mngr)) == (6, 4)
+    mngr.close()
+    trainer.train_and_evaluate(config, workdir)  # resumes stopped: no step, no validation (scores are used up)
+    mngr = checkpointing.manager(workdir, create=False)
+    assert mngr.latest_step() == 6
 
 
 def test_synthetic_records_are_rebuilt_when_their_spec_changes(tmp_path):
