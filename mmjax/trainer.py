@@ -275,6 +275,11 @@ def train_and_evaluate(config, workdir: str):
         if is_main:
             print(f"resuming {workdir} from its checkpoint at step {start}", file=sys.stderr)
         state = checkpointing.restore(mngr, start, s.abstract_state, data)
+        stalled_since = stopped_early(config, mngr, start)
+        if stalled_since is not None:
+            _note_early_stop(config, start, stalled_since, "stopped early")
+            mngr.close()
+            return state
     step_fn, stats = compile_train_step(s, config)
     if is_main:
         print(_format_stats(stats), file=sys.stderr)
@@ -291,10 +296,6 @@ def train_and_evaluate(config, workdir: str):
 
 def _loop(config, s: Setup, state, start: int, step_fn, eval_fn, data, mngr, writer):
     """Steps ``start + 1 .. num_train_steps`` with logging, validation and checkpoints."""
-    stalled_since = stopped_early(config, mngr, start)
-    if stalled_since is not None:
-        _note_early_stop(config, start, stalled_since, "stopped early")
-        return state
     log = _MetricLog(start + 1)
     progress = tqdm.tqdm(total=config.num_train_steps, initial=start, disable=jax.process_index() != 0,
                          desc="train", unit="step", dynamic_ncols=True)

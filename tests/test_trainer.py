@@ -54,17 +54,17 @@ def test_early_stopping_counts_checkpoints_since_the_best_and_stays_stopped(reco
     config.num_train_steps, config.early_stopping_patience = 12, 2
     config.log_every_steps = config.eval_every_steps = config.checkpoint_every_steps = 1
     config.max_checkpoints_to_keep = 1
-    # Validation scores by step: better at steps 2 and 4, then two checkpoints without a gain.
-    scores = iter([0.5, 0.6, 0.55, 0.7, 0.6, 0.65])
+    # Validation scores by step: better at step 2 (patience restarts), then two checkpoints without a gain.
+    scores = iter([0.5, 0.6, 0.55, 0.5])
     monkeypatch.setattr(trainer, "validation_score", lambda report: next(scores))
     workdir = str(tmp_path / "run")
     trainer.train_and_evaluate(config, workdir)
     mngr = checkpointing.manager(workdir, create=False)
-    assert (mngr.latest_step(), checkpointing.best_step(mngr)) == (6, 4)
+    assert (mngr.latest_step(), checkpointing.best_step(mngr)) == (4, 2)
     mngr.close()
     trainer.train_and_evaluate(config, workdir)  # resumes stopped: no step, no validation (scores are used up)
     mngr = checkpointing.manager(workdir, create=False)
-    assert mngr.latest_step() == 6
+    assert mngr.latest_step() == 4
 
 
 def test_synthetic_records_are_rebuilt_when_their_spec_changes(tmp_path):
