@@ -32,8 +32,9 @@ def validate(config, process_count: int = 1) -> None:
     for key in ("learning_rate", "grad_clip_norm"):
         if not _get(config, key) > 0:
             raise ConfigError(f"config.{key}={_get(config, key)!r}: expected a positive number")
-    for key in ("warmup_steps", "early_stopping_patience"):
-        value = config.get(key, 0)  # runs saved before early stopping existed lack the key
+    # Runs saved before early stopping existed lack its key (they never stopped early).
+    for key, value in (("warmup_steps", config.warmup_steps),
+                       ("early_stopping_patience", config.get("early_stopping_patience", 0))):
         if not (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
             raise ConfigError(f"config.{key}={value!r}: expected an integer >= 0")
     if not 0.0 <= config.model.dropout < 1.0:

@@ -39,7 +39,8 @@ def load_or_prepare_records(config) -> dict:
                                 # cached text states of the checkpoint the config names
                                 text_states.checkpoint_key(config.model.pretrained.path) if cached else None)
         if cached:  # on every host, before host 0 writes: a mismatch is then everyone's error
-            model_lib.check_text_vocabulary(config, text.from_config(config.data.tokenizer, synthetic.TOKENIZER).describe())
+            tokenizer = text.from_config(config.data.tokenizer, synthetic.TOKENIZER)
+            model_lib.check_text_vocabulary(config, tokenizer.describe())
         if jax.process_index() == 0:
             existing = _existing_manifest(path)
             # Rebuild only synthetic records (another schema version included); never overwrite

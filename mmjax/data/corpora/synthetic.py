@@ -20,9 +20,9 @@ split, so the corpus is a pure function of the seed):
 6. **Sarcasm needs fusion**: the *words* of a sarcastic utterance are drawn exactly like those
    of a sincere positive one (positive polarity words, a joy or surprise word), while its
    prosody (audio) and face (visual) carry the true negative valence. Text alone cannot tell
-   sarcasm from sincere praise, audio/visual alone cannot tell it from sincere negativity; only text polarity contradicting the audio/visual
-   valence identifies it. For other utterances the words agree with the sentiment, with the
-   emotion's cue word present in 80% of them.
+   sarcasm from sincere praise, audio/visual alone cannot tell it from sincere negativity; only
+   text polarity contradicting the audio/visual valence identifies it. For other utterances the
+   words agree with the sentiment, with the emotion's cue word present in 80% of them.
 7. **Features**: audio is 8-24 frames x 24 dims, visual 4-12 frames x 16 dims, unit Gaussian
    noise plus the speaker's vector; in a random ~60% of frames (the "cue" frames) audio adds
    valence x (valence direction) and intensity x (arousal direction), visual adds valence x
