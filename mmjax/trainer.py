@@ -193,7 +193,7 @@ class _Writer:
 
 def check_validation_split(config, manifest: Mapping) -> None:
     """Raises unless the validation split exists and labels every task of ``config.tasks``: the
-    validation score that selects checkpoints averages every task's macro-F1."""
+    validation score that selects checkpoints averages every task's score."""
     split = manifest["splits"].get("validation")
     if split is None:
         raise ConfigError(f"the records at config.data.dir={config.data.dir!r} have no validation split, which "
@@ -205,9 +205,10 @@ def check_validation_split(config, manifest: Mapping) -> None:
                           "from config.tasks or label some validation utterances")
 
 
-def validation_score(report: dict) -> float:
-    """Model-selection score: mean validation macro-F1 over the tasks."""
-    return float(np.mean([r["macro_f1"] for r in report.values()]))
+def validation_score(report: dict, metric: str = "macro_f1") -> float:
+    """Model-selection score: the mean over the tasks of their validation ``metric``
+    (``config.selection_metric``: the score a corpus reports, e.g. weighted-F1 for MELD)."""
+    return float(np.mean([r[metric] for r in report.values()]))
 
 
 def compile_train_step(s: Setup, config):
@@ -312,7 +313,7 @@ def _loop(config, s: Setup, state, start: int, step_fn, eval_fn, data, mngr, wri
             writer.write("train", step, summary)
         if step % config.eval_every_steps == 0 or save:
             report = evaluation.run(eval_fn, state.params, config, s.manifest, "validation", s.mesh, s.rules)
-            score = validation_score(report)
+            score = validation_score(report, config.get("selection_metric", "macro_f1"))
             writer.write("validation", step, {"score": score, **{
                 f"{t}/{k}": r[k] for t, r in report.items() for k in ("accuracy", "macro_f1", "weighted_f1", "loss")}})
             if jax.process_index() == 0:

@@ -1,6 +1,7 @@
 import glob
 import importlib
 import os
+import re
 
 import flax.linen as nn
 import jax
@@ -84,3 +85,19 @@ def test_records_of_another_schema_version_are_one_clear_error(tmp_path):
                      f"--config.data.dir={data}", "--config.data.corpus=my_corpus")
     assert code == 2
     assert "schema version 99" in out and "mmjax.prepare" in out and "Traceback" not in out
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("model.ngram.orders", 0, "expected an integer in 1..6"),
+    ("model.ngram.buckets", -4, "expected a positive integer"),
+    ("model.ngram.dropout", 1.0, r"expected a value in \[0, 1\)"),
+    ("selection_metric", "accuracy", "is not one of"),
+])
+def test_text_encoder_ngram_and_selection_metric_values_are_checked(key, value, message):
+    from configs import cmma
+    config = cmma.get_config()
+    config.model.text_encoder = "ngram"
+    section, name = (config, key) if "." not in key else (config.model.ngram, key.rsplit(".", 1)[1])
+    section[name] = value
+    with pytest.raises(configuration.ConfigError, match=re.escape(f"config.{key}={value!r}") + ".*" + message):
+        configuration.validate(config)

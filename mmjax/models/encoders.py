@@ -58,6 +58,66 @@ class TextEncoder(nn.Module):
         return layers.layer_norm(self.dtype, "final_norm")(x)
 
 
+# Odd 32-bit multipliers, one per position inside an n-gram (and per order, so "ab" and "ba"
+# and the n-grams of different orders land in different buckets).
+_NGRAM_MULTIPLIERS = (0x9E3779B1, 0x85EBCA77, 0xC2B2AE3D, 0x27D4EB2F, 0x165667B1, 0xD3A2646C | 1)
+
+
+def hashed_ngrams(tokens: jax.Array, mask: jax.Array, order: int, buckets: int) -> tuple[jax.Array, jax.Array]:
+    """Bucket of the n-gram of ``order`` tokens that starts at each position, and whether it lies
+    inside the utterance.
+
+    tokens: int32 [n, L]; mask: bool [n, L] -> (int32 [n, L] in [0, buckets), bool [n, L]).
+    A multiplicative hash in uint32 arithmetic (wraps, identical on every backend).
+    """
+    if not 1 <= order <= len(_NGRAM_MULTIPLIERS):
+        raise ConfigError(f"n-gram order {order} is not in 1..{len(_NGRAM_MULTIPLIERS)}")
+    shift = lambda x, k: jnp.pad(x[:, k:], ((0, 0), (0, k)))  # noqa: E731  position i reads i + k
+    value = jnp.full(tokens.shape, order, jnp.uint32)
+    inside = mask
+    for k in range(order):
+        value = (value ^ shift(tokens, k).astype(jnp.uint32)) * jnp.uint32(_NGRAM_MULTIPLIERS[k])
+        inside = inside & shift(mask, k)
+    value = value ^ (value >> 15)
+    return (value % jnp.uint32(buckets)).astype(jnp.int32), inside
+
+
+class NgramEncoder(nn.Module):
+    """Token ids -> bags of hashed n-gram embeddings, one per position (fastText-style).
+
+    Position i's state is the sum of the embeddings of the n-grams of 1..``orders`` tokens that
+    start at i and end inside the utterance: unigrams from a [vocab, width] table, longer ones
+    from a shared [buckets, width] table by hash. Mean-pooled over the utterance, as the model
+    pools every encoder, this is fastText's bag of n-grams (Joulin et al., 2017): no positions,
+    no attention, little to overfit on small corpora. Each n-gram embedding is dropped with
+    probability ``ngram_dropout`` in training (word dropout).
+
+    tokens: int32 [n, tokens]; mask: bool [n, tokens] -> [n, tokens, width].
+    """
+
+    vocab_size: int
+    width: int
+    orders: int = 3
+    buckets: int = 2 ** 18
+    ngram_dropout: float = 0.0
+    dtype: layers.Dtype = jnp.float32
+    dropout: float = 0.0
+
+    @nn.compact
+    def __call__(self, tokens, mask, deterministic=True):
+        init = nn.with_logical_partitioning(nn.initializers.normal(0.1), ("vocab", "embed"))
+        unigrams = nn.Embed(self.vocab_size, self.width, dtype=self.dtype, embedding_init=init,
+                            name="unigram_embedding")
+        ngrams = nn.Embed(self.buckets, self.width, dtype=self.dtype, embedding_init=init, name="ngram_embedding")
+        drop = nn.Dropout(self.ngram_dropout, broadcast_dims=(-1,))  # drops whole n-grams
+        x = drop(unigrams(tokens) * mask[..., None], deterministic=deterministic)
+        for order in range(2, self.orders + 1):
+            ids, inside = hashed_ngrams(tokens, mask, order, self.buckets)
+            x = x + drop(ngrams(ids) * inside[..., None], deterministic=deterministic)
+        x = nn.Dropout(self.dropout)(x, deterministic=deterministic)
+        return layers.layer_norm(self.dtype, "final_norm")(x)
+
+
 class SequenceEncoder(nn.Module):
     """Feature frames -> contextual frame states (Transformer with sinusoidal positions).
 

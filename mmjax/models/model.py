@@ -29,7 +29,8 @@ class AffectModel(nn.Module):
     [B, T, Fa, Da], audio_mask [B, T, Fa], visual [B, T, Fv, Dv], visual_mask [B, T, Fv],
     speakers int32 [B, T], turn_mask [B, T]. Returns logits: task -> float32 [B, T, classes].
 
-    The text encoder is trained from scratch, or with ``pretrained_text`` a BERT-family encoder
+    The text encoder is trained from scratch (a Transformer, or with ``ngram`` a bag of hashed
+    n-gram embeddings), or with ``pretrained_text`` a BERT-family encoder
     (weights loaded into the train state, see ``pretrained_params``) whose states are projected
     to ``width``; ``freeze_text`` runs it without dropout or gradient. With ``cached_text`` the
     batch carries such a frozen encoder's states, text_states float16 [B, T, L, hidden], and only
@@ -58,6 +59,7 @@ class AffectModel(nn.Module):
     freeze_text: bool = False
     cached_text: bool = False
     task_uncertainty: bool = False  # declare one learned log-variance per task (losses.py)
+    ngram: dict | None = None  # text_encoder="ngram": NgramEncoder's orders, buckets, ngram_dropout
 
     @nn.compact
     def __call__(self, batch, train: bool = False):
@@ -72,6 +74,10 @@ class AffectModel(nn.Module):
                 inputs = (flat(batch["tokens"]), flat(batch["token_mask"]))
                 if self.cached_text:  # a frozen encoder's states, computed once (models/text_states.py)
                     states = flat(batch["text_states"]).astype(self.dtype)
+                elif self.ngram is not None:
+                    states = encoders.NgramEncoder(self.vocab_size, self.width, **self.ngram, dtype=self.dtype,
+                                                   dropout=self.dropout, name=TEXT_ENCODER)(
+                        *inputs, deterministic=deterministic)
                 elif self.pretrained_text is None:
                     states = encoders.TextEncoder(self.vocab_size, num_layers=self.text_layers,
                                                   name=TEXT_ENCODER, **common)(*inputs, deterministic=deterministic)
@@ -146,7 +152,9 @@ def build_model(config, manifest) -> AffectModel:
         cross_stitch=m.cross_stitch, tower_attention=m.tower_attention,
         dropout=m.dropout, dtype=_lookup(DTYPES, "model.dtype", m.dtype), pretrained_text=text_config,
         freeze_text=m.pretrained.mode == "frozen", cached_text=m.text_encoder == "cached",
-        task_uncertainty=config.loss_balancing == "uncertainty")
+        task_uncertainty=config.loss_balancing == "uncertainty",
+        ngram=(dict(orders=m.ngram.orders, buckets=m.ngram.buckets, ngram_dropout=m.ngram.dropout)
+               if m.text_encoder == "ngram" else None))
 
 
 def check_text_vocabulary(config, text_section) -> encoders.BertConfig:

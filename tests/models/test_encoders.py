@@ -1,8 +1,9 @@
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mmjax.models import encoders
+from mmjax.models import encoders, layers
 from tests.tiny import quick_jit
 
 WIDTH = 16
@@ -44,3 +45,29 @@ def test_padding_and_masked_junk_change_no_real_output(kind):
     moved[1, 2] = inputs[0, 0]
     changed = np.asarray(apply(params, moved, mask))
     assert not np.allclose(changed[1, :2], before[1, :2], atol=1e-4)
+
+
+def test_hashed_ngrams_depend_on_order_and_content_and_stay_inside_the_utterance():
+    tokens = jnp.array([[5, 6, 7, 0], [6, 5, 7, 9]], jnp.int32)
+    mask = jnp.array([[True, True, True, False], [True, True, True, True]])
+    ids, inside = encoders.hashed_ngrams(tokens, mask, 2, 1 << 20)
+    np.testing.assert_array_equal(inside, [[True, True, False, False], [True, True, True, False]])
+    assert ids[0, 0] != ids[1, 0]  # "5 6" and "6 5" differ
+    assert int(ids.min()) >= 0 and int(ids.max()) < 1 << 20
+    trigram_ids, _ = encoders.hashed_ngrams(tokens, mask, 3, 1 << 20)
+    assert trigram_ids[0, 0] != ids[0, 0]  # orders hash apart
+    again, _ = encoders.hashed_ngrams(tokens[:, :3], mask[:, :3], 2, 1 << 20)
+    np.testing.assert_array_equal(again[0, :2], ids[0, :2])  # padding length does not move a bucket
+
+
+def test_ngram_encoder_is_a_bag_ignoring_padding_and_order_across_ngrams():
+    encoder = encoders.NgramEncoder(vocab_size=16, width=8, orders=2, buckets=64)
+    tokens = jnp.array([[1, 2, 3, 0, 0]], jnp.int32)
+    mask = tokens > 0
+    params = encoder.init(jax.random.key(0), tokens, mask)
+    pooled = lambda t, m: layers.masked_mean(encoder.apply(params, t, m), m, axis=1)  # noqa: E731
+    junk = jnp.array([[1, 2, 3, 9, 4]], jnp.int32)  # junk under the padding mask changes nothing
+    np.testing.assert_allclose(pooled(tokens, mask), pooled(junk, mask), atol=1e-6)
+    swapped = jnp.array([[2, 1, 3, 0, 0]], jnp.int32)  # same unigrams, other bigrams
+    assert float(jnp.abs(pooled(tokens, mask) - pooled(swapped, mask)).max()) > 1e-3
+    assert encoder.apply(params, tokens, mask).shape == (1, 5, 8)
