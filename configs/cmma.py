@@ -1,4 +1,5 @@
-"""CMMA (Chinese, all six tasks): soft sharing on text, dialogue context over 3 previous turns.
+"""CMMA (Chinese, all six tasks): soft sharing on text (a bag of character n-grams), class-balanced
+losses, no dialogue-context interaction (it scored lower on validation; see the README).
 
 The published corpus has text, speakers and labels but no audio/visual features, so the model
 sees text alone; add features with ``prepare --audio/--visual`` and
@@ -24,6 +25,13 @@ def get_config():
     # 1,800 training conversations: about 56 steps per epoch at 32 windows; ~11 epochs, the best
     # checkpoint by validation score is the one evaluated.
     config.num_train_steps = 600
-    config.eval_every_steps = 150
-    config.checkpoint_every_steps = 150
+    config.eval_every_steps = 100
+    config.checkpoint_every_steps = 100
+    # Measured on the validation split (README "Results on the real corpora"): a bag of hashed
+    # character 1-3-grams learns as well as the one-layer Transformer from 13.8k utterances, and
+    # scikit-learn's "balanced" class weights lift macro-F1 on the skewed label sets.
+    config.model.text_encoder = "ngram"
+    config.class_weights = "inverse_frequency"
+    # Mean best validation score over seeds 0-2: 32.3 without context, 31.2 with 3 previous turns.
+    config.model.context_turns = 0
     return config
