@@ -205,9 +205,10 @@ def check_validation_split(config, manifest: Mapping) -> None:
                           "from config.tasks or label some validation utterances")
 
 
-def validation_score(report: dict, metric: str = "macro_f1") -> float:
-    """Model-selection score: the mean over the tasks of their validation ``metric``
-    (``config.selection_metric``: the score a corpus reports, e.g. weighted-F1 for MELD)."""
+def validation_score(report: dict, config=None) -> float:
+    """Model-selection score: the mean over the tasks of their validation
+    ``config.selection_metric`` (macro-F1 by default; the score a corpus reports, e.g. weighted-F1)."""
+    metric = config.get("selection_metric", "macro_f1") if config is not None else "macro_f1"
     return float(np.mean([r[metric] for r in report.values()]))
 
 
@@ -313,7 +314,7 @@ def _loop(config, s: Setup, state, start: int, step_fn, eval_fn, data, mngr, wri
             writer.write("train", step, summary)
         if step % config.eval_every_steps == 0 or save:
             report = evaluation.run(eval_fn, state.params, config, s.manifest, "validation", s.mesh, s.rules)
-            score = validation_score(report, config.get("selection_metric", "macro_f1"))
+            score = validation_score(report, config)
             writer.write("validation", step, {"score": score, **{
                 f"{t}/{k}": r[k] for t, r in report.items() for k in ("accuracy", "macro_f1", "weighted_f1", "loss")}})
             if jax.process_index() == 0:

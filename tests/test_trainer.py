@@ -56,7 +56,7 @@ def test_early_stopping_counts_checkpoints_since_the_best_and_stays_stopped(reco
     config.max_checkpoints_to_keep = 1
     # Validation scores by step: better at step 2 (patience restarts), then two checkpoints without a gain.
     scores = iter([0.5, 0.6, 0.55, 0.5])
-    monkeypatch.setattr(trainer, "validation_score", lambda report: next(scores))
+    monkeypatch.setattr(trainer, "validation_score", lambda report, config: next(scores))
     workdir = str(tmp_path / "run")
     trainer.train_and_evaluate(config, workdir)
     mngr = checkpointing.manager(workdir, create=False)
