@@ -87,24 +87,20 @@ def read_split(data_dir: str, split: str, manifest, tasks) -> tuple[list[str], d
     return texts, {t: np.concatenate(v) if v else np.zeros(0, np.int32) for t, v in labels.items()}
 
 
-def _confusion(y: np.ndarray, predicted: np.ndarray, k: int) -> np.ndarray:
-    return np.bincount(y * k + predicted, minlength=k * k).reshape(k, k)
-
-
-def task_report(task: str, model, x, y: np.ndarray, majority_class: int) -> dict:
-    """``mmjax.evaluation.run``'s per-task report of ``model`` on features ``x``, labels ``y``."""
-    labels = list(get_task(task).labels)
-    proba = np.zeros((len(y), len(labels)))
+def predict(task: str, model, x) -> np.ndarray:
+    """float64 [N, classes of ``task``] class probabilities; a class absent from train gets 0."""
+    proba = np.zeros((x.shape[0], get_task(task).num_classes))
     proba[:, model.classes_] = model.predict_proba(x)
-    confusion = _confusion(y, proba.argmax(1), len(labels))
-    majority = metrics.constant_prediction_scores(confusion.sum(1), majority_class)
-    per_class = metrics.per_class(confusion)
-    return {**metrics.scores(confusion),
-            "loss": float(-np.log(np.maximum(proba[np.arange(len(y)), y], NLL_FLOOR)).sum() / max(len(y), 1)),
-            "majority_baseline": {k: majority[k] for k in ("accuracy", "macro_f1", "weighted_f1")},
-            "labels": labels,
-            "confusion": confusion.tolist(),
-            "per_class": {label: {k: v[i].item() for k, v in per_class.items()} for i, label in enumerate(labels)}}
+    return proba
+
+
+def task_report(task: str, model, x, y: np.ndarray, train_class_counts) -> dict:
+    """``mmjax.evaluation.task_report`` of ``model`` on features ``x``, labels ``y``; the loss is
+    the mean negative log-likelihood of the true class."""
+    proba = predict(task, model, x)
+    confusion = metrics.confusion_from_predictions(y, proba.argmax(1), proba.shape[1])
+    loss = float(-np.log(np.maximum(proba[np.arange(len(y)), y], NLL_FLOOR)).sum() / max(len(y), 1))
+    return evaluation.task_report(task, confusion, loss, train_class_counts)
 
 
 def run(data_dir: str, output: str, tasks=None, split: str = "test", analyzer: str = "auto") -> dict:
@@ -141,7 +137,9 @@ def run(data_dir: str, output: str, tasks=None, split: str = "test", analyzer: s
             print(f"fitting {t}, C={c}: ", end="", file=sys.stderr, flush=True)
             model = LogisticRegression(C=c, class_weight="balanced", solver="lbfgs", max_iter=5000)
             model.fit(x_train[tr], train_y[t][tr])
-            score = task_report(t, model, x_val[va], val_y[t][va], 0)["macro_f1"]
+            predicted = predict(t, model, x_val[va]).argmax(1)
+            score = metrics.scores(metrics.confusion_from_predictions(
+                val_y[t][va], predicted, get_task(t).num_classes))["macro_f1"]
             print(f"validation macro_f1 {score:.4f}", file=sys.stderr)
             if t not in selection or score > selection[t]["validation_macro_f1"]:
                 models[t], selection[t] = model, {"C": c, "validation_macro_f1": score}
@@ -154,8 +152,7 @@ def run(data_dir: str, output: str, tasks=None, split: str = "test", analyzer: s
     report = {}
     for t in tasks:
         keep = eval_y[t] >= 0
-        majority = int(np.argmax(list(train_counts[t].values())))
-        report[t] = task_report(t, models[t], x_eval[keep], eval_y[t][keep], majority)
+        report[t] = task_report(t, models[t], x_eval[keep], eval_y[t][keep], train_counts[t])
     os.makedirs(output, exist_ok=True)
     pngs = report_lib.write_confusion_pngs(report, output, split)
     extra = {"split": split, "model": MODEL, "analyzer": analyzer, "data_dir": data_dir, "selection": selection,

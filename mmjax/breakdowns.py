@@ -62,7 +62,6 @@ def group_scores(groups: np.ndarray, labels: np.ndarray, predicted: np.ndarray,
     order = collections.Counter(groups[labelled].tolist())
     for group, _ in sorted(order.items(), key=lambda kv: (kv[0] == OTHER, -kv[1], kv[0])):
         member = labelled & (groups == group)
-        confusion = np.bincount(labels[member] * num_classes + predicted[member],
-                                minlength=num_classes * num_classes).reshape(num_classes, num_classes)
-        out[group] = metrics.scores(confusion)
+        out[group] = metrics.scores(metrics.confusion_from_predictions(labels[member], predicted[member],
+                                                                       num_classes))
     return out

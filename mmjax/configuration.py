@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from mmjax import losses
 from mmjax.errors import ConfigError
+from mmjax.models.encoders import MAX_NGRAM_ORDER
 from mmjax.tasks import TASKS, resolve_tasks
 
 _POSITIVE_INTS = ("batch_size", "grad_accum_steps", "eval_batch_size", "num_train_steps", "log_every_steps",
@@ -24,10 +25,14 @@ def _get(config, key: str):
     return value
 
 
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _validate_ngram(ngram) -> None:
-    if not (isinstance(ngram.orders, int) and not isinstance(ngram.orders, bool) and 1 <= ngram.orders <= 6):
-        raise ConfigError(f"config.model.ngram.orders={ngram.orders!r}: expected an integer in 1..6")
-    if not (isinstance(ngram.buckets, int) and not isinstance(ngram.buckets, bool) and ngram.buckets > 0):
+    if not (_is_int(ngram.orders) and 1 <= ngram.orders <= MAX_NGRAM_ORDER):
+        raise ConfigError(f"config.model.ngram.orders={ngram.orders!r}: expected an integer in 1..{MAX_NGRAM_ORDER}")
+    if not (_is_int(ngram.buckets) and ngram.buckets > 0):
         raise ConfigError(f"config.model.ngram.buckets={ngram.buckets!r}: expected a positive integer")
     if not 0.0 <= ngram.dropout < 1.0:
         raise ConfigError(f"config.model.ngram.dropout={ngram.dropout!r}: expected a value in [0, 1)")
@@ -37,7 +42,7 @@ def validate(config, process_count: int = 1) -> None:
     """Raises ConfigError naming the first offending key."""
     for key in _POSITIVE_INTS:
         value = _get(config, key)
-        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        if not (_is_int(value) and value > 0):
             raise ConfigError(f"config.{key}={value!r}: expected a positive integer")
     for key in ("learning_rate", "grad_clip_norm"):
         if not _get(config, key) > 0:
@@ -45,7 +50,7 @@ def validate(config, process_count: int = 1) -> None:
     # Runs saved before early stopping existed lack its key (they never stopped early).
     for key, value in (("warmup_steps", config.warmup_steps),
                        ("early_stopping_patience", config.get("early_stopping_patience", 0))):
-        if not (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
+        if not (_is_int(value) and value >= 0):
             raise ConfigError(f"config.{key}={value!r}: expected an integer >= 0")
     if not 0.0 <= config.model.dropout < 1.0:
         raise ConfigError(f"config.model.dropout={config.model.dropout}: expected a value in [0, 1)")

@@ -30,23 +30,27 @@ def run(eval_step, params, config, manifest, split: str, mesh, rules, details: b
     totals = jax.device_get(totals)
     report = {}
     for task in config.tasks:
-        confusion = np.asarray(totals[task])
         count = float(totals[f"{task}/count"])
-        train_counts = list(manifest["splits"]["train"]["class_counts"][task].values())
-        majority = metrics.constant_prediction_scores(confusion.sum(1), int(np.argmax(train_counts)))
-        labels = list(get_task(task).labels)
-        per_class = metrics.per_class(confusion)
-        report[task] = {**metrics.scores(confusion),
-                        "loss": float(totals[f"{task}/loss_sum"]) / max(count, 1.0),
-                        "majority_baseline": {k: majority[k] for k in ("accuracy", "macro_f1", "weighted_f1")},
-                        "labels": labels,
-                        "confusion": confusion.tolist(),
-                        "per_class": {label: {k: v[i].item() for k, v in per_class.items()}
-                                      for i, label in enumerate(labels)}}
+        report[task] = task_report(task, np.asarray(totals[task]), float(totals[f"{task}/loss_sum"]) / max(count, 1.0),
+                                   manifest["splits"]["train"]["class_counts"][task])
     if details:
         _add_breakdowns(report, breakdowns.utterance_rows(jax.device_get(rows)), config, manifest, split,
                         top_speakers)
     return report
+
+
+def task_report(task: str, confusion: np.ndarray, loss: float, train_class_counts: Mapping[str, int]) -> dict:
+    """One task's scores from its [true, predicted] ``confusion``: accuracy, macro/weighted-F1,
+    support, mean ``loss``, the training-majority baseline (from ``train_class_counts``, label ->
+    count in label order), labels, the confusion matrix and per-class scores."""
+    majority = metrics.constant_prediction_scores(confusion.sum(1), int(np.argmax(list(train_class_counts.values()))))
+    labels = list(get_task(task).labels)
+    per_class = metrics.per_class(confusion)
+    return {**metrics.scores(confusion), "loss": loss,
+            "majority_baseline": {k: majority[k] for k in ("accuracy", "macro_f1", "weighted_f1")},
+            "labels": labels,
+            "confusion": confusion.tolist(),
+            "per_class": {label: {k: v[i].item() for k, v in per_class.items()} for i, label in enumerate(labels)}}
 
 
 def _add_breakdowns(report: dict, rows: dict, config, manifest, split: str, top_speakers: int) -> None:

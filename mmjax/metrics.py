@@ -28,6 +28,13 @@ def confusion_matrix(logits: jax.Array, labels: jax.Array) -> jax.Array:
     return counts[:-1].reshape(num_classes, num_classes).astype(jnp.int32)
 
 
+def confusion_from_predictions(labels: np.ndarray, predicted: np.ndarray, num_classes: int) -> np.ndarray:
+    """int64 [classes, classes] counts of (true, predicted) on the host; labels: int [N] (all
+    labelled), predicted: int [N]."""
+    index = np.asarray(labels) * num_classes + np.asarray(predicted)
+    return np.bincount(index, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+
+
 def per_class(confusion: np.ndarray) -> dict[str, np.ndarray]:
     """Per-class precision, recall, F1 (float64 [classes]), support and predicted counts (int64
     [classes]) from a [true, predicted] confusion matrix, with ``zero_division=0``."""

@@ -205,11 +205,11 @@ def check_validation_split(config, manifest: Mapping) -> None:
                           "from config.tasks or label some validation utterances")
 
 
-def validation_score(report: dict, config=None) -> float:
+def validation_score(report: dict, config) -> float:
     """Model-selection score: the mean over the tasks of their validation
-    ``config.selection_metric`` (macro-F1 by default; the score a corpus reports, e.g. weighted-F1)."""
-    metric = config.get("selection_metric", "macro_f1") if config is not None else "macro_f1"
-    return float(np.mean([r[metric] for r in report.values()]))
+    ``config.selection_metric`` (the score a corpus reports; runs saved before the key existed
+    selected by macro-F1)."""
+    return float(np.mean([r[config.get("selection_metric", "macro_f1")] for r in report.values()]))
 
 
 def compile_train_step(s: Setup, config):

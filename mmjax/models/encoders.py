@@ -61,6 +61,7 @@ class TextEncoder(nn.Module):
 # Odd 32-bit multipliers, one per position inside an n-gram (and per order, so "ab" and "ba"
 # and the n-grams of different orders land in different buckets).
 _NGRAM_MULTIPLIERS = (0x9E3779B1, 0x85EBCA77, 0xC2B2AE3D, 0x27D4EB2F, 0x165667B1, 0xD3A2646C | 1)
+MAX_NGRAM_ORDER = len(_NGRAM_MULTIPLIERS)
 
 
 def hashed_ngrams(tokens: jax.Array, mask: jax.Array, order: int, buckets: int) -> tuple[jax.Array, jax.Array]:
@@ -70,8 +71,8 @@ def hashed_ngrams(tokens: jax.Array, mask: jax.Array, order: int, buckets: int) 
     tokens: int32 [n, L]; mask: bool [n, L] -> (int32 [n, L] in [0, buckets), bool [n, L]).
     A multiplicative hash in uint32 arithmetic (wraps, identical on every backend).
     """
-    if not 1 <= order <= len(_NGRAM_MULTIPLIERS):
-        raise ConfigError(f"n-gram order {order} is not in 1..{len(_NGRAM_MULTIPLIERS)}")
+    if not 1 <= order <= MAX_NGRAM_ORDER:
+        raise ConfigError(f"n-gram order {order} is not in 1..{MAX_NGRAM_ORDER}")
     shift = lambda x, k: jnp.pad(x[:, k:], ((0, 0), (0, k)))  # noqa: E731  position i reads i + k
     value = jnp.full(tokens.shape, order, jnp.uint32)
     inside = mask
