@@ -29,6 +29,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.warmup_steps = 100
     config.weight_decay = 0.01
     config.grad_clip_norm = 1.0
+    # > 0: keep an exponential moving average of the parameters with this decay (e.g. 0.99);
+    # validation, checkpoint selection, evaluation and prediction then use the average.
+    config.ema_decay = 0.0
     config.log_every_steps = 50
     config.eval_every_steps = 300
     config.checkpoint_every_steps = 300

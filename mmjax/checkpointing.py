@@ -74,10 +74,11 @@ def resolve_step(mngr: ocp.CheckpointManager, step: int | str, workdir: str) -> 
     return resolved
 
 
-def restore_params(mngr: ocp.CheckpointManager, step: int, abstract_params):
+def restore_params(mngr: ocp.CheckpointManager, step: int, abstract_params, key: str = "params"):
     """Restores only the parameters (not the optimizer state) into ``abstract_params``'
-    shardings, whatever mesh wrote them: Orbax reshards on read."""
-    item = {"params": abstract_params}
+    shardings, whatever mesh wrote them: Orbax reshards on read. ``key``: the state field,
+    "params" or "ema_params" (their moving average)."""
+    item = {key: abstract_params}
     args = ocp.args.PyTreeRestore(item=item, restore_args=ocp.checkpoint_utils.construct_restore_args(item),
                                   partial_restore=True)
-    return mngr.restore(step, args=ocp.args.Composite(**{STATE: args}))[STATE]["params"]
+    return mngr.restore(step, args=ocp.args.Composite(**{STATE: args}))[STATE][key]

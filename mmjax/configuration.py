@@ -11,7 +11,7 @@ _POSITIVE_INTS = ("batch_size", "grad_accum_steps", "eval_batch_size", "num_trai
                   "eval_every_steps", "checkpoint_every_steps", "max_checkpoints_to_keep",
                   "data.max_turns", "data.max_tokens", "data.max_audio_frames",
                   "data.max_visual_frames", "model.width", "model.mlp_dim", "model.num_heads",
-                  "model.tower_hidden", "model.tower_layers")
+                  "model.tower_hidden", "model.tower_layers", "data.read_threads")
 
 TEXT_ENCODERS = ("scratch", "ngram", "pretrained", "cached")
 PRETRAINED_MODES = ("finetune", "frozen")
@@ -49,11 +49,15 @@ def validate(config, process_count: int = 1) -> None:
             raise ConfigError(f"config.{key}={_get(config, key)!r}: expected a positive number")
     # Runs saved before early stopping existed lack its key (they never stopped early).
     for key, value in (("warmup_steps", config.warmup_steps),
-                       ("early_stopping_patience", config.get("early_stopping_patience", 0))):
+                       ("early_stopping_patience", config.get("early_stopping_patience", 0)),
+                       ("model.text_layers", config.model.text_layers),
+                       ("model.feature_layers", config.model.feature_layers),
+                       ("data.worker_count", config.data.worker_count)):
         if not (_is_int(value) and value >= 0):
             raise ConfigError(f"config.{key}={value!r}: expected an integer >= 0")
-    if not 0.0 <= config.model.dropout < 1.0:
-        raise ConfigError(f"config.model.dropout={config.model.dropout}: expected a value in [0, 1)")
+    for key, value in (("model.dropout", config.model.dropout), ("ema_decay", config.get("ema_decay", 0.0))):
+        if not (isinstance(value, (int, float)) and not isinstance(value, bool) and 0.0 <= value < 1.0):
+            raise ConfigError(f"config.{key}={value!r}: expected a value in [0, 1)")
     if config.model.width % config.model.num_heads:
         raise ConfigError(f"config.model.width={config.model.width} is not divisible by "
                           f"config.model.num_heads={config.model.num_heads}")
@@ -83,6 +87,9 @@ def validate(config, process_count: int = 1) -> None:
     unknown_weights = sorted(set(config.task_weights) - set(TASKS))
     if unknown_weights:
         raise ConfigError(f"config.task_weights has unknown tasks {unknown_weights}")
+    for task, weight in config.task_weights.items():
+        if not (isinstance(weight, (int, float)) and not isinstance(weight, bool) and weight >= 0):
+            raise ConfigError(f"config.task_weights.{task}={weight!r}: expected a number >= 0")
     for key in ("batch_size", "eval_batch_size"):
         if _get(config, key) % process_count:
             raise ConfigError(f"config.{key}={_get(config, key)} is not divisible by the "

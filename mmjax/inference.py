@@ -3,8 +3,8 @@
 The config is the one the workdir recorded (``config.json``) unless one is given. Its mesh is
 kept when it fits the devices present; otherwise (a checkpoint written on a larger mesh, read on
 one CPU) the parameters are restored data-parallel over all devices: Orbax reshards on read and
-evaluation results do not depend on the mesh. Only the parameters are restored, not the
-optimizer state.
+evaluation results do not depend on the mesh. Only the parameters are restored (their moving
+average, with ``config.ema_decay``), not the optimizer state.
 """
 
 from __future__ import annotations
@@ -96,6 +96,8 @@ def restore(workdir: str, step: int | str = "latest", config=None, manifest: Map
         s = trainer.setup(config, manifest=manifest, training=False)
     mngr = checkpointing.manager(workdir, create=False)
     resolved = checkpointing.resolve_step(mngr, step, workdir)
-    params = checkpointing.restore_params(mngr, resolved, s.abstract_state.params)
+    # A run with a moving average of its parameters is evaluated with it, as in its validation.
+    key = "params" if s.abstract_state.ema_params is None else "ema_params"
+    params = checkpointing.restore_params(mngr, resolved, s.abstract_state.params, key)
     mngr.close()
     return RestoredRun(config, s, params, resolved)

@@ -9,11 +9,12 @@ occurs stays light grey.
 
 from __future__ import annotations
 
-import os
 import struct
 import zlib
 
 import numpy as np
+
+from mmjax import atomic
 
 CELL = 24  # pixels per confusion-matrix cell
 GRID = 1  # pixels of the grey lines between cells
@@ -65,7 +66,4 @@ def encode(image: np.ndarray) -> bytes:
 def write(path: str, image: np.ndarray) -> None:
     """Writes ``image`` as a PNG file atomically (temporary file, then rename)."""
     data = encode(image)
-    tmp = f"{path}.tmp"
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
+    atomic.write_atomically(path, lambda f: f.write(data), binary=True)

@@ -16,16 +16,14 @@ at the end: a bad line or an interruption never leaves a partial output.
 from __future__ import annotations
 
 import json
-import os
 import sys
 
 import jax
 import numpy as np
 import tqdm
 
-from mmjax import inference, sharding, trainer
+from mmjax import atomic, inference, sharding, trainer
 from mmjax.data import dialogue_jsonl, pipeline, text
-from mmjax.errors import MmjaxError
 from mmjax.models import text_states
 from mmjax.tasks import get_task
 
@@ -81,16 +79,7 @@ def output_lines(dialogues, probs: list[dict[str, np.ndarray]]):
 
 def write_lines(path: str, lines) -> None:
     """Writes ``lines`` to ``path`` atomically (temporary file, then rename)."""
-    tmp = f"{path}.tmp"
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.writelines(lines)
-        os.replace(tmp, path)
-    except OSError as e:
-        raise MmjaxError(f"cannot write the output {path!r}: {e.strerror}") from e
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    atomic.write_atomically(path, lambda f: f.writelines(lines))
 
 
 def predict(workdir: str, input_path: str, output_path: str, step: int | str = "latest", config=None,

@@ -21,6 +21,7 @@ from collections.abc import Mapping
 
 import ml_collections
 
+from mmjax import atomic
 from mmjax.errors import MmjaxError
 
 CONFIG = "config.json"
@@ -41,10 +42,8 @@ def json_safe(value):
 
 def write_json(path: str, value) -> None:
     """Writes ``value`` as indented strict JSON (NaN as null) atomically (temporary file, then rename)."""
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(json_safe(value), f, indent=1, ensure_ascii=False, allow_nan=False)
-    os.replace(tmp, path)
+    safe = json_safe(value)
+    atomic.write_atomically(path, lambda f: json.dump(safe, f, indent=1, ensure_ascii=False, allow_nan=False))
 
 
 def save_run(workdir: str, config, manifest: Mapping) -> None:

@@ -22,6 +22,18 @@ def _micro_batches(batch, num: int):
     return jax.tree.map(split, batch)
 
 
+def ema_decay(config) -> float:
+    """``config.ema_decay`` (0: no moving average; runs saved before it existed have none)."""
+    return config.get("ema_decay", 0.0)
+
+
+def _ema_update(ema, params, step: jax.Array, decay: float):
+    """ema + (1 - d) (params - ema) with d = min(decay, (1 + step) / (10 + step)): the warm-up
+    of TensorFlow's ExponentialMovingAverage, so early averages forget the random init fast."""
+    d = jnp.minimum(decay, (1.0 + step) / (10.0 + step)).astype(jnp.float32)
+    return jax.tree.map(lambda e, p: e + ((1.0 - d) * (p - e)).astype(e.dtype), ema, params)
+
+
 def make_train_step(model, tx: optax.GradientTransformation, config, class_weights=None):
     """train_step(state, batch) -> (state, metrics).
 
@@ -29,9 +41,11 @@ def make_train_step(model, tx: optax.GradientTransformation, config, class_weigh
     gradients are summed (a lax.scan): same update, 1/k of the activation memory. Dropout keys
     derive from (seed, step, micro-batch), so a resumed run replays them exactly.
     class_weights: task -> float32 [classes] (``losses.class_weights``) scaling the training
-    cross-entropy, or None; the per-task loss metrics are then the weighted ones.
+    cross-entropy, or None; the per-task loss metrics are then the weighted ones. A state with
+    ``ema_params`` also updates that moving average (decay ``config.ema_decay``).
     """
     accum = config.grad_accum_steps
+    decay = ema_decay(config)
 
     def train_step(state: TrainState, batch):
         counts = losses.label_counts(batch["labels"])
@@ -63,12 +77,13 @@ def make_train_step(model, tx: optax.GradientTransformation, config, class_weigh
         grads = jax.tree.map(jnp.add, grads, reg_grads)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
+        ema = None if state.ema_params is None else _ema_update(state.ema_params, params, state.step, decay)
         step_metrics = {"loss": loss + reg_value, "grad_norm": optax.tree.norm(grads), **reg_metrics}
         for task, (loss_sum, count) in per_task.items():
             step_metrics[f"{task}/loss_sum"] = loss_sum
             step_metrics[f"{task}/count"] = count
             step_metrics[f"{task}/correct"] = correct[task]
-        return state.replace(step=state.step + 1, params=params, opt_state=opt_state), step_metrics
+        return state.replace(step=state.step + 1, params=params, opt_state=opt_state, ema_params=ema), step_metrics
 
     return train_step
 

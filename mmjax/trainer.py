@@ -109,7 +109,8 @@ def setup(config, devices=None, manifest=None, training: bool = True) -> Setup:
     shapes = pipeline.shapes_from_config(config, manifest)
     batch_shapes = jax.tree.map(lambda x: jax.ShapeDtypeStruct((config.batch_size,) + x.shape, x.dtype),
                                 pipeline.empty_example(shapes))
-    abstract, shardings = abstract_state_and_shardings(model, tx, batch_shapes, mesh, rules)
+    abstract, shardings = abstract_state_and_shardings(model, tx, batch_shapes, mesh, rules,
+                                                       ema=train_step.ema_decay(config) > 0)
     return Setup(config, manifest, mesh, rules, model, tx, batch_shapes, abstract, shardings)
 
 
@@ -117,7 +118,8 @@ def initial_state(s: Setup):
     """A fresh TrainState in its shardings: random init, except a pretrained text encoder's
     weights (``config.model.text_encoder="pretrained"``), loaded before the optimizer state."""
     c = s.config
-    return create_state(c.seed, s.model, s.tx, s.batch_shapes, s.mesh, s.rules, model_lib.pretrained_params(c))
+    return create_state(c.seed, s.model, s.tx, s.batch_shapes, s.mesh, s.rules, model_lib.pretrained_params(c),
+                        ema=s.abstract_state.ema_params is not None)
 
 
 def make_workdir(workdir: str) -> None:
@@ -313,7 +315,7 @@ def _loop(config, s: Setup, state, start: int, step_fn, eval_fn, data, mngr, wri
             progress.set_postfix(loss=f"{summary['loss']:.4f}")
             writer.write("train", step, summary)
         if step % config.eval_every_steps == 0 or save:
-            report = evaluation.run(eval_fn, state.params, config, s.manifest, "validation", s.mesh, s.rules)
+            report = evaluation.run(eval_fn, state.eval_params(), config, s.manifest, "validation", s.mesh, s.rules)
             score = validation_score(report, config)
             writer.write("validation", step, {"score": score, **{
                 f"{t}/{k}": r[k] for t, r in report.items() for k in ("accuracy", "macro_f1", "weighted_f1", "loss")}})

@@ -54,6 +54,9 @@ def trained_run(records_dir, tmp_path_factory):
     """
     import shutil
 
+    import jax
+    import numpy as np
+
     from mmjax import trainer
     from tests.tiny import tiny_config
 
@@ -62,8 +65,11 @@ def trained_run(records_dir, tmp_path_factory):
     test_files = [f for f in os.listdir(records_dir) if f.startswith("test")]
     shutil.copytree(records_dir, data, ignore=lambda _, names: [n for n in names if n in test_files])
     config = tiny_config(data)
+    # With a moving average of the params, which validation, evaluation and prediction must use.
+    config.ema_decay = 0.5
     workdir = str(root / "run")
     state = trainer.train_and_evaluate(config, workdir)
+    assert not jax.tree.all(jax.tree.map(np.array_equal, state.params, state.ema_params))
     assert not [f for f in os.listdir(data) if f.startswith("test")]  # nor were they regenerated
     for name in test_files:
         shutil.copy(os.path.join(records_dir, name), data)

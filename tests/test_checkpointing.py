@@ -7,15 +7,17 @@ import time
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+import pytest
 
 from mmjax import checkpointing, evaluate, trainer
 from tests.tiny import run_module, tiny_config
 
 
 def _final_params(workdir: str, step: int):
+    """The parameters and their moving average saved at ``step``."""
     mngr = checkpointing.manager(workdir, create=False)
     restored = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
-    return jax.device_get(restored["state"]["params"])
+    return jax.device_get({k: restored["state"][k] for k in ("params", "ema_params")})
 
 
 def _logged_steps(workdir: str) -> list[int]:
@@ -26,10 +28,11 @@ def _logged_steps(workdir: str) -> list[int]:
         return [json.loads(line)["step"] for line in f if '"split": "train"' in line]
 
 
+@pytest.mark.slow
 def test_sigkill_between_checkpoints_then_rerun_is_bit_identical(records_dir, tmp_path):
     args = ["mmjax.train", "--config=tests/tiny.py", f"--config.data.dir={records_dir}",
             "--config.num_train_steps=30", "--config.checkpoint_every_steps=10", "--config.log_every_steps=1",
-            "--config.eval_every_steps=100", "--config.model.dropout=0.1"]
+            "--config.eval_every_steps=100", "--config.model.dropout=0.1", "--config.ema_decay=0.9"]
     straight, killed = str(tmp_path / "straight"), str(tmp_path / "killed")
     code, out = run_module(*args, f"--workdir={straight}")
     assert code == 0, out
@@ -51,6 +54,7 @@ def test_sigkill_between_checkpoints_then_rerun_is_bit_identical(records_dir, tm
     jax.tree.map(np.testing.assert_array_equal, _final_params(killed, 30), _final_params(straight, 30))
 
 
+@pytest.mark.slow
 def test_keeps_latest_and_best_and_never_picks_up_an_incomplete_save(records_dir, tmp_path):
     config = tiny_config(records_dir)
     config.num_train_steps, config.checkpoint_every_steps, config.max_checkpoints_to_keep = 8, 2, 1

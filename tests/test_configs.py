@@ -92,12 +92,22 @@ def test_records_of_another_schema_version_are_one_clear_error(tmp_path):
     ("model.ngram.buckets", -4, "expected a positive integer"),
     ("model.ngram.dropout", 1.0, r"expected a value in \[0, 1\)"),
     ("selection_metric", "accuracy", "is not one of"),
+    ("ema_decay", 1.0, r"expected a value in \[0, 1\)"),
+    ("ema_decay", -0.5, r"expected a value in \[0, 1\)"),
+    ("model.text_layers", -1, "expected an integer >= 0"),
+    ("model.feature_layers", -2, "expected an integer >= 0"),
+    ("data.worker_count", -1, "expected an integer >= 0"),
+    ("data.read_threads", -1, "expected a positive integer"),
+    ("task_weights.humor", -1.0, "expected a number >= 0"),
 ])
-def test_text_encoder_ngram_and_selection_metric_values_are_checked(key, value, message):
+def test_config_values_that_mean_nothing_are_one_error_naming_the_key(key, value, message):
     from configs import cmma
     config = cmma.get_config()
     config.model.text_encoder = "ngram"
-    section, name = (config, key) if "." not in key else (config.model.ngram, key.rsplit(".", 1)[1])
+    *sections, name = key.split(".")
+    section = config
+    for part in sections:
+        section = section[part]
     section[name] = value
     with pytest.raises(configuration.ConfigError, match=re.escape(f"config.{key}={value!r}") + ".*" + message):
         configuration.validate(config)

@@ -25,7 +25,7 @@ def test_restored_evaluation_matches_in_memory_and_one_device_matches_eight(trai
     config, workdir, state = trained_run
     s = trainer.setup(config)
     with records.reading_test_split():
-        in_memory = evaluation.run(trainer.jit_eval_step(s), state.params, config, s.manifest, "test", s.mesh,
+        in_memory = evaluation.run(trainer.jit_eval_step(s), state.eval_params(), config, s.manifest, "test", s.mesh,
                                    s.rules, details=True)
     eight = evaluate.evaluate(None, workdir, split="test")  # the workdir's own config, latest step
     assert eight == in_memory

@@ -5,6 +5,8 @@ import json
 import os
 import socket
 
+import pytest
+
 from tests.tiny import run_module
 
 
@@ -23,6 +25,7 @@ def _train_losses(workdir: str) -> dict[int, float]:
     return {r["step"]: r["loss"] for r in train}
 
 
+@pytest.mark.slow
 def test_two_processes_match_one(tmp_path):
     records = str(tmp_path / "records")  # made by process 0 of the 2-process run, read by both
     args = ["mmjax.train", "--config=tests/tiny.py", f"--config.data.dir={records}",

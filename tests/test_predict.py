@@ -48,7 +48,7 @@ def test_predictions_equal_the_evaluation_forward_with_its_context_windows(train
     expected = {}
     with sharding.activate(s.mesh, s.rules):
         for batch in pipeline.eval_batches(config, s.manifest, "validation", 0, 1):
-            out = jax.device_get(step(state.params, sharding.global_batch(batch, s.mesh)))
+            out = jax.device_get(step(state.eval_params(), sharding.global_batch(batch, s.mesh)))
             rows = out["position"][..., 0] >= 0
             for task in config.tasks:
                 for (d, t), p in zip(out["position"][rows].tolist(), out[task][rows]):

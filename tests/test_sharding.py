@@ -33,6 +33,7 @@ def reference(records_dir):
     return config, batches, losses
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name,shape", [
     ("data parallel", {"data": 8, "fsdp": 1, "model": 1}),
     ("fsdp", {"data": 1, "fsdp": 8, "model": 1}),

@@ -1,6 +1,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from mmjax import sharding, state as state_lib, trainer
 from mmjax.data import pipeline
@@ -25,6 +26,7 @@ def _batches(config, n=3):
     return [next(data) for _ in range(n)]
 
 
+@pytest.mark.slow
 def test_gradient_accumulation_gives_the_same_update(records_dir):
     config = tiny_config(records_dir)
     batches = _batches(config)
@@ -37,6 +39,7 @@ def test_gradient_accumulation_gives_the_same_update(records_dir):
     np.testing.assert_allclose(accumulated_grad_norms, grad_norms, rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_bfloat16_compute_keeps_float32_parameters(records_dir):
     config = tiny_config(records_dir)
     batches = _batches(config)
@@ -46,3 +49,21 @@ def test_bfloat16_compute_keeps_float32_parameters(records_dir):
     assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(params))
     assert np.isfinite(bf16_losses).all()
     np.testing.assert_allclose(bf16_losses, losses, rtol=0.03)
+
+
+def test_moving_average_of_the_params_starts_at_them_and_follows_with_the_warmed_up_decay(records_dir):
+    config = tiny_config(records_dir)
+    config.ema_decay = 0.99
+    s = trainer.setup(config, jax.devices()[:1])
+    state = trainer.initial_state(s)
+    jax.tree.map(np.testing.assert_array_equal, state.ema_params, state.params)
+    step, _ = trainer.compile_train_step(s, config)
+    previous_ema = jax.device_get(state.ema_params)
+    for index, batch in enumerate(_batches(config, 2)):
+        state, _ = step(state, sharding.global_batch(batch, s.mesh))
+        decay = min(0.99, (1 + index) / (10 + index))  # 0.1, then 0.18: early steps move it fast
+        expected = jax.tree.map(lambda e, p: e + (1 - decay) * (p - e), previous_ema, jax.device_get(state.params))
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7), jax.device_get(state.ema_params),
+                     expected)
+        previous_ema = jax.device_get(state.ema_params)
+    assert not jax.tree.all(jax.tree.map(np.array_equal, previous_ema, jax.device_get(state.params)))

@@ -10,6 +10,7 @@ from mmjax.errors import ConfigError, RecordError, TrainingDivergedError
 from tests.tiny import tiny_config
 
 
+@pytest.mark.slow
 def test_divergence_stops_with_step_and_task_and_keeps_good_checkpoints(records_dir, tmp_path):
     config = tiny_config(records_dir)
     # Warmup starts at 0, so step 1 changes nothing; step 2 moves every weight by ~1e30 (Adam
@@ -49,6 +50,7 @@ def test_training_needs_a_validation_split_labelling_every_task(records_dir):
         trainer.check_validation_split(config, no_humor)
 
 
+@pytest.mark.slow
 def test_early_stopping_counts_checkpoints_since_the_best_and_stays_stopped(records_dir, tmp_path, monkeypatch):
     config = tiny_config(records_dir)
     config.num_train_steps, config.early_stopping_patience = 12, 2
