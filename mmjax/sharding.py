@@ -7,8 +7,7 @@ import math
 
 import flax.linen as nn
 import jax
-import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 from mmjax.errors import ConfigError
 
@@ -35,9 +34,15 @@ def mesh_shape(config, num_devices: int) -> tuple[int, ...]:
 
 
 def make_mesh(config, devices=None) -> Mesh:
+    """The (data, fsdp, model) mesh of ``config.mesh.shape`` over ``devices`` (default all).
+
+    ``jax.make_mesh`` orders the devices by the accelerator's physical topology (rings on TPU
+    slices); on CPU and GPU it keeps their order. The axes are Auto: shardings come from the
+    logical-axis rules and the compiler partitions (newer JAX makes Explicit the default).
+    """
     devices = jax.devices() if devices is None else devices
     shape = mesh_shape(config, len(devices))
-    return Mesh(np.asarray(devices).reshape(shape), MESH_AXES)
+    return jax.make_mesh(shape, MESH_AXES, axis_types=(AxisType.Auto,) * len(MESH_AXES), devices=devices)
 
 
 def logical_rules(config) -> tuple[tuple[str, str | tuple[str, ...] | None], ...]:

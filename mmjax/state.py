@@ -69,14 +69,17 @@ def abstract_state_and_shardings(model, tx, batch_shapes, mesh, rules, ema: bool
     return abstract, shardings
 
 
-def create_state(seed: int, model, tx, batch_shapes, mesh, rules, loaded=None, ema: bool = False) -> TrainState:
+def create_state(seed: int, model, tx, batch_shapes, mesh, rules, loaded=None, ema: bool = False,
+                 shardings=None) -> TrainState:
     """Initialises the TrainState directly into its shardings (never on one device first).
 
     loaded: optional top-level params subtree name -> host (numpy) arrays, e.g. a pretrained
     encoder; each array goes straight to its parameter's sharding and replaces the random init.
-    ema: with ``ema_params`` (equal to the initial params).
+    ema: with ``ema_params`` (equal to the initial params). shardings: the state's, when the
+    caller has them from ``abstract_state_and_shardings`` (saves tracing the model again).
     """
-    _, shardings = abstract_state_and_shardings(model, tx, batch_shapes, mesh, rules, ema)
+    if shardings is None:
+        _, shardings = abstract_state_and_shardings(model, tx, batch_shapes, mesh, rules, ema)
     loaded = {name: jax.device_put(values, shardings.params[name]) for name, values in (loaded or {}).items()}
     init = jax.jit(lambda rng, loaded: nn.meta.unbox(_create(rng, model, tx, batch_shapes, loaded, ema)),
                    out_shardings=shardings, donate_argnums=1)

@@ -119,7 +119,7 @@ def initial_state(s: Setup):
     weights (``config.model.text_encoder="pretrained"``), loaded before the optimizer state."""
     c = s.config
     return create_state(c.seed, s.model, s.tx, s.batch_shapes, s.mesh, s.rules, model_lib.pretrained_params(c),
-                        ema=s.abstract_state.ema_params is not None)
+                        ema=s.abstract_state.ema_params is not None, shardings=s.state_shardings)
 
 
 def make_workdir(workdir: str) -> None:

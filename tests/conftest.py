@@ -44,6 +44,13 @@ def eight_devices():
     assert jax.device_count() == 8, "tests expect 8 fake CPU devices (XLA_FLAGS set in conftest)"
 
 
+def pytest_collection_modifyitems(items):
+    """A test that needs ``trained_run`` is end-to-end (it trains a run first): marked slow."""
+    for item in items:
+        if "trained_run" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def trained_run(records_dir, tmp_path_factory):
     """A tiny run trained once on the 8-device mesh, shared by the evaluate and predict tests:

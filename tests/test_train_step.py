@@ -51,6 +51,7 @@ def test_bfloat16_compute_keeps_float32_parameters(records_dir):
     np.testing.assert_allclose(bf16_losses, losses, rtol=0.03)
 
 
+@pytest.mark.slow
 def test_moving_average_of_the_params_starts_at_them_and_follows_with_the_warmed_up_decay(records_dir):
     config = tiny_config(records_dir)
     config.ema_decay = 0.99

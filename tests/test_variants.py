@@ -31,6 +31,7 @@ def _tiny(records_dir, name):
     return config
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", VARIANTS)
 def test_variant_trains_without_nan(records_dir, name):
     config = _tiny(records_dir, name)
