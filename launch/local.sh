@@ -13,5 +13,6 @@ config=$1 workdir=$2
 shift 2
 cd "$(dirname "$0")/.."
 make --quiet .venv
-.venv/bin/python -m mmjax.train --config="$config" --workdir="$workdir" "$@"
+source launch/forward_signals.sh
+forward .venv/bin/python -m mmjax.train --config="$config" --workdir="$workdir" "$@"
 .venv/bin/python -m mmjax.evaluate --config="$config" --workdir="$workdir" --step=best --split=test "$@"

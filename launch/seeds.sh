@@ -15,8 +15,9 @@ config=$1 workdir=$2 seeds=$3
 shift 3
 cd "$(dirname "$0")/.."
 make --quiet .venv
+source launch/forward_signals.sh
 for seed in $seeds; do
-  .venv/bin/python -m mmjax.train --config="$config" --workdir="${workdir}_s${seed}" \
+  forward .venv/bin/python -m mmjax.train --config="$config" --workdir="${workdir}_s${seed}" \
     --config.seed="$seed" "$@"
 done
 .venv/bin/python -m mmjax.evaluate --workdir="${workdir}_s{seed}" --seeds="${seeds// /,}" \

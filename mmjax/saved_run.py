@@ -22,10 +22,15 @@ from collections.abc import Mapping
 import ml_collections
 
 from mmjax import atomic
-from mmjax.errors import MmjaxError
+from mmjax.errors import ConfigError, MmjaxError
 
 CONFIG = "config.json"
 RECORDS_MANIFEST = "records_manifest.json"
+# What a resumed run may change: how long it trains and how often it validates, saves and logs.
+# Any other change (model, optimizer, data, seed, data.worker_count, whose grain iterator state
+# does not carry over) would make the resumed run a different experiment.
+RESUMABLE_KEYS = ("num_train_steps", "eval_every_steps", "checkpoint_every_steps", "log_every_steps",
+                  "max_checkpoints_to_keep", "early_stopping_patience", "data.read_threads")
 
 
 def json_safe(value):
@@ -50,6 +55,35 @@ def save_run(workdir: str, config, manifest: Mapping) -> None:
     """Records the run's config and records manifest in ``workdir`` (process 0, at train start)."""
     write_json(os.path.join(workdir, CONFIG), json.loads(config.to_json_best_effort()))
     write_json(os.path.join(workdir, RECORDS_MANIFEST), dict(manifest))
+
+
+def _flat(tree: Mapping, prefix: str = "") -> dict:
+    """{"a": {"b": 1}} -> {"a.b": 1}."""
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, Mapping):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def check_resume_config(workdir: str, config) -> None:
+    """Raises ConfigError if ``config`` differs from the config ``workdir`` recorded in a key
+    outside ``RESUMABLE_KEYS``, naming each such key with both values. Keys one of the two
+    lacks (added to mmjax after the run was recorded) are not compared."""
+    path = os.path.join(workdir, CONFIG)
+    if not os.path.isfile(path):  # runs that predate config.json
+        return
+    with open(path, encoding="utf-8") as f:
+        recorded = _flat(json.load(f))
+    new = _flat(json.loads(config.to_json_best_effort()))
+    changed = sorted(k for k in recorded.keys() & new.keys() if recorded[k] != new[k] and k not in RESUMABLE_KEYS)
+    if changed:
+        differences = "; ".join(f"{k}={new[k]!r} (recorded {recorded[k]!r})" for k in changed)
+        raise ConfigError(f"workdir {workdir!r} holds a run with another config, resuming it would mix two "
+                          f"experiments: {differences}. Train in a new --workdir; a resumed run may change only "
+                          f"{', '.join(RESUMABLE_KEYS)}")
 
 
 def _tuples(value):

@@ -15,7 +15,8 @@ import numpy as np
 import tensorboardX
 import tqdm
 
-from mmjax import checkpointing, configuration, evaluation, losses, optim, saved_run, sharding, train_step
+from mmjax import (atomic, checkpointing, configuration, evaluation, losses, optim, saved_run, sharding,
+                   preemption, train_step, workdir_lock)
 from mmjax.data import pipeline, records, text
 from mmjax.data.corpora import synthetic
 from mmjax.data.schema import SCHEMA_VERSION
@@ -170,13 +171,22 @@ class _MetricLog:
 
 
 class _Writer:
-    """Process 0's sinks: TensorBoard events and ``metrics.jsonl`` in the workdir."""
+    """Process 0's sinks: TensorBoard events and ``metrics.jsonl`` in the workdir.
 
-    def __init__(self, workdir: str, enabled: bool):
+    Training starts after step ``start`` (its checkpoint's, or 0). An interrupted run may have
+    logged later steps, which this one logs again: both sinks drop them (TensorBoard's
+    purge_step hides their events; ``metrics.jsonl`` is rewritten without their lines), so a
+    reader finds one value per step and split.
+    """
+
+    def __init__(self, workdir: str, enabled: bool, start: int = 0):
         self.enabled = enabled
         if enabled:
-            self.tensorboard = tensorboardX.SummaryWriter(os.path.join(workdir, "tensorboard"))
-            self.jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a", encoding="utf-8")
+            self.tensorboard = tensorboardX.SummaryWriter(os.path.join(workdir, "tensorboard"), purge_step=start + 1)
+            path = os.path.join(workdir, "metrics.jsonl")
+            if os.path.exists(path):
+                _drop_lines_after(path, start)
+            self.jsonl = open(path, "a", encoding="utf-8")
 
     def write(self, split: str, step: int, values: dict) -> None:
         if self.enabled:
@@ -191,6 +201,15 @@ class _Writer:
         if self.enabled:
             self.tensorboard.close()
             self.jsonl.close()
+
+
+def _drop_lines_after(path: str, step: int) -> None:
+    """Rewrites the metrics log ``path`` without its lines of steps after ``step``."""
+    with open(path, encoding="utf-8") as f:
+        lines = f.readlines()
+    kept = [line for line in lines if line.strip() and json.loads(line)["step"] <= step]
+    if len(kept) != len(lines):
+        atomic.write_atomically(path, lambda f: f.writelines(kept))
 
 
 def check_validation_split(config, manifest: Mapping) -> None:
@@ -263,17 +282,29 @@ def train_and_evaluate(config, workdir: str):
     Validation runs every ``eval_every_steps`` and at every checkpoint, whose score (mean
     validation macro-F1) decides which checkpoint is kept as the best one and, with
     ``early_stopping_patience``, when training stops. The test split is never read here
-    (records.DialogueSource refuses it outside mmjax.evaluate).
+    (records.DialogueSource refuses it outside mmjax.evaluate). The workdir is locked while it
+    trains (``mmjax.workdir_lock``): a second trainer on it is refused.
     """
     make_workdir(workdir)
+    with workdir_lock.hold(workdir, enabled=jax.process_index() == 0):
+        return _train(config, workdir)
+
+
+def _train(config, workdir: str):
     s = setup(config)
     check_validation_split(config, s.manifest)
     is_main = jax.process_index() == 0
+    mngr = checkpointing.manager(workdir, config.max_checkpoints_to_keep)
+    start = mngr.latest_step()
+    if start is not None:
+        try:
+            saved_run.check_resume_config(workdir, config)
+        except ConfigError:
+            mngr.close()
+            raise
     if is_main:
         saved_run.save_run(workdir, config, s.manifest)
     data = iter(pipeline.train_dataset(config, s.manifest, jax.process_index(), jax.process_count()))
-    mngr = checkpointing.manager(workdir, config.max_checkpoints_to_keep)
-    start = mngr.latest_step()
     if start is None:
         state, start = initial_state(s), 0
     else:
@@ -289,9 +320,10 @@ def train_and_evaluate(config, workdir: str):
     if is_main:
         print(_format_stats(stats), file=sys.stderr)
     eval_fn = jit_eval_step(s)
-    writer = _Writer(workdir, is_main)
+    writer = _Writer(workdir, is_main, start)
     try:
-        state = _loop(config, s, state, start, step_fn, eval_fn, data, mngr, writer)
+        with preemption.Watch(mngr) as watch:
+            state = _loop(config, s, state, start, step_fn, eval_fn, data, mngr, writer, watch)
     finally:  # also on errors: finish in-flight (good) saves before the process ends
         mngr.wait_until_finished()
         mngr.close()
@@ -299,8 +331,9 @@ def train_and_evaluate(config, workdir: str):
     return state
 
 
-def _loop(config, s: Setup, state, start: int, step_fn, eval_fn, data, mngr, writer):
-    """Steps ``start + 1 .. num_train_steps`` with logging, validation and checkpoints."""
+def _loop(config, s: Setup, state, start: int, step_fn, eval_fn, data, mngr, writer, watch):
+    """Steps ``start + 1 .. num_train_steps`` with logging, validation and checkpoints; stops
+    after saving at the step where ``watch`` (a ``preemption.Watch``) says to."""
     log = _MetricLog(start + 1)
     progress = tqdm.tqdm(total=config.num_train_steps, initial=start, disable=jax.process_index() != 0,
                          desc="train", unit="step", dynamic_ncols=True)
@@ -309,7 +342,8 @@ def _loop(config, s: Setup, state, start: int, step_fn, eval_fn, data, mngr, wri
         log.add(metrics)
         progress.update(1)
         last = step == config.num_train_steps
-        save = step % config.checkpoint_every_steps == 0 or last
+        preempted = watch.reached(step)
+        save = step % config.checkpoint_every_steps == 0 or last or preempted
         if step % config.log_every_steps == 0 or save:
             summary = log.summary(config.tasks)
             progress.set_postfix(loss=f"{summary['loss']:.4f}")
@@ -323,6 +357,12 @@ def _loop(config, s: Setup, state, start: int, step_fn, eval_fn, data, mngr, wri
                 progress.write(evaluation.format_table(report, f"validation at step {step} (score {score:.4f})"))
         if save:
             checkpointing.save(mngr, step, state, data, score)
+            if preempted and not last:
+                progress.close()
+                if jax.process_index() == 0:
+                    print(f"stopped by {watch.reason} at step {step}, saved in its checkpoint; run the same "
+                          "command again to resume", file=sys.stderr)
+                return state
             stalled_since = stopped_early(config, mngr, step)
             if stalled_since is not None:
                 progress.close()

@@ -52,6 +52,32 @@ def test_sigkill_between_checkpoints_then_rerun_is_bit_identical(records_dir, tm
     assert code == 0, out
     assert f"from its checkpoint at step {latest}" in out
     jax.tree.map(np.testing.assert_array_equal, _final_params(killed, 30), _final_params(straight, 30))
+    assert _logged_steps(killed) == list(range(1, 31))  # the steps logged twice were dropped
+
+    # SIGTERM between checkpoints: the step finishes, a checkpoint is saved there, exit 0; the
+    # rerun ends where the uninterrupted run did.
+    terminated = str(tmp_path / "terminated")
+    process = run_module(*args, f"--workdir={terminated}", wait=False)
+    deadline = time.time() + 180
+    while max(_logged_steps(terminated), default=0) < 13:
+        assert process.poll() is None and time.time() < deadline, process.stderr.read().decode()[-2000:]
+        time.sleep(0.01)
+    process.send_signal(signal.SIGTERM)
+    out = process.communicate(timeout=180)[1].decode()
+    assert process.returncode == 0, out[-2000:]
+    stopped = checkpointing.manager(terminated, create=False).latest_step()
+    assert 13 <= stopped < 20 and f"stopped by SIGTERM at step {stopped}" in out, out[-2000:]
+    code, out = run_module(*args, f"--workdir={terminated}")
+    assert code == 0 and f"from its checkpoint at step {stopped}" in out, out
+    jax.tree.map(np.testing.assert_array_equal, _final_params(terminated, 30), _final_params(straight, 30))
+
+    # Resuming with another learning rate is refused, naming it; training longer is allowed.
+    code, out = run_module(*args, f"--workdir={killed}", "--config.learning_rate=0.5")
+    assert code == 2 and "learning_rate=0.5 (recorded 0.002)" in out and "Traceback" not in out, out
+    longer = [a.replace("num_train_steps=30", "num_train_steps=32") for a in args]
+    code, out = run_module(*longer, f"--workdir={killed}")
+    assert code == 0, out
+    assert _logged_steps(killed) == list(range(1, 33))
 
 
 @pytest.mark.slow

@@ -1,4 +1,5 @@
 import copy
+import json
 import os
 
 import jax
@@ -103,3 +104,17 @@ def test_another_corpus_is_never_overwritten_by_synthetic_records(tmp_path):
     with pytest.raises(RecordError, match="schema version 0"):
         trainer.load_or_prepare_records(config)
     assert '"corpus": "users_corpus"' in manifest_path.read_text()
+
+
+def test_a_resumed_run_drops_the_log_lines_of_the_steps_it_logs_again(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    path.write_text("".join(json.dumps({"step": step, "split": split, "loss": 1.0}) + "\n"
+                            for step in range(1, 6) for split in ("train", "validation")))
+    writer = trainer._Writer(str(tmp_path), enabled=True, start=3)  # resumed from step 3's checkpoint
+    writer.write("train", 4, {"loss": 0.5})
+    writer.close()
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    assert [(r["step"], r["split"]) for r in rows] == [(1, "train"), (1, "validation"), (2, "train"),
+                                                       (2, "validation"), (3, "train"), (3, "validation"),
+                                                       (4, "train")]
+    assert rows[-1]["loss"] == 0.5

@@ -1,0 +1,17 @@
+import os
+import signal
+
+import pytest
+
+from mmjax import preemption
+
+
+def test_a_signal_asks_to_stop_after_the_step_and_a_second_one_stops_at_once():
+    before = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    with preemption.Watch(mngr=None) as watch:
+        assert not watch.reached(1)
+        os.kill(os.getpid(), signal.SIGTERM)  # handled, the process lives on
+        assert watch.reached(2) and watch.reason == "SIGTERM"
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)  # a second signal: the previous handler's behaviour
+    assert {s: signal.getsignal(s) for s in before} == before
