@@ -140,6 +140,9 @@ class _MetricLog:
     """
 
     def __init__(self, first_step: int):
+        self._start_interval(first_step)
+
+    def _start_interval(self, first_step: int) -> None:
         self.first_step, self.steps, self.started = first_step, [], time.perf_counter()
 
     def add(self, metrics):
@@ -166,7 +169,7 @@ class _MetricLog:
             count = max(total[f"{task}/count"], 1.0)
             out[f"{task}/loss"] = total[f"{task}/loss_sum"] / count
             out[f"{task}/accuracy"] = total[f"{task}/correct"] / count
-        self.__init__(self.first_step + n)
+        self._start_interval(self.first_step + n)
         return out
 
 

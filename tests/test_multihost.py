@@ -47,3 +47,35 @@ def test_two_processes_match_one(tmp_path):
     assert sorted(two) == sorted(one) == list(range(1, 7))
     for step in one:
         assert abs(two[step] - one[step]) <= 1e-5 * abs(one[step]), (step, two[step], one[step])
+
+
+@pytest.mark.slow
+def test_sigterm_to_one_process_stops_both_at_one_saved_step(tmp_path):
+    """JAX's preemption notifier takes SIGTERM; Orbax's sync point makes both processes save the
+    same step and exit 0."""
+    import signal
+    import time
+
+    from mmjax import checkpointing
+
+    records, workdir = str(tmp_path / "records"), str(tmp_path / "run")
+    args = ["mmjax.train", "--config=tests/tiny.py", f"--config.data.dir={records}", f"--workdir={workdir}",
+            "--config.num_train_steps=400", "--config.log_every_steps=1", "--config.checkpoint_every_steps=200",
+            "--config.eval_every_steps=200"]
+    port = _free_port()
+    processes = [
+        run_module(*args, wait=False, env={
+            "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "MMJAX_DISTRIBUTED": "1",
+            "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}", "MMJAX_NUM_PROCESSES": "2",
+            "MMJAX_PROCESS_ID": str(i)})
+        for i in range(2)]
+    metrics, deadline = os.path.join(workdir, "metrics.jsonl"), time.time() + 240
+    while not (os.path.exists(metrics) and len(open(metrics).readlines()) >= 5):
+        assert all(p.poll() is None for p in processes) and time.time() < deadline
+        time.sleep(0.05)
+    processes[1].send_signal(signal.SIGTERM)
+    errors = [p.communicate(timeout=240)[1].decode() for p in processes]
+    assert [p.returncode for p in processes] == [0, 0], errors[0][-3000:] + errors[1][-3000:]
+    stopped = checkpointing.manager(workdir, create=False).latest_step()
+    assert stopped is not None and 5 <= stopped < 200
+    assert f"stopped by a preemption notice at step {stopped}" in errors[0], errors[0][-3000:]
