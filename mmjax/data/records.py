@@ -129,6 +129,13 @@ def load_manifest(records_dir: str) -> dict:
         raise schema.RecordError(
             f"{path}: records were written with schema version {version}, this mmjax reads version "
             f"{schema.SCHEMA_VERSION}; re-run `python -m mmjax.prepare` to rewrite them")
+    for split, info in manifest.get("splits", {}).items():
+        for shard in info.get("shards", []):
+            # A shard is a plain file name: a manifest never makes mmjax read outside its directory.
+            if not (isinstance(shard, str) and shard not in ("", ".", "..") and os.path.basename(shard) == shard
+                    and "\\" not in shard):
+                raise schema.RecordError(f"{path}: split {split!r} names the shard {shard!r}; shards are plain "
+                                         f"file names inside {records_dir!r}")
     return manifest
 
 
@@ -148,6 +155,9 @@ class DialogueSource:
         info = split_info(manifest, records_dir, split)
         self.paths = [os.path.join(records_dir, s) for s in info["shards"]]
         self._source = array_record_data_source.ArrayRecordDataSource(self.paths)
+        if info.get("dialogues", len(self._source)) != len(self._source):
+            raise schema.RecordError(f"{records_dir!r}: the manifest counts {info['dialogues']} {split} dialogues "
+                                     f"but its shards hold {len(self._source)}")
         self.turns = np.load(os.path.join(records_dir, f"{split}.turns.npy"), allow_pickle=False)
         if len(self.turns) != len(self._source):
             raise schema.RecordError(f"{records_dir!r}: {split}.turns.npy lists {len(self.turns)} "

@@ -110,3 +110,29 @@ def test_failed_write_leaves_nothing(tmp_path):
 def test_missing_corpus_names_the_directory(tmp_path):
     with pytest.raises(RecordError, match="no prepared corpus at .*mmjax.prepare"):
         records.load_manifest(str(tmp_path))
+
+
+def _edit_manifest(path: str, edit) -> None:
+    manifest_path = os.path.join(path, records.MANIFEST)
+    with open(manifest_path) as f:
+        manifest = json.load(f)
+    edit(manifest)
+    with open(manifest_path, "w") as f:
+        json.dump(manifest, f)
+
+
+@pytest.mark.parametrize("shard", ["../../../../etc/hostname", "/etc/hostname", "..", "sub/train.array_record"])
+def test_a_manifest_naming_a_shard_outside_its_directory_is_refused(tmp_path, shard):
+    path = str(tmp_path / "records")
+    synthetic.write(path, {"train": 2}, seed=0)
+    _edit_manifest(path, lambda m: m["splits"]["train"].__setitem__("shards", [shard]))
+    with pytest.raises(RecordError, match=f"names the shard {shard!r}; shards are plain file names inside"):
+        records.load_manifest(path)
+
+
+def test_a_manifest_counting_other_dialogues_than_its_shards_hold_is_refused(tmp_path):
+    path = str(tmp_path / "records")
+    synthetic.write(path, {"train": 3}, seed=0)
+    _edit_manifest(path, lambda m: m["splits"]["train"].__setitem__("dialogues", 5))
+    with pytest.raises(RecordError, match="the manifest counts 5 train dialogues but its shards hold 3"):
+        records.DialogueSource(path, "train")
