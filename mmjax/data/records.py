@@ -146,6 +146,22 @@ def split_info(manifest: Mapping, records_dir: str, split: str) -> Mapping:
         raise schema.RecordError(f"{records_dir!r} has no split {split!r}; it has {sorted(manifest['splits'])}") from None
 
 
+def _open_shards(paths: list[str]):
+    """grain's source over the ArrayRecord ``paths``; a missing or damaged shard is one RecordError
+    naming it (the reader's own error names no file)."""
+    try:
+        return array_record_data_source.ArrayRecordDataSource(paths)
+    except Exception:  # noqa: BLE001  the reader raises bare RuntimeErrors
+        for path in paths:
+            try:
+                array_record_data_source.ArrayRecordDataSource([path])
+            except Exception as shard_error:  # noqa: BLE001
+                reason = str(shard_error).strip() or type(shard_error).__name__
+                raise schema.RecordError(f"{path}: not a readable ArrayRecord shard ({reason}); the records are "
+                                         "damaged or incomplete: re-run `python -m mmjax.prepare`") from shard_error
+        raise
+
+
 class DialogueSource:
     """grain random-access source of serialized dialogues of one split."""
 
@@ -154,7 +170,7 @@ class DialogueSource:
         manifest = manifest or load_manifest(records_dir)
         info = split_info(manifest, records_dir, split)
         self.paths = [os.path.join(records_dir, s) for s in info["shards"]]
-        self._source = array_record_data_source.ArrayRecordDataSource(self.paths)
+        self._source = _open_shards(self.paths)
         if info.get("dialogues", len(self._source)) != len(self._source):
             raise schema.RecordError(f"{records_dir!r}: the manifest counts {info['dialogues']} {split} dialogues "
                                      f"but its shards hold {len(self._source)}")

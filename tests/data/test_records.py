@@ -136,3 +136,15 @@ def test_a_manifest_counting_other_dialogues_than_its_shards_hold_is_refused(tmp
     _edit_manifest(path, lambda m: m["splits"]["train"].__setitem__("dialogues", 5))
     with pytest.raises(RecordError, match="the manifest counts 5 train dialogues but its shards hold 3"):
         records.DialogueSource(path, "train")
+
+
+def test_a_truncated_shard_is_one_error_naming_it(tmp_path):
+    path = str(tmp_path / "records")
+    synthetic.write(path, {"train": 3}, seed=0)
+    shard = os.path.join(path, records.load_manifest(path)["splits"]["train"]["shards"][0])
+    with open(shard, "rb") as f:
+        data = f.read()
+    with open(shard, "wb") as f:
+        f.write(data[:len(data) // 2])
+    with pytest.raises(RecordError, match=f"{shard}: not a readable ArrayRecord shard"):
+        records.DialogueSource(path, "train")
