@@ -4,7 +4,9 @@
 # stopped training is not followed by evaluation; rerunning the script resumes.
 STOPPED=""
 forward() {
+  set -m  # CMD in its own process group: a terminal's Ctrl-C reaches only this script, which passes it on
   "$@" &
+  set +m
   local child=$! status=0
   trap 'STOPPED=1; kill -TERM "$child" 2>/dev/null' TERM INT
   wait "$child" || status=$?

@@ -6,7 +6,9 @@ complete, so a run killed during a save never leaves a step that ``latest_step``
 
 from __future__ import annotations
 
+import json
 import os
+import sys
 
 import grain
 import orbax.checkpoint as ocp
@@ -51,12 +53,39 @@ def best_step(mngr: ocp.CheckpointManager) -> int | None:
     return mngr.best_step()
 
 
+def _saved_moving_average(mngr: ocp.CheckpointManager, step: int) -> str:
+    """How the state saved at ``step`` holds ``ema_params``: "arrays", "none" (the field, empty)
+    or "absent" (saved before the field existed), read from Orbax's tree metadata."""
+    keys = json.loads((mngr.directory / str(step) / STATE / "_METADATA").read_text())["tree_metadata"]
+    if "('ema_params',)" in keys:
+        return "none"
+    return "arrays" if any(k.startswith("('ema_params', ") for k in keys) else "absent"
+
+
 def restore(mngr: ocp.CheckpointManager, step: int, abstract_state, data_iterator=None):
-    """Restores the state into ``abstract_state``'s shardings (and the iterator in place)."""
-    items = {STATE: ocp.args.StandardRestore(abstract_state)}
+    """Restores the state into ``abstract_state``'s shardings (and the iterator in place).
+
+    Checkpoints of runs without a moving average of the params, or saved before it existed,
+    restore too; a state that wants one then starts it from the restored params (saying so)."""
+    saved = _saved_moving_average(mngr, step)
+    wanted = abstract_state.ema_params is not None
+    if saved == "absent":
+        target = {k: getattr(abstract_state, k) for k in ("step", "params", "opt_state")}
+    else:
+        target = abstract_state.replace(ema_params=abstract_state.params if saved == "arrays" else None)
+    items = {STATE: ocp.args.StandardRestore(target)}
     if data_iterator is not None:
         items[DATA] = grain.checkpoint.CheckpointRestore(data_iterator)
-    return mngr.restore(step, args=ocp.args.Composite(**items))[STATE]
+    restored = mngr.restore(step, args=ocp.args.Composite(**items))[STATE]
+    fields = restored if saved == "absent" else {k: getattr(restored, k) for k in ("step", "params", "opt_state",
+                                                                                    "ema_params")}
+    ema = fields.get("ema_params") if saved == "arrays" else None
+    if wanted and ema is None:
+        ema = fields["params"]
+        print(f"the checkpoint at step {step} has no moving average of the params: it starts from them",
+              file=sys.stderr)
+    return abstract_state.replace(step=fields["step"], params=fields["params"], opt_state=fields["opt_state"],
+                                  ema_params=ema if wanted else None)
 
 
 def resolve_step(mngr: ocp.CheckpointManager, step: int | str, workdir: str) -> int:

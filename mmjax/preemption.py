@@ -12,6 +12,7 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+import time
 
 import jax
 
@@ -24,6 +25,7 @@ class Watch:
         self.reason: str | None = None  # what asked training to stop
         self._distributed = jax.process_count() > 1
         self._previous = {}
+        self._since, self._announced = 0.0, False
 
     def __enter__(self):
         # Python runs signal handlers in the main thread only, and only it may install them.
@@ -38,16 +40,20 @@ class Watch:
         return False
 
     def _handle(self, signum, frame):
-        if self.reason is not None:  # the second signal: stop now, as without this handler
-            signal.signal(signum, self._previous[signum])
+        # Only flags: printing here could re-enter a write the signal interrupted. A repeat within
+        # a second is the same request delivered twice (to the process group and by a launcher).
+        if self.reason is not None and time.monotonic() - self._since > 1.0:
+            signal.signal(signum, self._previous[signum])  # the second request: stop now
             signal.raise_signal(signum)
-            return
-        self.reason = signal.Signals(signum).name
-        print(f"\n{self.reason} received: finishing this step, then saving a checkpoint "
-              "(send it again to stop at once)", file=sys.stderr)
+        elif self.reason is None:
+            self.reason, self._since = signal.Signals(signum).name, time.monotonic()
 
     def reached(self, step: int) -> bool:
         """True at the step where training should save and stop (every host agrees on it)."""
         if self._distributed and self.mngr.reached_preemption(step):
             self.reason = "a preemption notice"
+        if self.reason is not None and not self._announced:
+            self._announced = True
+            print(f"\n{self.reason} received: saving a checkpoint at step {step} (send it again to stop at once)",
+                  file=sys.stderr)
         return self.reason is not None

@@ -206,11 +206,19 @@ class _Writer:
             self.jsonl.close()
 
 
+def _logged_step(line: str) -> float:
+    """The step of a metrics log line; a torn line (a crash mid-write) counts as after every step."""
+    try:
+        return json.loads(line)["step"]
+    except (ValueError, KeyError, TypeError):
+        return float("inf")
+
+
 def _drop_lines_after(path: str, step: int) -> None:
     """Rewrites the metrics log ``path`` without its lines of steps after ``step``."""
     with open(path, encoding="utf-8") as f:
         lines = f.readlines()
-    kept = [line for line in lines if line.strip() and json.loads(line)["step"] <= step]
+    kept = [line for line in lines if _logged_step(line) <= step]
     if len(kept) != len(lines):
         atomic.write_atomically(path, lambda f: f.writelines(kept))
 

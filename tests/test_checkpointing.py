@@ -106,3 +106,22 @@ def test_keeps_latest_and_best_and_never_picks_up_an_incomplete_save(records_dir
     os.remove(os.path.join(partial, "commit_success.txt"))
     assert checkpointing.manager(workdir, create=False).latest_step() == 8
     assert evaluate.evaluate(config, workdir, split="validation")["sarcasm"]["support"] > 0
+
+
+def test_a_checkpoint_without_a_moving_average_restores_and_can_start_one(records_dir, tmp_path):
+    """Checkpoints written before ``ema_params`` existed (a TrainState of three fields) resume;
+    a run that now asks for a moving average starts it from the restored params."""
+    config = tiny_config(records_dir)
+    s = trainer.setup(config, jax.devices()[:1])
+    state = trainer.initial_state(s)
+    old_layout = {"step": state.step, "params": state.params, "opt_state": state.opt_state}
+    mngr = checkpointing.manager(str(tmp_path))
+    mngr.save(1, metrics={checkpointing.SCORE: 0.5}, args=ocp.args.Composite(state=ocp.args.StandardSave(old_layout)))
+    mngr.wait_until_finished()
+    restored = checkpointing.restore(mngr, 1, s.abstract_state)
+    assert restored.ema_params is None
+    jax.tree.map(np.testing.assert_array_equal, jax.device_get(restored.params), jax.device_get(state.params))
+    config.ema_decay = 0.9
+    with_ema = checkpointing.restore(mngr, 1, trainer.setup(config, jax.devices()[:1]).abstract_state)
+    jax.tree.map(np.testing.assert_array_equal, jax.device_get(with_ema.ema_params), jax.device_get(state.params))
+    mngr.close()

@@ -1,5 +1,6 @@
 import os
 import signal
+import time
 
 import pytest
 
@@ -11,7 +12,9 @@ def test_a_signal_asks_to_stop_after_the_step_and_a_second_one_stops_at_once():
     with preemption.Watch(mngr=None) as watch:
         assert not watch.reached(1)
         os.kill(os.getpid(), signal.SIGTERM)  # handled, the process lives on
+        os.kill(os.getpid(), signal.SIGTERM)  # the same request twice at once (group + launcher)
         assert watch.reached(2) and watch.reason == "SIGTERM"
+        time.sleep(1.1)
         with pytest.raises(KeyboardInterrupt):
             os.kill(os.getpid(), signal.SIGINT)  # a second signal: the previous handler's behaviour
     assert {s: signal.getsignal(s) for s in before} == before

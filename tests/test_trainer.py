@@ -109,7 +109,7 @@ def test_another_corpus_is_never_overwritten_by_synthetic_records(tmp_path):
 def test_a_resumed_run_drops_the_log_lines_of_the_steps_it_logs_again(tmp_path):
     path = tmp_path / "metrics.jsonl"
     path.write_text("".join(json.dumps({"step": step, "split": split, "loss": 1.0}) + "\n"
-                            for step in range(1, 6) for split in ("train", "validation")))
+                            for step in range(1, 6) for split in ("train", "validation")) + '{"step": 6, "spl\0\0')
     writer = trainer._Writer(str(tmp_path), enabled=True, start=3)  # resumed from step 3's checkpoint
     writer.write("train", 4, {"loss": 0.5})
     writer.close()

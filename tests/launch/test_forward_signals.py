@@ -1,7 +1,10 @@
+import os
 import signal
 import subprocess
 import sys
 import time
+
+import pytest
 
 from tests.tiny import REPO
 
@@ -9,16 +12,21 @@ CHILD = ("import signal, sys, time; signal.signal(signal.SIGTERM, lambda *a: (pr
          "sys.exit(0))); print('child started', flush=True); time.sleep(60)")
 
 
-def test_a_signal_reaches_the_command_and_stops_the_script_after_it():
+@pytest.mark.parametrize("signum, to_group", [(signal.SIGTERM, False), (signal.SIGTERM, True),
+                                               (signal.SIGINT, True)])  # the last: Ctrl-C in a terminal
+def test_a_signal_reaches_the_command_once_and_stops_the_script_after_it(signum, to_group):
     script = f'set -e; source launch/forward_signals.sh; forward {sys.executable} -c "{CHILD}"; echo next step'
     process = subprocess.Popen(["bash", "-c", script], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True)
+                               text=True, start_new_session=True)
     assert process.stdout.readline().strip() == "child started"
     time.sleep(0.2)
-    process.send_signal(signal.SIGTERM)
+    if to_group:
+        os.killpg(process.pid, signum)
+    else:
+        process.send_signal(signum)
     out = process.communicate(timeout=30)[0]
     assert process.returncode == 0
-    assert "child saved" in out and "stopped by a signal" in out and "next step" not in out
+    assert out.count("child saved") == 1 and "stopped by a signal" in out and "next step" not in out, out
 
 
 def test_without_a_signal_the_commands_exit_status_is_returned():
