@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 RUN := runs/soft_share
 
-.PHONY: train test test-slow constraints clean
+.PHONY: train test constraints clean
 
 $(VENV): $(VENV)/.installed
 
@@ -21,13 +21,11 @@ train: $(VENV)
 	$(BIN)/python -m mmjax.train --config=configs/soft_share.py --workdir=$(RUN)
 	$(BIN)/python -m mmjax.evaluate --config=configs/soft_share.py --workdir=$(RUN) --step=best --split=test
 
-# The fast suite (a few minutes on 2 cores); `test-slow` runs the end-to-end tests marked slow
-# (training runs, SIGKILL and resume, two processes, mesh trajectories). CI runs both.
+# The fast suite (a few minutes on 2 cores). The end-to-end tests marked slow (training runs,
+# SIGKILL and resume, two processes, mesh trajectories) run with `.venv/bin/python -m pytest -q
+# -m slow tests`; CI (.ci/run) runs both.
 test: $(VENV)
 	$(BIN)/python -m pytest -q -m "not slow" tests
-
-test-slow: $(VENV)
-	$(BIN)/python -m pytest -q -m slow tests
 
 # Re-pin constraints.txt for every supported Python (needs uv: pip install uv).
 constraints:
