@@ -29,6 +29,10 @@ def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def _validate_ngram(ngram) -> None:
     if not (_is_int(ngram.orders) and 1 <= ngram.orders <= MAX_NGRAM_ORDER):
         raise ConfigError(f"config.model.ngram.orders={ngram.orders!r}: expected an integer in 1..{MAX_NGRAM_ORDER}")
@@ -56,7 +60,7 @@ def validate(config, process_count: int = 1) -> None:
         if not (_is_int(value) and value >= 0):
             raise ConfigError(f"config.{key}={value!r}: expected an integer >= 0")
     for key, value in (("model.dropout", config.model.dropout), ("ema_decay", config.get("ema_decay", 0.0))):
-        if not (isinstance(value, (int, float)) and not isinstance(value, bool) and 0.0 <= value < 1.0):
+        if not (_is_number(value) and 0.0 <= value < 1.0):
             raise ConfigError(f"config.{key}={value!r}: expected a value in [0, 1)")
     if config.model.width % config.model.num_heads:
         raise ConfigError(f"config.model.width={config.model.width} is not divisible by "
@@ -88,7 +92,7 @@ def validate(config, process_count: int = 1) -> None:
     if unknown_weights:
         raise ConfigError(f"config.task_weights has unknown tasks {unknown_weights}")
     for task, weight in config.task_weights.items():
-        if not (isinstance(weight, (int, float)) and not isinstance(weight, bool) and weight >= 0):
+        if not (_is_number(weight) and weight >= 0):
             raise ConfigError(f"config.task_weights.{task}={weight!r}: expected a number >= 0")
     for key in ("batch_size", "eval_batch_size"):
         if _get(config, key) % process_count:
