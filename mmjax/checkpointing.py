@@ -2,21 +2,44 @@
 
 Saves are asynchronous and atomic: Orbax writes into a temporary directory and renames it when
 complete, so a run killed during a save never leaves a step that ``latest_step`` would pick up.
+
+Damage after the save (a disk or copy that truncates, empties or flips bytes) is caught by a
+checksum file each finished step gets (``seal``), checked before it is restored (``verify``): Orbax
+itself restores a flipped byte as a wrong parameter, silently. A step that fails either way is a
+``DamagedCheckpoint`` naming the step and what is wrong; training falls back to the newest one
+that restores and moves the damaged ones aside, keeping them (``restore_newest``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import os
+import shutil
 import sys
+from collections.abc import Callable
 
 import grain
+import jax
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
 from orbax.checkpoint.checkpoint_managers import preservation_policy
 
+from mmjax.atomic import write_atomically
 from mmjax.errors import MmjaxError
 
 STATE, DATA = "state", "data"
+CHECKSUMS = "mmjax_checksums.json"  # in each step directory: {relative path: blake2b hex digest}
+DAMAGED = "damaged"  # checkpoints/damaged/<step>: steps moved aside by restore_newest
+
+
+class DamagedCheckpoint(MmjaxError):
+    """A saved step that is incomplete, altered or fails to restore; names the step and why."""
+
+    def __init__(self, step: int, why: str):
+        super().__init__(f"the checkpoint at step {step} is damaged: {why}")
+        self.step = step
 
 
 SCORE = "validation_score"
@@ -43,7 +66,9 @@ def manager(workdir: str, keep_latest: int | None = None, create: bool = True) -
 
 
 def save(mngr: ocp.CheckpointManager, step: int, state, data_iterator, score: float) -> None:
-    """Saves state and iterator asynchronously; ``score`` ranks it for the best checkpoint."""
+    """Saves state and iterator asynchronously; ``score`` ranks it for the best checkpoint. The
+    steps saved before it are sealed first (Orbax waits for them before a new save anyway)."""
+    seal(mngr)
     mngr.save(step, metrics={SCORE: score}, args=ocp.args.Composite(**{
         STATE: ocp.args.StandardSave(state), DATA: grain.checkpoint.CheckpointSave(data_iterator)}))
 
@@ -111,3 +136,114 @@ def restore_params(mngr: ocp.CheckpointManager, step: int, abstract_params, key:
     args = ocp.args.PyTreeRestore(item=item, restore_args=ocp.checkpoint_utils.construct_restore_args(item),
                                   partial_restore=True)
     return mngr.restore(step, args=ocp.args.Composite(**{STATE: args}))[STATE][key]
+
+
+def _digests(step_dir: str) -> dict[str, str]:
+    """{path relative to ``step_dir``: blake2b digest} of every file of a saved step."""
+    digests = {}
+    for root, _, files in os.walk(step_dir):
+        for name in files:
+            path = os.path.join(root, name)
+            relative = os.path.relpath(path, step_dir)
+            if relative != CHECKSUMS:
+                with open(path, "rb") as f:
+                    digests[relative] = hashlib.file_digest(f, "blake2b").hexdigest()
+    return dict(sorted(digests.items()))
+
+
+def seal(mngr: ocp.CheckpointManager) -> None:
+    """Waits for in-flight saves, then writes the checksum file of every finished step that lacks
+    one (process 0; the steps are complete once Orbax has renamed them into place)."""
+    mngr.wait_until_finished()
+    if jax.process_index() != 0:
+        return
+    for step in mngr.all_steps():
+        step_dir = os.path.join(mngr.directory, str(step))
+        if not os.path.exists(os.path.join(step_dir, CHECKSUMS)):
+            digests = _digests(step_dir)
+            write_atomically(os.path.join(step_dir, CHECKSUMS), lambda f: json.dump(digests, f, indent=0))
+
+
+def verify(mngr: ocp.CheckpointManager, step: int) -> None:
+    """Raises DamagedCheckpoint when a file of ``step`` is missing or differs from its checksum
+    (steps saved before checksums existed, or not yet sealed, are checked by restoring alone)."""
+    step_dir = os.path.join(mngr.directory, str(step))
+    try:
+        with open(os.path.join(step_dir, CHECKSUMS)) as f:
+            expected = json.load(f)
+    except FileNotFoundError:
+        return
+    except (OSError, ValueError) as e:
+        raise DamagedCheckpoint(step, f"its {CHECKSUMS} is unreadable ({e})") from e
+    found = _digests(step_dir)
+    for path, digest in expected.items():
+        if path not in found:
+            raise DamagedCheckpoint(step, f"{path} is missing")
+        if found[path] != digest:
+            raise DamagedCheckpoint(step, f"{path} differs from its checksum")
+
+
+def checked_restore(mngr: ocp.CheckpointManager, step: int, restore_fn: Callable[[int], object]):
+    """``restore_fn(step)`` after ``verify``; any failure to restore is a DamagedCheckpoint."""
+    verify(mngr, step)
+    try:
+        return restore_fn(step)
+    except Exception as e:  # Orbax/TensorStore raise many types for missing or truncated files
+        _quiet_abandoned_reads()
+        raise DamagedCheckpoint(step, f"it does not restore ({_root_cause(e)})") from e
+
+
+def _quiet_abandoned_reads() -> None:
+    """After a failed restore, the reads Orbax abandoned still finish, each reporting its error
+    again (asyncio's "Task exception was never retrieved", TensorStore callbacks into the closed
+    event loop): the DamagedCheckpoint line has said it once, so those reports are dropped."""
+    logging.getLogger("asyncio").addFilter(lambda record: "never retrieved" not in record.getMessage())
+    if getattr(sys.unraisablehook, "_mmjax_quiet", False):
+        return
+    previous = sys.unraisablehook
+
+    def hook(unraisable):
+        if not (isinstance(unraisable.exc_value, RuntimeError) and str(unraisable.exc_value) == "Event loop is closed"):
+            previous(unraisable)
+
+    hook._mmjax_quiet = True
+    sys.unraisablehook = hook
+
+
+def _root_cause(error: BaseException) -> str:
+    """The innermost error's first line: TensorStore's names the file, its wrapper dumps a spec."""
+    while error.__cause__ is not None or error.__context__ is not None:
+        error = error.__cause__ or error.__context__
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0][:300] if lines else ''}"
+
+
+def restore_newest(mngr: ocp.CheckpointManager, restore_fn: Callable[[int], object], set_aside: bool):
+    """(step, ``restore_fn(step)``) for the newest step that restores, saying which were skipped.
+
+    ``set_aside``: move each damaged step to ``checkpoints/damaged/<step>`` (kept for inspection;
+    training then saves that step anew). Raises MmjaxError when none restores."""
+    failures = []
+    for step in sorted(mngr.all_steps(), reverse=True):
+        try:
+            return step, checked_restore(mngr, step, restore_fn)
+        except DamagedCheckpoint as e:
+            failures.append(str(e))
+            if jax.process_index() == 0:
+                print(f"{e}; {'moved aside, ' if set_aside else ''}trying the one before", file=sys.stderr)
+            if set_aside:
+                _set_aside(mngr, step)
+    raise MmjaxError(f"no checkpoint in {mngr.directory} restores: {'; '.join(failures)}")
+
+
+def _set_aside(mngr: ocp.CheckpointManager, step: int) -> None:
+    if jax.process_index() == 0:
+        target = os.path.join(mngr.directory, DAMAGED, str(step))
+        suffix = 1
+        while os.path.exists(target):
+            target, suffix = os.path.join(mngr.directory, DAMAGED, f"{step}.{suffix}"), suffix + 1
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        shutil.move(os.path.join(mngr.directory, str(step)), target)
+    if jax.process_count() > 1:
+        multihost_utils.sync_global_devices(f"mmjax set aside {step}")
+    mngr.reload()

@@ -98,6 +98,15 @@ def restore(workdir: str, step: int | str = "latest", config=None, manifest: Map
     resolved = checkpointing.resolve_step(mngr, step, workdir)
     # A run with a moving average of its parameters is evaluated with it, as in its validation.
     key = "params" if s.abstract_state.ema_params is None else "ema_params"
-    params = checkpointing.restore_params(mngr, resolved, s.abstract_state.params, key)
-    mngr.close()
+
+    def restore_params(at: int):
+        return checkpointing.restore_params(mngr, at, s.abstract_state.params, key)
+
+    try:  # "latest" falls back to the newest step that restores; "best" or a number does not
+        if step == "latest":
+            resolved, params = checkpointing.restore_newest(mngr, restore_params, set_aside=False)
+        else:
+            params = checkpointing.checked_restore(mngr, resolved, restore_params)
+    finally:
+        mngr.close()
     return RestoredRun(config, s, params, resolved)

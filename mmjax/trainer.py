@@ -319,9 +319,10 @@ def _train(config, workdir: str):
     if start is None:
         state, start = initial_state(s), 0
     else:
+        start, state = checkpointing.restore_newest(
+            mngr, lambda step: checkpointing.restore(mngr, step, s.abstract_state, data), set_aside=True)
         if is_main:
             print(f"resuming {workdir} from its checkpoint at step {start}", file=sys.stderr)
-        state = checkpointing.restore(mngr, start, s.abstract_state, data)
         stalled_since = stopped_early(config, mngr, start)
         if stalled_since is not None:
             _note_early_stop(config, start, stalled_since, "stopped early")
@@ -335,8 +336,8 @@ def _train(config, workdir: str):
     try:
         with preemption.Watch(mngr) as watch:
             state = _loop(config, s, state, start, step_fn, eval_fn, data, mngr, writer, watch)
-    finally:  # also on errors: finish in-flight (good) saves before the process ends
-        mngr.wait_until_finished()
+    finally:  # also on errors: finish in-flight (good) saves and seal them before the process ends
+        checkpointing.seal(mngr)
         mngr.close()
         writer.close()
     return state

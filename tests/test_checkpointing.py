@@ -9,7 +9,9 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from mmjax import checkpointing, evaluate, trainer
+from mmjax import checkpointing, evaluate, inference, trainer
+from mmjax.data import pipeline
+from mmjax.errors import MmjaxError
 from tests.tiny import run_module, tiny_config
 
 
@@ -107,6 +109,17 @@ def test_keeps_latest_and_best_and_never_picks_up_an_incomplete_save(records_dir
     assert checkpointing.manager(workdir, create=False).latest_step() == 8
     assert evaluate.evaluate(config, workdir, split="validation")["sarcasm"]["support"] > 0
 
+    # A flipped byte in the latest step: evaluating it stops with one line; the rerun resumes
+    # from the best step (the one before), keeps the damaged step aside and saves it anew.
+    _flip_a_byte(os.path.join(checkpoints, "8"))
+    with pytest.raises(checkpointing.DamagedCheckpoint, match="step 8 is damaged"):
+        evaluate.evaluate(config, workdir, split="validation", step=8)
+    config.num_train_steps = 10
+    trainer.train_and_evaluate(config, workdir)
+    assert os.listdir(os.path.join(checkpoints, checkpointing.DAMAGED)) == ["8"]
+    assert checkpointing.manager(workdir, create=False).latest_step() == 10
+    assert _logged_steps(workdir) == list(range(2, 11, 2))  # one line per logged step
+
 
 def test_a_checkpoint_without_a_moving_average_restores_and_can_start_one(records_dir, tmp_path):
     """Checkpoints written before ``ema_params`` existed (a TrainState of three fields) resume;
@@ -125,3 +138,73 @@ def test_a_checkpoint_without_a_moving_average_restores_and_can_start_one(record
     with_ema = checkpointing.restore(mngr, 1, trainer.setup(config, jax.devices()[:1]).abstract_state)
     jax.tree.map(np.testing.assert_array_equal, jax.device_get(with_ema.ema_params), jax.device_get(state.params))
     mngr.close()
+
+
+def _flip_a_byte(step_dir: str) -> None:
+    """Flips one byte in the middle of the step's largest array file."""
+    files = [os.path.join(root, name) for root, _, names in os.walk(os.path.join(step_dir, "state"))
+             for name in names]
+    path = max(files, key=os.path.getsize)
+    with open(path, "r+b") as f:
+        f.seek(os.path.getsize(path) // 2)
+        byte = f.read(1)
+        f.seek(-1, os.SEEK_CUR)
+        f.write(bytes([byte[0] ^ 0xFF]))
+
+
+def _truncate_arrays(step_dir: str) -> None:
+    for root, _, names in os.walk(os.path.join(step_dir, "state")):
+        for name in names:
+            if os.path.basename(root) == "d":
+                os.truncate(os.path.join(root, name), 100)
+
+
+def test_damaged_checkpoints_are_named_skipped_and_kept_aside(records_dir, tmp_path, capsys):
+    """Flipped, emptied and truncated steps: each is one line naming the step and what is wrong;
+    training falls back to the newest step that restores and moves the others aside (kept);
+    evaluation of "latest" falls back without touching the workdir, of a number stops."""
+    config = tiny_config(records_dir)
+    s = trainer.setup(config, jax.devices()[:1])
+    state = trainer.initial_state(s)
+    data = iter(pipeline.train_dataset(config, s.manifest, 0, 1))
+    workdir = str(tmp_path / "run")
+    mngr = checkpointing.manager(workdir)
+    for step in (1, 2, 3, 4):
+        checkpointing.save(mngr, step, state.replace(step=step), data, 0.5)
+    checkpointing.seal(mngr)
+    steps = {step: os.path.join(workdir, "checkpoints", str(step)) for step in (1, 2, 3, 4)}
+    assert all(os.path.exists(os.path.join(d, checkpointing.CHECKSUMS)) for d in steps.values())
+    _flip_a_byte(steps[4])
+    shutil.rmtree(steps[3]), os.mkdir(steps[3])  # emptied
+    os.remove(os.path.join(steps[2], checkpointing.CHECKSUMS))  # not sealed: found by restoring
+    _truncate_arrays(steps[2])
+
+    def restore_train_state(step):
+        return checkpointing.restore(mngr, step, s.abstract_state, data)
+
+    with pytest.raises(checkpointing.DamagedCheckpoint, match=r"step 4 is damaged: state/.* differs from its checksum"):
+        checkpointing.checked_restore(mngr, 4, restore_train_state)
+    restored = inference.restore(workdir, "latest", config, manifest=s.manifest)
+    assert restored.step == 1 and sorted(mngr.all_steps()) == [1, 2, 3, 4]  # read-only
+    with pytest.raises(MmjaxError, match="step 3 is damaged: it does not restore"):
+        inference.restore(workdir, 3, config, manifest=s.manifest)
+    capsys.readouterr()
+
+    step, restored = checkpointing.restore_newest(mngr, restore_train_state, set_aside=True)
+    assert step == 1 and int(restored.step) == 1
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.split(" is damaged")[0] for line in lines] == [f"the checkpoint at step {n}" for n in (4, 3, 2)]
+    assert "does not restore" in lines[0 + 2] and "moved aside" in lines[2]
+    assert mngr.all_steps() == [1]
+    assert sorted(os.listdir(os.path.join(workdir, "checkpoints", checkpointing.DAMAGED))) == ["2", "3", "4"]
+    checkpointing.save(mngr, 2, state.replace(step=2), data, 0.5)  # the step is saved anew
+    mngr.wait_until_finished()
+    assert mngr.all_steps() == [1, 2]
+
+    for step in (1, 2):
+        shutil.rmtree(os.path.join(workdir, "checkpoints", str(step)))
+    mngr.reload()
+    with pytest.raises(MmjaxError, match="no checkpoint in .* restores"):
+        _flip_a_byte(os.path.join(workdir, "checkpoints", checkpointing.DAMAGED, "4"))
+        mngr.close()
+        checkpointing.restore_newest(checkpointing.manager(workdir), lambda step: None, set_aside=False)
