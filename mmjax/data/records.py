@@ -146,44 +146,85 @@ def split_info(manifest: Mapping, records_dir: str, split: str) -> Mapping:
         raise schema.RecordError(f"{records_dir!r} has no split {split!r}; it has {sorted(manifest['splits'])}") from None
 
 
-def _open_shards(paths: list[str]):
-    """grain's source over the ArrayRecord ``paths``; a missing or damaged shard is one RecordError
-    naming it (the reader's own error names no file)."""
+def _open_shard(path: str):
+    """A reader of one ArrayRecord shard; a missing or damaged shard is one RecordError naming it
+    (the reader's own error names no file)."""
     try:
-        return array_record_data_source.ArrayRecordDataSource(paths)
-    except Exception:  # noqa: BLE001  the reader raises bare RuntimeErrors
-        for path in paths:
-            try:
-                array_record_data_source.ArrayRecordDataSource([path])
-            except Exception as shard_error:  # noqa: BLE001
-                reason = str(shard_error).strip() or type(shard_error).__name__
-                raise schema.RecordError(f"{path}: not a readable ArrayRecord shard ({reason}); the records are "
-                                         "damaged or incomplete: re-run `python -m mmjax.prepare`") from shard_error
-        raise
+        return array_record_data_source.ArrayRecordDataSource([path])
+    except Exception as e:  # noqa: BLE001  the reader raises bare RuntimeErrors
+        reason = str(e).strip() or type(e).__name__
+        raise schema.RecordError(f"{path}: not a readable ArrayRecord shard ({reason}); the records are "
+                                 "damaged or incomplete: re-run `python -m mmjax.prepare`") from e
 
 
 class DialogueSource:
-    """grain random-access source of serialized dialogues of one split."""
+    """grain random-access source of serialized dialogues of one split.
+
+    Every record read is checked against the manifest and the turns index (turns, feature and
+    text-state dims, label range); a record that is unreadable or disagrees is one RecordError
+    naming its shard and position. The first and last record of each shard are read when the
+    source opens, so a manifest that disagrees with its shards stops before the first step."""
 
     def __init__(self, records_dir: str, split: str, manifest: Mapping | None = None):
         check_split_allowed(split)
         manifest = manifest or load_manifest(records_dir)
         info = split_info(manifest, records_dir, split)
         self.paths = [os.path.join(records_dir, s) for s in info["shards"]]
-        self._source = _open_shards(self.paths)
-        if info.get("dialogues", len(self._source)) != len(self._source):
+        self._shards = [_open_shard(p) for p in self.paths]
+        self._ends = np.cumsum([len(shard) for shard in self._shards], dtype=np.int64)
+        total = int(self._ends[-1]) if len(self._ends) else 0
+        if info.get("dialogues", total) != total:
             raise schema.RecordError(f"{records_dir!r}: the manifest counts {info['dialogues']} {split} dialogues "
-                                     f"but its shards hold {len(self._source)}")
+                                     f"but its shards hold {total}")
         self.turns = np.load(os.path.join(records_dir, f"{split}.turns.npy"), allow_pickle=False)
-        if len(self.turns) != len(self._source):
+        if len(self.turns) != total:
             raise schema.RecordError(f"{records_dir!r}: {split}.turns.npy lists {len(self.turns)} "
-                                     f"dialogues but the shards hold {len(self._source)}")
+                                     f"dialogues but the shards hold {total}")
+        features = manifest.get("features", {})
+        self._dims = {"audio": features.get("audio_dim", 0), "visual": features.get("visual_dim", 0),
+                      "text_states": (manifest.get("text_states") or {}).get("dim", 0)}
+        self._classes = {task: len(labels) for task, labels in manifest.get("tasks", {}).items()}
+        starts = np.concatenate([[0], self._ends[:-1]])
+        for index in sorted({int(i) for i in np.concatenate([starts, self._ends - 1]) if 0 <= i < total}):
+            self[index]
 
-    def __len__(self) -> int:
-        return len(self._source)
+    def _locate(self, index: int) -> tuple[int, int]:
+        shard = int(np.searchsorted(self._ends, index, side="right"))
+        return shard, index - (int(self._ends[shard - 1]) if shard else 0)
 
     def __getitem__(self, index: int) -> schema.Dialogue:
-        return schema.deserialize(self._source[index])
+        shard, position = self._locate(index)
+        where = f"{self.paths[shard]}: record {position}"
+        try:
+            dialogue = schema.deserialize(self._shards[shard][position])
+        except Exception as e:  # noqa: BLE001  reader and decoder raise many types for damaged bytes
+            raise schema.RecordError(f"{where} is damaged ({str(e).strip()[:200] or type(e).__name__}); "
+                                     "re-run `python -m mmjax.prepare`") from e
+        problem = self._disagreement(dialogue, int(self.turns[index]))
+        if problem:
+            raise schema.RecordError(f"{where} (dialogue {dialogue.dialogue_id!r}) {problem}; the records are "
+                                     "inconsistent: re-run `python -m mmjax.prepare`")
+        return dialogue
+
+    def _disagreement(self, d: schema.Dialogue, turns: int) -> str | None:
+        """What in ``d`` disagrees with the turns index or the manifest, or None."""
+        if d.num_turns != turns:
+            return f"has {d.num_turns} utterances; the turns index says {turns}"
+        for modality in ("audio", "visual"):
+            for feats in getattr(d, modality):
+                if feats is not None and feats.shape[1] != self._dims[modality]:
+                    return f"has {modality} features of dim {feats.shape[1]}; the manifest says {self._dims[modality]}"
+        states_dim = d.text_states[0].shape[1] if d.text_states else 0
+        if states_dim != self._dims["text_states"]:
+            return f"has text states of dim {states_dim}; the manifest says {self._dims['text_states']}"
+        for task, values in d.labels.items():
+            n = self._classes.get(task)
+            if n is not None and len(values) and not -1 <= int(values.min()) <= int(values.max()) < n:
+                return f"has {task} labels outside -1..{n - 1}, the manifest's {n} classes"
+        return None
+
+    def __len__(self) -> int:
+        return len(self.turns)
 
     def __repr__(self) -> str:
         return f"DialogueSource({self.paths})"

@@ -148,3 +148,43 @@ def test_a_truncated_shard_is_one_error_naming_it(tmp_path):
         f.write(data[:len(data) // 2])
     with pytest.raises(RecordError, match=f"{shard}: not a readable ArrayRecord shard"):
         records.DialogueSource(path, "train")
+
+
+def _one_shard(path: str, split: str = "train") -> str:
+    return os.path.join(path, records.load_manifest(path)["splits"][split]["shards"][0])
+
+
+def test_a_record_damaged_inside_a_readable_shard_is_named(tmp_path):
+    path = str(tmp_path / "records")
+    synthetic.write(path, {"train": 5}, seed=0)
+    shard = _one_shard(path)
+    with open(shard, "r+b") as f:  # a byte of the second record; the shard's index stays intact
+        f.seek(10_000)
+        byte = f.read(1)
+        f.seek(-1, os.SEEK_CUR)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    source = records.DialogueSource(path, "train")  # opens: its first and last records are sound
+    with pytest.raises(RecordError, match=rf"{shard}: record 1 is damaged \(Corrupted .+\); re-run"):
+        source[1]
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda m: m["features"].__setitem__("audio_dim", 7), "has audio features of dim 24; the manifest says 7"),
+    (lambda m: m["tasks"].__setitem__("sarcasm", ["no"]), "has sarcasm labels outside -1..0"),
+])
+def test_a_manifest_that_disagrees_with_its_records_is_refused_when_opened(tmp_path, edit, message):
+    path = str(tmp_path / "records")
+    synthetic.write(path, {"train": 3}, seed=0)
+    _edit_manifest(path, edit)
+    with pytest.raises(RecordError, match=rf"{_one_shard(path)}: record \d \(dialogue .*\) {message}"):
+        records.DialogueSource(path, "train")
+
+
+def test_a_wrong_turns_index_is_refused(tmp_path):
+    path = str(tmp_path / "records")
+    synthetic.write(path, {"train": 3}, seed=0)
+    index = os.path.join(path, "train.turns.npy")
+    turns = np.load(index)
+    np.save(index, turns[::-1] + 1)
+    with pytest.raises(RecordError, match=r"record 0 \(dialogue .*\) has \d+ utterances; the turns index says"):
+        records.DialogueSource(path, "train")
