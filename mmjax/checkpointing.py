@@ -12,7 +12,9 @@ that restores and moves the damaged ones aside, keeping them (``restore_newest``
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import inspect
 import json
 import logging
 import os
@@ -27,7 +29,7 @@ from jax.experimental import multihost_utils
 from orbax.checkpoint.checkpoint_managers import preservation_policy
 
 from mmjax.atomic import write_atomically
-from mmjax.errors import MmjaxError
+from mmjax.errors import MmjaxError, out_of_space
 
 STATE, DATA = "state", "data"
 CHECKSUMS = "mmjax_checksums.json"  # in each step directory: {relative path: blake2b hex digest}
@@ -61,6 +63,7 @@ def manager(workdir: str, keep_latest: int | None = None, create: bool = True) -
     # best_fn makes Orbax store each step's metrics (and rank steps by them in best_step()).
     options = ocp.CheckpointManagerOptions(create=create, enable_async_checkpointing=True,
                                            best_fn=_score, best_mode="max", preservation_policy=policy)
+    _quiet_orbax_failures()
     return ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), "checkpoints"),
                                  options=options)
 
@@ -69,8 +72,25 @@ def save(mngr: ocp.CheckpointManager, step: int, state, data_iterator, score: fl
     """Saves state and iterator asynchronously; ``score`` ranks it for the best checkpoint. The
     steps saved before it are sealed first (Orbax waits for them before a new save anyway)."""
     seal(mngr)
-    mngr.save(step, metrics={SCORE: score}, args=ocp.args.Composite(**{
-        STATE: ocp.args.StandardSave(state), DATA: grain.checkpoint.CheckpointSave(data_iterator)}))
+    with _space_checked(mngr):
+        mngr.save(step, metrics={SCORE: score}, args=ocp.args.Composite(**{
+            STATE: ocp.args.StandardSave(state), DATA: grain.checkpoint.CheckpointSave(data_iterator)}))
+
+
+@contextlib.contextmanager
+def _space_checked(mngr: ocp.CheckpointManager):
+    """A full disk during a save is one MmjaxError saying which checkpoints are intact (Orbax
+    writes each step to a temporary directory first, so every earlier step is)."""
+    try:
+        yield
+    except Exception as e:  # noqa: BLE001  Orbax and TensorStore wrap the OSError in many ways
+        if not out_of_space(e):
+            raise
+        mngr.reload()
+        steps = mngr.all_steps()
+        kept = (f"the checkpoints at steps {', '.join(map(str, sorted(steps)))} are intact: free space and run the "
+                "same command again to resume" if steps else "no checkpoint was saved before")
+        raise MmjaxError(f"no space left on the device of {mngr.directory} while saving a checkpoint; {kept}") from e
 
 
 def best_step(mngr: ocp.CheckpointManager) -> int | None:
@@ -154,7 +174,8 @@ def _digests(step_dir: str) -> dict[str, str]:
 def seal(mngr: ocp.CheckpointManager) -> None:
     """Waits for in-flight saves, then writes the checksum file of every finished step that lacks
     one (process 0; the steps are complete once Orbax has renamed them into place)."""
-    mngr.wait_until_finished()
+    with _space_checked(mngr):
+        mngr.wait_until_finished()
     if jax.process_index() != 0:
         return
     for step in mngr.all_steps():
@@ -189,21 +210,31 @@ def checked_restore(mngr: ocp.CheckpointManager, step: int, restore_fn: Callable
     try:
         return restore_fn(step)
     except Exception as e:  # Orbax/TensorStore raise many types for missing or truncated files
-        _quiet_abandoned_reads()
         raise DamagedCheckpoint(step, f"it does not restore ({_root_cause(e)})") from e
 
 
-def _quiet_abandoned_reads() -> None:
-    """After a failed restore, the reads Orbax abandoned still finish, each reporting its error
-    again (asyncio's "Task exception was never retrieved", TensorStore callbacks into the closed
-    event loop): the DamagedCheckpoint line has said it once, so those reports are dropped."""
-    logging.getLogger("asyncio").addFilter(lambda record: "never retrieved" not in record.getMessage())
+def _orbax_failure_echo(record: logging.LogRecord) -> bool:
+    """Whether a log record repeats a failure that reaches mmjax as an exception anyway: Orbax's
+    background threads log each failed save at ERROR with its traceback before re-raising it,
+    and the reads and writes it abandons report their errors again as asyncio's "Task exception
+    was never retrieved"."""
+    from_orbax = f"{os.sep}orbax{os.sep}" in record.pathname and record.levelno >= logging.ERROR
+    return from_orbax or "never retrieved" in record.getMessage()
+
+
+def _quiet_orbax_failures() -> None:
+    """Keeps the console to the one line mmjax prints for a failed save or restore: drops the
+    echoes of ``_orbax_failure_echo`` and TensorStore's callbacks into a closed event loop (and
+    abandoned coroutines finalised at exit), which Python reports as unraisable exceptions."""
     if getattr(sys.unraisablehook, "_mmjax_quiet", False):
         return
+    for name in ("absl", "asyncio"):
+        logging.getLogger(name).addFilter(lambda record: not _orbax_failure_echo(record))
     previous = sys.unraisablehook
 
     def hook(unraisable):
-        if not (isinstance(unraisable.exc_value, RuntimeError) and str(unraisable.exc_value) == "Event loop is closed"):
+        closed_loop = isinstance(unraisable.exc_value, RuntimeError) and str(unraisable.exc_value) == "Event loop is closed"
+        if not (closed_loop or inspect.iscoroutine(unraisable.object)):
             previous(unraisable)
 
     hook._mmjax_quiet = True

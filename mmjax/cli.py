@@ -10,7 +10,7 @@ import sys
 import jax
 from absl import flags, logging
 
-from mmjax.errors import MmjaxError
+from mmjax.errors import MmjaxError, out_of_space
 
 
 def initialize() -> None:
@@ -39,6 +39,11 @@ def user_errors(program: str):
         yield
     except MmjaxError as e:
         print(f"{program}: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except OSError as e:
+        if not out_of_space(e):
+            raise
+        print(f"{program}: error: no space left on the device of {e.filename!r}: {e.strerror}", file=sys.stderr)
         sys.exit(2)
 
 

@@ -1,5 +1,9 @@
 """Errors a user can act on. Entry points print them as one line, without a traceback."""
 
+import errno
+
+_FULL = {errno.ENOSPC: "No space left on device", errno.EDQUOT: "Disk quota exceeded"}
+
 
 class MmjaxError(Exception):
     """Something the user can fix: a config key, a corpus file or record, a path, a diverging
@@ -29,3 +33,15 @@ class InputError(MmjaxError, ValueError):
 class CheckpointError(MmjaxError, ValueError):
     """A pretrained checkpoint directory that is missing, of an unsupported family, or whose
     tensors do not match its config; names the file and the tensors."""
+
+
+def out_of_space(error: BaseException) -> bool:
+    """Whether ``error`` or one it was raised from is a full disk or quota: an OSError, or the
+    error text TensorStore and ArrayRecord raise in its place."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if (isinstance(error, OSError) and error.errno in _FULL) or any(t in str(error) for t in _FULL.values()):
+            return True
+        error = error.__cause__ or error.__context__
+    return False

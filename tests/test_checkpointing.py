@@ -12,7 +12,7 @@ import pytest
 from mmjax import checkpointing, evaluate, inference, trainer
 from mmjax.data import pipeline
 from mmjax.errors import MmjaxError
-from tests.tiny import run_module, tiny_config
+from tests.tiny import run_module, run_on_a_small_disk, tiny_config
 
 
 def _final_params(workdir: str, step: int):
@@ -208,3 +208,22 @@ def test_damaged_checkpoints_are_named_skipped_and_kept_aside(records_dir, tmp_p
         _flip_a_byte(os.path.join(workdir, "checkpoints", checkpointing.DAMAGED, "4"))
         mngr.close()
         checkpointing.restore_newest(checkpointing.manager(workdir), lambda step: None, set_aside=False)
+
+
+@pytest.mark.slow
+def test_a_full_disk_at_a_save_is_one_line_and_the_rerun_resumes(records_dir, tmp_path):
+    disk = str(tmp_path / "disk")
+    train = (f"$PY -m mmjax.train --config=tests/tiny.py --config.data.dir={records_dir} --workdir={disk}/run "
+             "--config.num_train_steps=12 --config.eval_every_steps=100")
+    code, out = run_on_a_small_disk(disk, "4m", f"""
+{train} 2>&1; echo "first exit=$?"
+mount -o remount,size=64m {disk}
+{train} 2>&1; echo "second exit=$?"; ls {disk}/run/checkpoints""")
+    assert code == 0, out
+    first, second = out.split("first exit=")
+    assert second.startswith("2\n") and "Traceback" not in first, out[-3000:]
+    error = [line for line in first.splitlines() if "mmjax.train: error:" in line]
+    assert len(error) == 1 and "no space left on the device of" in error[0], out[-3000:]
+    intact = [int(s) for s in error[0].split("checkpoints at steps ")[1].split(" are")[0].split(", ")]
+    assert f"from its checkpoint at step {max(intact)}" in second and "second exit=0" in second, second[-3000:]
+    assert second.rstrip().endswith("12")  # the rerun saved the last step

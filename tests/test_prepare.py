@@ -4,7 +4,7 @@ leaving no output behind."""
 import json
 import os
 
-from tests.tiny import run_module
+from tests.tiny import run_module, run_on_a_small_disk
 
 ROWS = [{"dialogue": "d1", "turn": 0, "speaker": "A", "text": "so what", "labels": {"sarcasm": "none"}},
         {"dialogue": "d1", "turn": 1, "speaker": "B", "text": "oh great", "labels": {"sarcasm": "sarcastic"}},
@@ -37,3 +37,16 @@ def test_synthetic_takes_the_tokenizer_flag(tmp_path):
     code, out = run_module(*args, "--tokenizer=word")
     assert code == 2 and "Traceback" not in out
     assert "mmjax.prepare: error: --tokenizer=word builds a vocabulary of a converted corpus" in out
+
+
+def test_a_full_disk_is_one_line_and_leaves_the_previous_records(tmp_path):
+    disk = str(tmp_path / "disk")
+    code, out = run_on_a_small_disk(disk, "1m", f"""
+mkdir {disk}/records && echo kept > {disk}/records/manifest.json
+$PY -m mmjax.prepare --corpus=synthetic --output={disk}/records --dialogues=train:400,validation:50,test:50
+echo "exit=$?"; ls -A {disk}; cat {disk}/records/manifest.json""")
+    assert code == 0, out
+    assert "exit=2" in out and "Traceback" not in out, out
+    assert (f"mmjax.prepare: error: no space left on the device of '{disk}/records' while writing the records; "
+            "the partial copy was removed and the records there before are unchanged") in out
+    assert "exit=2\nrecords\nkept\n" in out  # no partial directory beside them

@@ -58,3 +58,23 @@ def run_module(*args, env=None, timeout=240, wait=True):
         return subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
     return result.returncode, result.stdout + result.stderr
+
+
+def run_on_a_small_disk(disk: str, size: str, script: str, timeout=600) -> tuple[int, str]:
+    """Runs the shell ``script`` with a ``size`` tmpfs (e.g. "4m") mounted at the directory
+    ``disk``, in a private mount namespace (``unshare``; no root needed where user namespaces are
+    enabled). ``$PY`` in the script is this Python; the repository is the working directory.
+    Returns (exit code, output); skips the test where no namespace can be made."""
+    import shutil
+
+    import pytest
+
+    if shutil.which("unshare") is None or subprocess.run(["unshare", "-rm", "true"], capture_output=True).returncode:
+        pytest.skip("a full disk is simulated with a tmpfs in a private mount namespace, which this machine "
+                    "does not allow (unshare -rm)")
+    os.makedirs(disk, exist_ok=True)
+    env = {**os.environ, "XLA_FLAGS": "", "JAX_PLATFORMS": "cpu", "PY": sys.executable}
+    full = f"mount -t tmpfs -o size={size} tmpfs {disk} || exit 99\n{script}"
+    result = subprocess.run(["unshare", "-rm", "sh", "-c", full], cwd=REPO, env=env, capture_output=True,
+                            text=True, timeout=timeout)
+    return result.returncode, result.stdout + result.stderr

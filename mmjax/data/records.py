@@ -29,7 +29,7 @@ import numpy as np
 from array_record.python import array_record_data_source, array_record_module
 
 from mmjax.data import schema
-from mmjax.errors import ForbiddenSplitError, MmjaxError
+from mmjax.errors import ForbiddenSplitError, MmjaxError, out_of_space
 from mmjax.tasks import TASKS
 
 MANIFEST = "manifest.json"
@@ -110,8 +110,12 @@ def write_corpus(output_dir: str, corpus: str, splits: Mapping[str, Sequence[sch
         if os.path.exists(output_dir):
             shutil.rmtree(output_dir)
         os.rename(staging, output_dir)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(staging, ignore_errors=True)
+        if isinstance(e, Exception) and out_of_space(e):
+            before = "the records there before are unchanged" if os.path.exists(output_dir) else "nothing was written"
+            raise MmjaxError(f"no space left on the device of {output_dir!r} while writing the records; the "
+                             f"partial copy was removed and {before}") from e
         raise
     return manifest
 
