@@ -27,6 +27,8 @@ def _define_flags():
     flags.DEFINE_string("input", None, "JSONL file: one dialogue per line.")
     flags.DEFINE_string("output", None, "JSONL file to write: one line per utterance.")
     flags.DEFINE_string("step", "latest", "Checkpoint to use: latest, best (by validation score) or a step.")
+    flags.DEFINE_bool("allow_outside_paths", False, "Feature paths in the input may leave its directory "
+                      "(absolute, .., symlinks); by default they are refused.")
     flags.mark_flags_as_required(["workdir", "input", "output"])
 
 
@@ -36,7 +38,8 @@ def main(argv):
     cli.initialize()
     f = flags.FLAGS
     with cli.user_errors("mmjax.predict"):
-        count = prediction.predict(f.workdir, f.input, f.output, f.step, f.config)
+        count = prediction.predict(f.workdir, f.input, f.output, f.step, f.config,
+                                   allow_outside_paths=f.allow_outside_paths)
         if jax.process_index() == 0:
             print(f"wrote predictions for {count} utterances to {f.output}", file=sys.stderr)
 

@@ -30,12 +30,13 @@ from mmjax.tasks import get_task
 DECIMALS = 6
 
 
-def read_input(path: str, config, manifest) -> dialogue_jsonl.Dialogues:
+def read_input(path: str, config, manifest, allow_outside: bool = False) -> dialogue_jsonl.Dialogues:
     """The input's dialogues, tokenized with the training tokenizer; features checked against the
     training records' dimensions for the modalities the model reads; for a model that reads
     cached text states, those of the training records' checkpoint."""
-    dims = {m: manifest["features"][f"{m}_dim"] for m in config.model.modalities if m != "text"}
-    dialogues = dialogue_jsonl.read(path, text.from_manifest(manifest["text"]), dims)
+    features = {m: dialogue_jsonl.FeatureSpec(manifest["features"][f"{m}_dim"], config.data[f"max_{m}_frames"])
+                for m in config.model.modalities if m != "text"}
+    dialogues = dialogue_jsonl.read(path, text.from_manifest(manifest["text"]), features, allow_outside)
     if text_states.dim_for(config, manifest):
         text_states.embed({"input": dialogues}, manifest["text"], manifest["text_states"]["checkpoint"],
                           progress=jax.process_index() == 0)
@@ -83,12 +84,13 @@ def write_lines(path: str, lines) -> None:
 
 
 def predict(workdir: str, input_path: str, output_path: str, step: int | str = "latest", config=None,
-            progress: bool = True) -> int:
+            progress: bool = True, allow_outside_paths: bool = False) -> int:
     """Predicts every utterance of ``input_path`` with ``step`` of ``workdir``; writes
-    ``output_path`` (process 0) and returns the number of utterances."""
+    ``output_path`` (process 0) and returns the number of utterances. ``allow_outside_paths``:
+    feature paths may leave the input's directory."""
     config = inference.run_config(workdir, config)
     manifest = inference.training_manifest(workdir, config)
-    dialogues = read_input(input_path, config, manifest)  # every line checked before the restore
+    dialogues = read_input(input_path, config, manifest, allow_outside_paths)  # every line checked first
     run = inference.restore(workdir, step, config, manifest=manifest)
     probs = probabilities(run, dialogues, progress)
     if jax.process_index() == 0:

@@ -39,6 +39,8 @@ def _define_flags():
     flags.DEFINE_string("input", None, "The corpus files: a directory (cmma, meld, jsonl, mustard) or a file "
                         "(mustard's sarcasm_data.json, an mmsa .pkl).")
     flags.DEFINE_string("output", None, "Records directory to write (replaced atomically).")
+    flags.DEFINE_bool("allow_outside_paths", False, "JSONL corpus: feature paths may leave the directory of "
+                      "the .jsonl file (absolute, .., symlinks); by default they are refused.")
     flags.DEFINE_bool("skip_bad", False, "Skip malformed rows and feature arrays, counting them in the report, "
                       "instead of stopping at the first with an error.")
     flags.DEFINE_string("tokenizer", "", "'' the corpus default (characters of the training split for CMMA, "
@@ -109,7 +111,8 @@ def text_states_checkpoint(flag: str) -> str | None:
 
 def options_from_flags(FLAGS) -> common.Options:
     return common.Options(skip_bad=FLAGS.skip_bad, encoding=FLAGS.encoding, protocol=FLAGS.protocol,
-                          fold=FLAGS.fold, seed=FLAGS.seed, validation_fraction=FLAGS.validation_fraction)
+                          fold=FLAGS.fold, seed=FLAGS.seed, validation_fraction=FLAGS.validation_fraction,
+                          allow_outside_paths=FLAGS.allow_outside_paths)
 
 
 def main(argv):

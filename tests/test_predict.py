@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mmjax import errors, prediction, sharding, trainer
-from mmjax.data import dialogue_jsonl, pipeline, records, text
+from mmjax.data import arrays, dialogue_jsonl, pipeline, records, text
 from tests.tiny import run_module
 
 
@@ -64,12 +64,25 @@ def test_predictions_equal_the_evaluation_forward_with_its_context_windows(train
 
 
 def _input(tmp_path, second_line: str) -> str:
-    np.save(tmp_path / "nan.npy", np.full((3, 24), np.nan, np.float32))
-    np.save(tmp_path / "narrow.npy", np.zeros((3, 5), np.float32))
-    good = {"dialogue_id": "d1", "utterances": [{"speaker": "A", "text": "good_1 word_2"}]}
     path = tmp_path / "input.jsonl"
+    if not path.exists():
+        np.save(tmp_path / "nan.npy", np.full((3, 24), np.nan, np.float32))
+        np.save(tmp_path / "narrow.npy", np.zeros((3, 5), np.float32))
+        _claiming(tmp_path / "huge.npy", (60_000_000, 1024))
+        os.mkfifo(tmp_path / "fifo.npy")
+        outside = tmp_path.parent / f"{tmp_path.name}_outside.npy"
+        np.save(outside, np.zeros((3, 24), np.float32))
+        os.symlink(outside, tmp_path / "link.npy")
+    good = {"dialogue_id": "d1", "utterances": [{"speaker": "A", "text": "good_1 word_2"}]}
     path.write_text(json.dumps(good) + "\n" + second_line + "\n")
     return str(path)
+
+
+def _claiming(path, shape) -> None:
+    """A .npy file whose header claims ``shape`` float32 but which holds one row."""
+    with open(path, "wb") as f:
+        np.lib.format.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False, "shape": shape})
+        f.write(np.zeros(shape[1:], np.float32).tobytes())
 
 
 def _utterances(**utterance) -> str:
@@ -86,12 +99,46 @@ def _utterances(**utterance) -> str:
     (_utterances(audio="missing.npy"), "utterance 0: audio: cannot read a numeric array from"),
     (_utterances(audio="nan.npy"), "audio features contain NaN or inf"),
     (_utterances(audio="narrow.npy"), r"audio features have shape \(3, 5\), expected \[frames>0, 24\]"),
+    (_utterances(audio="huge.npy"), r"its header claims a \(60000000, 1024\) float32 array \(245,760,000,000 "
+                                    r"bytes\) but the file holds"),
+    (_utterances(audio="fifo.npy"), "fifo.npy: not a regular file"),
+    ("[" * 100_000 + "]" * 100_000, "JSON nested too deeply"),
+    (_utterances(audio="link.npy"), "utterance 0: audio 'link.npy' leaves the input's directory"),
+    (_utterances(audio="../x.npy"), "utterance 0: audio '../x.npy' leaves the input's directory"),
+    (_utterances(audio="/etc/hostname"), "utterance 0: audio '/etc/hostname' leaves the input's directory"),
+    (_utterances(audio="/no/such/file"), "utterance 0: audio '/no/such/file' leaves the input's directory"),
 ])
 def test_a_bad_line_is_one_error_naming_it(tmp_path, line, message):
     path = _input(tmp_path, line)
     with pytest.raises(errors.InputError, match=f"^{path}:2: .*{message}"):
-        dialogue_jsonl.read(path, text.VocabularyTokenizer(list(text.SPECIAL_TOKENS), "word"),
-                            {"audio": 24, "visual": 16})
+        dialogue_jsonl.read(path, text.VocabularyTokenizer(list(text.SPECIAL_TOKENS), "word"), _FEATURES)
+
+
+_FEATURES = {"audio": dialogue_jsonl.FeatureSpec(24, 10), "visual": dialogue_jsonl.FeatureSpec(16, 10)}
+
+
+def test_only_the_frames_the_model_reads_are_read_and_outside_paths_need_the_flag(tmp_path):
+    frames = np.arange(200_000, dtype=np.float32)[:, None] * np.ones(24, np.float32)
+    np.save(tmp_path / "long.npy", frames)
+    path = _input(tmp_path, _utterances(audio="long.npy", visual=None))
+    tokenizer = text.VocabularyTokenizer(list(text.SPECIAL_TOKENS), "word")
+    audio = dialogue_jsonl.read(path, tokenizer, _FEATURES)[1].audio[0]
+    np.testing.assert_array_equal(audio, frames[arrays.frame_indices(len(frames), 10)])
+    assert not isinstance(audio, np.memmap) and audio.shape == (10, 24)
+
+    path = _input(tmp_path, _utterances(audio="link.npy"))
+    assert dialogue_jsonl.read(path, tokenizer, _FEATURES, allow_outside=True)[1].audio[0].shape == (3, 24)
+    os.remove(path)
+    os.mkfifo(path)
+    with pytest.raises(errors.InputError, match="is not a regular file"):
+        dialogue_jsonl.read(path, tokenizer, _FEATURES)
+
+
+def test_a_line_longer_than_the_limit_is_refused_without_reading_on(tmp_path, monkeypatch):
+    monkeypatch.setattr(dialogue_jsonl, "MAX_LINE_BYTES", 100)
+    path = _input(tmp_path, _utterances(text="x" * 200))
+    with pytest.raises(errors.InputError, match=f"^{path}:2: line longer than 100 bytes"):
+        dialogue_jsonl.read(path, text.VocabularyTokenizer(list(text.SPECIAL_TOKENS), "word"), _FEATURES)
 
 
 def test_a_bad_line_leaves_no_output_and_the_cli_names_it(trained_run, tmp_path):
@@ -101,4 +148,5 @@ def test_a_bad_line_leaves_no_output_and_the_cli_names_it(trained_run, tmp_path)
     code, out = run_module("mmjax.predict", f"--workdir={trained_run[1]}", f"--input={path}", f"--output={output}")
     assert code == 2 and f"mmjax.predict: error: {path}:2: " in out and "Traceback" not in out, out
     assert output.read_text() == "earlier predictions\n"
-    assert sorted(os.listdir(tmp_path)) == ["input.jsonl", "nan.npy", "narrow.npy", "preds.jsonl"]
+    assert sorted(os.listdir(tmp_path)) == ["fifo.npy", "huge.npy", "input.jsonl", "link.npy", "nan.npy", "narrow.npy",
+                                           "preds.jsonl"]

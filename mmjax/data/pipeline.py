@@ -31,7 +31,7 @@ import grain
 import jax
 import numpy as np
 
-from mmjax.data import records, schema
+from mmjax.data import arrays, records, schema
 from mmjax.errors import ConfigError
 from mmjax.models import text_states
 
@@ -76,19 +76,12 @@ def context_windows(turns: np.ndarray, max_turns: int, context_turns: int) -> np
     return np.array(out, np.int32).reshape(-1, 3)
 
 
-def _fit(length: int, limit: int) -> np.ndarray:
-    """Indices of at most ``limit`` of ``length`` frames, spread uniformly over the utterance."""
-    if length <= limit:
-        return np.arange(length)
-    return np.linspace(0, length - 1, limit).round().astype(np.int64)
-
-
 def _pad_features(features: Sequence[np.ndarray | None], max_frames: int, dim: int):
     values = np.zeros((len(features), max_frames, dim), np.float32)
     mask = np.zeros((len(features), max_frames), bool)
     for t, f in enumerate(features):
         if f is not None:
-            keep = _fit(len(f), max_frames)
+            keep = arrays.frame_indices(len(f), max_frames)
             values[t, :len(keep)] = f[keep]
             mask[t, :len(keep)] = True
     return values, mask

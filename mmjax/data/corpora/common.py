@@ -36,7 +36,7 @@ from collections.abc import Iterator, Mapping, Sequence
 import numpy as np
 import tqdm
 
-from mmjax.data import records, schema, text
+from mmjax.data import arrays, records, schema, text
 from mmjax.errors import ConfigError, RecordError
 from mmjax.models import text_states as cached_text
 from mmjax.tasks import TASKS
@@ -50,6 +50,7 @@ class Options:
     """Converter options from the ``mmjax.prepare`` flags."""
 
     skip_bad: bool = False
+    allow_outside_paths: bool = False  # feature paths in a JSONL corpus may leave its directory
     encoding: str = ""  # "" = the corpus's published encoding
     protocol: str = ""  # MUStARD split protocol ("" = speaker_independent)
     fold: int = 0  # MUStARD speaker-dependent: the test fold
@@ -254,15 +255,7 @@ class FeatureFile:
     def load(self, utterance_id: str) -> np.ndarray:
         if self._npz is not None:
             return self._npz[utterance_id]
-        return load_array(self.where(utterance_id))
-
-
-def load_array(path: str) -> np.ndarray:
-    """One ``.npy`` array, never unpickling objects."""
-    try:
-        return np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as e:
-        raise RecordError(f"{path}: cannot read a .npy array ({e})") from e
+        return arrays.load_npy(self.where(utterance_id))
 
 
 def attach_features(corpus: Corpus, modality: str, path: str, problems: Problems) -> None:

@@ -22,7 +22,9 @@ Fields:
   ``sarcasm_humor`` ("-2".."2" or the integers -2..2). A missing task or ``null`` is unlabelled.
   The corpus's tasks are those labelled at least once.
 * ``audio``, ``visual`` (string, optional): a ``.npy`` file (float [frames, dim] or [dim]),
-  relative to the ``.jsonl`` file. Without one the utterance has that modality absent.
+  relative to the ``.jsonl`` file and inside its directory (an absolute path, ``..`` or a symlink
+  leading out is refused unless ``--allow_outside_paths``). Without one the utterance has that
+  modality absent.
 
 Any other field is an error (a misspelt ``labels`` would otherwise silently train on nothing).
 Text is tokenized with MiniLM by default; pass ``--tokenizer=char`` for Chinese text.
@@ -33,6 +35,7 @@ from __future__ import annotations
 import json
 import os
 
+from mmjax.data import arrays
 from mmjax.data.corpora import common
 from mmjax.errors import RecordError
 from mmjax.tasks import TASKS
@@ -55,7 +58,8 @@ def _label(task: str, value, where: str, problems: common.Problems) -> int | Non
     return common.label_id(TASKS[task].labels, value, f"labels.{task}", where, problems)
 
 
-def _turn(row, base_dir: str, where: str, problems: common.Problems) -> tuple[str, int, common.Turn] | None:
+def _turn(row, base_dir: str, where: str, problems: common.Problems,
+          allow_outside: bool) -> tuple[str, int, common.Turn] | None:
     """(dialogue id, turn index, Turn) of one line, or None when the line is bad."""
     if not isinstance(row, dict):
         problems.bad("malformed row", where, f"is a JSON {type(row).__name__}, expected an object")
@@ -87,20 +91,21 @@ def _turn(row, base_dir: str, where: str, problems: common.Problems) -> tuple[st
     result = common.Turn(row.get("id") or f"{dialogue}_{turn}", row["speaker"], row["text"], where, labels)
     for modality in common.FEATURE_MODALITIES:
         if row.get(modality) is not None:
-            path = os.path.join(base_dir, str(row[modality]))
-            if not os.path.isfile(path):
+            try:
+                path = arrays.confined(str(row[modality]), base_dir, f"{modality} file", allow_outside)
+                setattr(result, modality, arrays.load_npy(path))
+            except RecordError as e:
                 problems.bad(f"bad {modality} feature array (modality left absent)", where,
-                             f"{modality} file {path!r} not found; expected a .npy file relative to the .jsonl file")
+                             f"{e}; expected a .npy file relative to the .jsonl file")
                 continue
-            setattr(result, modality, common.load_array(path))
             result.feature_where[modality] = path
     return str(dialogue), turn, result
 
 
-def _read_split(path: str, encoding: str, problems: common.Problems) -> list[common.RawDialogue]:
+def _read_split(path: str, options: common.Options, problems: common.Problems) -> list[common.RawDialogue]:
     dialogues: dict[str, dict[int, common.Turn]] = {}
     base_dir = os.path.dirname(path)
-    lines = common.read_lines(path, encoding, problems)
+    lines = common.read_lines(path, options.encoding or "utf-8", problems)
     for number, line in common.progress(lines, os.path.basename(path)):
         if not line.strip():
             continue
@@ -110,7 +115,7 @@ def _read_split(path: str, encoding: str, problems: common.Problems) -> list[com
         except json.JSONDecodeError as e:
             problems.bad("malformed row", where, f"not valid JSON ({e.msg}); expected one JSON object per line")
             continue
-        parsed = _turn(row, base_dir, where, problems)
+        parsed = _turn(row, base_dir, where, problems, options.allow_outside_paths)
         if parsed is None:
             continue
         dialogue, index, turn = parsed
@@ -128,7 +133,7 @@ def read(path: str, options: common.Options, problems: common.Problems) -> commo
     if not os.path.isfile(files["train"]):
         raise RecordError(f"{path}: expected a directory with train.jsonl (and optionally validation.jsonl, "
                           "test.jsonl)")
-    splits = {split: _read_split(file, options.encoding or "utf-8", problems)
+    splits = {split: _read_split(file, options, problems)
               for split, file in files.items() if os.path.isfile(file)}
     labelled = {task for d in splits.values() for x in d for t in x.turns for task in t.labels}
     if not labelled:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import builtins
 import codecs
+import functools
 import io
 import math
 import os
@@ -54,20 +55,58 @@ def _numpy_globals() -> dict[tuple[str, str], object]:
 
 
 class RestrictedUnpickler(pickle.Unpickler):
-    """An Unpickler that resolves only the globals numpy arrays need; anything else is refused."""
+    """An Unpickler that resolves only the globals numpy arrays need; anything else is refused.
+
+    Nor may a small pickle allocate much: an array's or bytearray's data must be in the pickle,
+    so the callables that allocate from a size alone (``bytearray(n)``, ``ndarray(shape)``,
+    ``_reconstruct``) are refused sizes beyond ``budget`` bytes (default: the pickle's size)."""
 
     ALLOWED = _numpy_globals()
 
-    def __init__(self, file, path: str):
+    def __init__(self, file, path: str, budget: int):
         super().__init__(file)
-        self.path = path
+        self.path, self.budget = path, budget
+        self._allowed = dict(self.ALLOWED)
+        ndarray = _Sized(np.ndarray, self._check)
+        for key, value in self.ALLOWED.items():
+            if value is np.ndarray:
+                self._allowed[key] = ndarray
+            elif getattr(value, "__name__", "") == "_reconstruct":
+                self._allowed[key] = functools.partial(self._reconstruct, value, ndarray)
+            elif value is bytearray:
+                self._allowed[key] = _Sized(bytearray, self._check_bytearray)
+
+    def _check(self, shape=(), dtype=float, *_, **__) -> None:
+        size = math.prod((shape,) if isinstance(shape, int) else shape) * np.dtype(dtype).itemsize
+        if size > self.budget:
+            raise RecordError(f"{self.path}: the pickle asks for a {shape} {np.dtype(dtype)} array ({size:,} bytes) "
+                              f"but holds {self.budget:,} bytes")
+
+    def _check_bytearray(self, source=b"", *_) -> None:
+        if isinstance(source, int):
+            self._check(source, np.uint8)
+
+    def _reconstruct(self, reconstruct, ndarray, subtype, shape, dtype):
+        self._check(shape, np.uint8 if isinstance(dtype, bytes) else dtype)
+        return reconstruct(np.ndarray if subtype is ndarray else subtype, shape, dtype)
 
     def find_class(self, module: str, name: str):
         try:
-            return self.ALLOWED[(module, name)]
+            return self._allowed[(module, name)]
         except KeyError:
             raise RecordError(f"{self.path}: the pickle refers to {module}.{name}, which is refused; expected "
                               "only numpy arrays, lists, dicts, strings and numbers") from None
+
+
+class _Sized:
+    """``fn`` behind ``check(*args)``: an allocating callable a pickle may name, size-checked."""
+
+    def __init__(self, fn, check):
+        self.fn, self.check = fn, check
+
+    def __call__(self, *args, **kwargs):
+        self.check(*args, **kwargs)
+        return self.fn(*args, **kwargs)
 
 
 def load(path: str) -> object:
@@ -77,7 +116,7 @@ def load(path: str) -> object:
     with open(path, "rb") as f:
         data = f.read()
     try:
-        return RestrictedUnpickler(io.BytesIO(data), path).load()
+        return RestrictedUnpickler(io.BytesIO(data), path, budget=len(data)).load()
     except RecordError:
         raise
     except Exception as e:  # truncated or not a pickle at all

@@ -59,6 +59,19 @@ def test_a_pickle_with_any_other_global_is_refused_and_nothing_runs(tmp_path):
         _prepare(tmp_path, {"train": __import__("collections").OrderedDict(_split(["v$_$1"], [1.0]))})
 
 
+@pytest.mark.parametrize("payload, what", [
+    (b"c__builtin__\nbytearray\nJ\x00\x8c\x86G\x85R.", r"a 1200000000 uint8 array \(1,200,000,000 bytes\)"),
+    (b"cnumpy\nndarray\nJ\x00\x8c\x86G\x85R.", r"a 1200000000 float64 array"),
+    (b"cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\nJ\x00\x8c\x86G\x85X\x01\x00\x00\x00f\x87R.",
+     r"a \(1200000000,\) float32 array"),
+])
+def test_a_small_pickle_cannot_allocate_much(tmp_path, payload, what):
+    path = tmp_path / "bomb.pkl"
+    path.write_bytes(b"\x80\x02" + payload)
+    with pytest.raises(RecordError, match=rf"bomb.pkl: the pickle asks for {what}.* but holds \d+ bytes"):
+        mmsa.load(str(path))
+
+
 def test_bad_content_names_the_split_row_and_expectation(tmp_path):
     data = {"train": dict(_split(["v1$_$1", "v1$_$2"], [1.0, 0.0]), vision=np.full((2, 3, 5), np.nan, np.float32))}
     with pytest.raises(RecordError, match=r"mosi.pkl \['train'\] row 0 \(id 'v1\$_\$1'\): visual features contain 15 NaN"):
