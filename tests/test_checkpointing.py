@@ -121,12 +121,19 @@ def test_keeps_latest_and_best_and_never_picks_up_an_incomplete_save(records_dir
     assert _logged_steps(workdir) == list(range(2, 11, 2))  # one line per logged step
 
 
-def test_a_checkpoint_without_a_moving_average_restores_and_can_start_one(records_dir, tmp_path):
-    """Checkpoints written before ``ema_params`` existed (a TrainState of three fields) resume;
-    a run that now asks for a moving average starts it from the restored params."""
+@pytest.fixture(scope="module")
+def one_device_state(records_dir):
+    """(config, setup, initial state) of the tiny config on one device, shared by the tests here."""
     config = tiny_config(records_dir)
     s = trainer.setup(config, jax.devices()[:1])
-    state = trainer.initial_state(s)
+    return config, s, trainer.initial_state(s)
+
+
+def test_a_checkpoint_without_a_moving_average_restores_and_can_start_one(one_device_state, tmp_path):
+    """Checkpoints written before ``ema_params`` existed (a TrainState of three fields) resume;
+    a run that now asks for a moving average starts it from the restored params."""
+    config, s, state = one_device_state
+    config = config.copy_and_resolve_references()
     old_layout = {"step": state.step, "params": state.params, "opt_state": state.opt_state}
     mngr = checkpointing.manager(str(tmp_path))
     mngr.save(1, metrics={checkpointing.SCORE: 0.5}, args=ocp.args.Composite(state=ocp.args.StandardSave(old_layout)))
@@ -159,13 +166,11 @@ def _truncate_arrays(step_dir: str) -> None:
                 os.truncate(os.path.join(root, name), 100)
 
 
-def test_damaged_checkpoints_are_named_skipped_and_kept_aside(records_dir, tmp_path, capsys):
+def test_damaged_checkpoints_are_named_skipped_and_kept_aside(one_device_state, tmp_path, capsys):
     """Flipped, emptied and truncated steps: each is one line naming the step and what is wrong;
     training falls back to the newest step that restores and moves the others aside (kept);
     evaluation of "latest" falls back without touching the workdir, of a number stops."""
-    config = tiny_config(records_dir)
-    s = trainer.setup(config, jax.devices()[:1])
-    state = trainer.initial_state(s)
+    config, s, state = one_device_state
     data = iter(pipeline.train_dataset(config, s.manifest, 0, 1))
     workdir = str(tmp_path / "run")
     mngr = checkpointing.manager(workdir)
