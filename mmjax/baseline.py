@@ -36,7 +36,7 @@ from sklearn.pipeline import FeatureUnion
 from mmjax import cli, evaluation, metrics, report as report_lib
 from mmjax.data import records
 from mmjax.errors import ConfigError, RecordError
-from mmjax.tasks import get_task
+from mmjax.tasks import corpus_tasks
 
 MODEL = "tfidf_logistic_regression"
 C_GRID = (0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0)
@@ -87,9 +87,9 @@ def read_split(data_dir: str, split: str, manifest, tasks) -> tuple[list[str], d
     return texts, {t: np.concatenate(v) if v else np.zeros(0, np.int32) for t, v in labels.items()}
 
 
-def predict(task: str, model, x) -> np.ndarray:
-    """float64 [N, classes of ``task``] class probabilities; a class absent from train gets 0."""
-    proba = np.zeros((x.shape[0], get_task(task).num_classes))
+def predict(model, x, num_classes: int) -> np.ndarray:
+    """float64 [N, num_classes] class probabilities; a class absent from train gets 0."""
+    proba = np.zeros((x.shape[0], num_classes))
     proba[:, model.classes_] = model.predict_proba(x)
     return proba
 
@@ -97,7 +97,7 @@ def predict(task: str, model, x) -> np.ndarray:
 def task_report(task: str, model, x, y: np.ndarray, train_class_counts) -> dict:
     """``mmjax.evaluation.task_report`` of ``model`` on features ``x``, labels ``y``; the loss is
     the mean negative log-likelihood of the true class."""
-    proba = predict(task, model, x)
+    proba = predict(model, x, len(train_class_counts))
     confusion = metrics.confusion_from_predictions(y, proba.argmax(1), proba.shape[1])
     loss = float(-np.log(np.maximum(proba[np.arange(len(y)), y], NLL_FLOOR)).sum() / max(len(y), 1))
     return evaluation.task_report(task, confusion, loss, train_class_counts)
@@ -112,12 +112,12 @@ def run(data_dir: str, output: str, tasks=None, split: str = "test", analyzer: s
     manifest = records.load_manifest(data_dir)
     train_counts = records.split_info(manifest, data_dir, "train")["class_counts"]
     records.split_info(manifest, data_dir, split)
+    declared = corpus_tasks(manifest)
     if not tasks:
         tasks = [t for t in manifest["tasks"] if sum(train_counts.get(t, {}).values()) > 0]
     for t in tasks:
-        get_task(t)
-        if t not in manifest["tasks"]:
-            raise ConfigError(f"task {t!r} is not in {data_dir!r}: its manifest has {list(manifest['tasks'])}")
+        if t not in declared:
+            raise ConfigError(f"task {t!r} is not in {data_dir!r}: its manifest has {list(declared)}")
     train_texts, train_y = read_split(data_dir, "train", manifest, tasks)
     val_texts, val_y = read_split(data_dir, "validation", manifest, tasks)
     for t in tasks:
@@ -137,9 +137,9 @@ def run(data_dir: str, output: str, tasks=None, split: str = "test", analyzer: s
             print(f"fitting {t}, C={c}: ", end="", file=sys.stderr, flush=True)
             model = LogisticRegression(C=c, class_weight="balanced", solver="lbfgs", max_iter=5000)
             model.fit(x_train[tr], train_y[t][tr])
-            predicted = predict(t, model, x_val[va]).argmax(1)
+            predicted = predict(model, x_val[va], declared[t].num_classes).argmax(1)
             score = metrics.scores(metrics.confusion_from_predictions(
-                val_y[t][va], predicted, get_task(t).num_classes))["macro_f1"]
+                val_y[t][va], predicted, declared[t].num_classes))["macro_f1"]
             print(f"validation macro_f1 {score:.4f}", file=sys.stderr)
             if t not in selection or score > selection[t]["validation_macro_f1"]:
                 models[t], selection[t] = model, {"C": c, "validation_macro_f1": score}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from mmjax import losses
 from mmjax.errors import ConfigError
 from mmjax.models.encoders import MAX_NGRAM_ORDER
-from mmjax.tasks import TASKS, resolve_tasks
+from mmjax.tasks import corpus_tasks, resolve_tasks
 
 _POSITIVE_INTS = ("batch_size", "grad_accum_steps", "eval_batch_size", "num_train_steps", "log_every_steps",
                   "eval_every_steps", "checkpoint_every_steps", "max_checkpoints_to_keep",
@@ -87,10 +87,8 @@ def validate(config, process_count: int = 1) -> None:
     if config.get("selection_metric", "macro_f1") not in SELECTION_METRICS:
         raise ConfigError(f"config.selection_metric={config.selection_metric!r} is not one of "
                           f"{list(SELECTION_METRICS)}")
-    resolve_tasks(config.tasks)
-    unknown_weights = sorted(set(config.task_weights) - set(TASKS))
-    if unknown_weights:
-        raise ConfigError(f"config.task_weights has unknown tasks {unknown_weights}")
+    if isinstance(config.tasks, str) or not config.tasks or not all(isinstance(t, str) for t in config.tasks):
+        raise ConfigError(f"config.tasks={config.tasks!r}: expected a non-empty sequence of task names")
     for task, weight in config.task_weights.items():
         if not (_is_number(weight) and weight >= 0):
             raise ConfigError(f"config.task_weights.{task}={weight!r}: expected a number >= 0")
@@ -98,3 +96,12 @@ def validate(config, process_count: int = 1) -> None:
         if _get(config, key) % process_count:
             raise ConfigError(f"config.{key}={_get(config, key)} is not divisible by the "
                               f"{process_count} processes")
+
+
+def check_tasks(config, manifest) -> None:
+    """``config.tasks`` and ``config.task_weights`` name tasks the corpus declares in ``manifest``."""
+    resolve_tasks(config.tasks, manifest)
+    unknown_weights = sorted(set(config.task_weights) - set(corpus_tasks(manifest)))
+    if unknown_weights:
+        raise ConfigError(f"config.task_weights names {unknown_weights}, which the corpus does not declare; it "
+                          f"declares {list(corpus_tasks(manifest))}")

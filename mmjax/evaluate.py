@@ -58,7 +58,7 @@ def evaluate(config, workdir: str, split: str = "test", step: int | str = "lates
     with allow:
         result = evaluation.run(trainer.jit_eval_step(s), run.params, run.config, s.manifest, split, s.mesh,
                                 s.rules, details=True, top_speakers=top_speakers)
-    relations = evaluation.learned_task_relations(run.params, run.config)
+    relations = evaluation.learned_task_relations(run.params, run.config, run.setup.manifest)
     if jax.process_index() == 0:
         pngs = report_lib.write_confusion_pngs(result, workdir, split)
         evaluation.write_report(result, os.path.join(workdir, f"eval_{split}.json"), split=split, step=run.step,

@@ -44,7 +44,7 @@ def task_report(task: str, confusion: np.ndarray, loss: float, train_class_count
     support, mean ``loss``, the training-majority baseline (from ``train_class_counts``, label ->
     count in label order), labels, the confusion matrix and per-class scores."""
     majority = metrics.constant_prediction_scores(confusion.sum(1), int(np.argmax(list(train_class_counts.values()))))
-    labels = list(get_task(task).labels)
+    labels = list(train_class_counts)
     per_class = metrics.per_class(confusion)
     return {**metrics.scores(confusion), "loss": loss,
             "majority_baseline": {k: majority[k] for k in ("accuracy", "macro_f1", "weighted_f1")},
@@ -60,7 +60,7 @@ def _add_breakdowns(report: dict, rows: dict, config, manifest, split: str, top_
     for task in config.tasks:
         for key, members in groups.items():
             report[task][key] = breakdowns.group_scores(members, rows[f"label/{task}"], rows[f"predicted/{task}"],
-                                                        get_task(task).num_classes)
+                                                        get_task(task, manifest).num_classes)
 
 
 def format_table(report: Mapping, title: str) -> str:
@@ -77,7 +77,7 @@ def write_report(report: Mapping, path: str, **extra) -> None:
     saved_run.write_json(path, {**extra, "tasks": report})
 
 
-def learned_task_relations(params, config) -> dict:
+def learned_task_relations(params, config, manifest) -> dict:
     """What training learned about how the tasks relate, from the (unboxed) model params.
 
     ``cross_stitch``: soft sharing's mixing matrices, "layer_i" -> [tasks, tasks] with row k the
@@ -85,7 +85,7 @@ def learned_task_relations(params, config) -> dict:
     empty for hard sharing or without cross-stitch units. ``log_variance`` / ``loss_weight``
     (uncertainty weighting only): each task's learned s_t and its loss weight exp(-s_t).
     """
-    tower_tasks = [t.name for t in resolve_tasks(config.tasks) if not t.relates]
+    tower_tasks = [t.name for t in resolve_tasks(config.tasks, manifest) if not t.relates]
     matrices = towers.cross_stitch_matrices(params.get("sharing", {}))
     out = {"tasks": tower_tasks, "cross_stitch": {k: m.tolist() for k, m in matrices.items()}}
     if losses.TASK_LOG_VARIANCE in params:

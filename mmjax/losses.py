@@ -124,5 +124,5 @@ def class_weights(config, manifest: Mapping) -> dict[str, np.ndarray] | None:
     if power is None:
         return None
     train = manifest["splits"]["train"]["class_counts"]
-    return {t: _balanced([train[t].get(label, 0) for label in get_task(t).labels], power)
+    return {t: _balanced([train[t].get(label, 0) for label in get_task(t, manifest).labels], power)
             for t in config.tasks}

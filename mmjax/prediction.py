@@ -51,7 +51,7 @@ def probabilities(run: inference.RestoredRun, dialogues, progress: bool = True) 
     batches = pipeline.ordered_batches(source, config.eval_batch_size, jax.process_index(), jax.process_count(),
                                        config.data.read_threads)
     step = trainer.jit_predict_step(s)
-    out = [{t: np.zeros((d.num_turns, get_task(t).num_classes), np.float32) for t in config.tasks}
+    out = [{t: np.zeros((d.num_turns, get_task(t, s.manifest).num_classes), np.float32) for t in config.tasks}
            for d in dialogues]
     total = pipeline.num_ordered_batches(len(source), config.eval_batch_size, jax.process_count())
     with sharding.activate(s.mesh, s.rules):
@@ -66,13 +66,13 @@ def probabilities(run: inference.RestoredRun, dialogues, progress: bool = True) 
     return out
 
 
-def output_lines(dialogues, probs: list[dict[str, np.ndarray]]):
-    """One JSON line per utterance (see the module docstring)."""
+def output_lines(dialogues, probs: list[dict[str, np.ndarray]], manifest):
+    """One JSON line per utterance (see the module docstring); label names from ``manifest``."""
     for dialogue, per_task in zip(dialogues, probs):
         for i in range(dialogue.num_turns):
             line = {"dialogue_id": dialogue.dialogue_id, "utterance_index": i}
             for task, values in per_task.items():
-                labels = get_task(task).labels
+                labels = get_task(task, manifest).labels
                 line[task] = {"label": labels[int(np.argmax(values[i]))],
                               "probabilities": {label: round(float(p), DECIMALS) for label, p in zip(labels, values[i])}}
             yield json.dumps(line, ensure_ascii=False) + "\n"
@@ -94,5 +94,5 @@ def predict(workdir: str, input_path: str, output_path: str, step: int | str = "
     run = inference.restore(workdir, step, config, manifest=manifest)
     probs = probabilities(run, dialogues, progress)
     if jax.process_index() == 0:
-        write_lines(output_path, output_lines(dialogues, probs))
+        write_lines(output_path, output_lines(dialogues, probs, manifest))
     return int(dialogues.turns.sum())

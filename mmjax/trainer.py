@@ -96,6 +96,7 @@ def setup(config, devices=None, manifest=None, training: bool = True) -> Setup:
     prediction) skips the checks that only the train step needs."""
     configuration.validate(config, jax.process_count())
     manifest = load_or_prepare_records(config) if manifest is None else manifest
+    configuration.check_tasks(config, manifest)
     mesh = sharding.make_mesh(config, devices)
     dp = sharding.data_parallel_size(mesh)
     if config.eval_batch_size % dp:

@@ -5,6 +5,7 @@ import pytest
 from configs import common
 from mmjax import configuration, losses
 from mmjax.errors import ConfigError
+from mmjax.tasks import TASKS, to_manifest
 from tests.tiny import quick_jit
 
 COUNTS = {"sarcasm": {"none": 90, "sarcastic": 10},
@@ -21,7 +22,7 @@ def _config(**overrides):
 
 @pytest.mark.parametrize("kind, power", [("inverse_frequency", 1.0), ("sqrt_inverse", 0.5)])
 def test_class_weights_from_train_counts(kind, power):
-    manifest = {"splits": {"train": {"class_counts": COUNTS}}}
+    manifest = {"splits": {"train": {"class_counts": COUNTS}}, "tasks": to_manifest(TASKS[t] for t in COUNTS)}
     weights = losses.class_weights(_config(class_weights=kind), manifest)
     for task, counts in COUNTS.items():
         n = np.array(list(counts.values()), np.float64)

@@ -30,7 +30,7 @@ from array_record.python import array_record_data_source, array_record_module
 
 from mmjax.data import schema
 from mmjax.errors import ForbiddenSplitError, MmjaxError, out_of_space
-from mmjax.tasks import TASKS
+from mmjax.tasks import Task, corpus_tasks, to_manifest
 
 MANIFEST = "manifest.json"
 DIALOGUES_PER_SHARD = 2000
@@ -61,20 +61,21 @@ def check_split_allowed(split: str) -> None:
             "selection and early stopping use the train and validation splits")
 
 
-def _class_counts(dialogues: Sequence[schema.Dialogue], task: str) -> dict[str, int]:
-    counts = np.zeros(TASKS[task].num_classes, np.int64)
+def _class_counts(dialogues: Sequence[schema.Dialogue], task: Task) -> dict[str, int]:
+    counts = np.zeros(task.num_classes, np.int64)
     for d in dialogues:
-        values = d.labels.get(task)
+        values = d.labels.get(task.name)
         if values is not None:
             values = values[values >= 0]
             counts += np.bincount(values, minlength=len(counts))
-    return dict(zip(TASKS[task].labels, counts.tolist()))
+    return dict(zip(task.labels, counts.tolist()))
 
 
 def write_corpus(output_dir: str, corpus: str, splits: Mapping[str, Sequence[schema.Dialogue]], *,
-                 tasks: Sequence[str], audio_dim: int, visual_dim: int, text: Mapping,
+                 tasks: Sequence[Task], audio_dim: int, visual_dim: int, text: Mapping,
                  text_states: Mapping | None = None, extra: Mapping | None = None) -> dict:
-    """Validates and writes ``splits`` (name -> dialogues) to ``output_dir``; returns the manifest.
+    """Validates and writes ``splits`` (name -> dialogues) to ``output_dir``; returns the manifest,
+    which declares ``tasks`` (see ``mmjax.tasks``).
     ``text_states``: the ``mmjax.models.text_states`` entry when the dialogues carry them."""
     output_dir = os.path.abspath(output_dir)
     parent = os.path.dirname(output_dir)
@@ -85,7 +86,7 @@ def write_corpus(output_dir: str, corpus: str, splits: Mapping[str, Sequence[sch
     staging = tempfile.mkdtemp(prefix=f".{os.path.basename(output_dir)}.partial-", dir=parent)
     try:
         manifest = {"schema_version": schema.SCHEMA_VERSION, "corpus": corpus,
-                    "tasks": {t: list(TASKS[t].labels) for t in tasks},
+                    "tasks": to_manifest(tasks),
                     "features": {"audio_dim": audio_dim, "visual_dim": visual_dim},
                     "text": dict(text), "splits": {}, **(extra or {})}
         if text_states:
@@ -104,7 +105,7 @@ def write_corpus(output_dir: str, corpus: str, splits: Mapping[str, Sequence[sch
             np.save(os.path.join(staging, f"{split}.turns.npy"), turns)
             manifest["splits"][split] = {
                 "shards": shards, "dialogues": len(dialogues), "utterances": int(turns.sum()),
-                "class_counts": {t: _class_counts(dialogues, t) for t in tasks}}
+                "class_counts": {t.name: _class_counts(dialogues, t) for t in tasks}}
         with open(os.path.join(staging, MANIFEST), "w", encoding="utf-8") as f:
             json.dump(manifest, f, indent=1, ensure_ascii=False)
         if os.path.exists(output_dir):
@@ -187,7 +188,7 @@ class DialogueSource:
         features = manifest.get("features", {})
         self._dims = {"audio": features.get("audio_dim", 0), "visual": features.get("visual_dim", 0),
                       "text_states": (manifest.get("text_states") or {}).get("dim", 0)}
-        self._classes = {task: len(labels) for task, labels in manifest.get("tasks", {}).items()}
+        self._classes = {name: task.num_classes for name, task in corpus_tasks(manifest).items()}
         starts = np.concatenate([[0], self._ends[:-1]])
         for index in sorted({int(i) for i in np.concatenate([starts, self._ends - 1]) if 0 <= i < total}):
             self[index]

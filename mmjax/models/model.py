@@ -144,7 +144,7 @@ def build_model(config, manifest) -> AffectModel:
         text_config = check_text_vocabulary(config, manifest["text"])
     text_states.dim_for(config, manifest)  # cached states: the records must carry them
     return AffectModel(
-        tasks=resolve_tasks(config.tasks), modalities=modalities,
+        tasks=resolve_tasks(config.tasks, manifest), modalities=modalities,
         vocab_size=layers.padded_vocab_size(manifest["text"]["vocab_size"]), width=m.width, mlp_dim=m.mlp_dim,
         num_heads=m.num_heads, text_layers=m.text_layers, feature_layers=m.feature_layers,
         feature_encoder=m.feature_encoder, context_turns=config.model.context_turns, fusion=m.fusion,

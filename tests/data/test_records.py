@@ -7,6 +7,7 @@ import pytest
 from mmjax.data import records, schema
 from mmjax.data.corpora import synthetic
 from mmjax.errors import RecordError
+from mmjax.tasks import TASKS
 
 DIMS = (synthetic.AUDIO_DIM, synthetic.VISUAL_DIM)
 
@@ -102,7 +103,7 @@ def test_failed_write_leaves_nothing(tmp_path):
     bad = synthetic.generate("train", 1, seed=1)[0]
     bad.audio[0] = np.full((4, synthetic.AUDIO_DIM), np.nan, np.float32)
     with pytest.raises(RecordError, match=r"dialogue 'train_00000', utterance 'train_00000_u0': audio features contain NaN"):
-        records.write_corpus(str(tmp_path / "out"), "synthetic", {"train": good + [bad]}, tasks=["sarcasm"],
+        records.write_corpus(str(tmp_path / "out"), "synthetic", {"train": good + [bad]}, tasks=[TASKS["sarcasm"]],
                              audio_dim=synthetic.AUDIO_DIM, visual_dim=synthetic.VISUAL_DIM, text={"vocab_size": 3})
     assert os.listdir(tmp_path) == []
 
@@ -170,7 +171,8 @@ def test_a_record_damaged_inside_a_readable_shard_is_named(tmp_path):
 
 @pytest.mark.parametrize("edit, message", [
     (lambda m: m["features"].__setitem__("audio_dim", 7), "has audio features of dim 24; the manifest says 7"),
-    (lambda m: m["tasks"].__setitem__("sarcasm", ["no"]), "has sarcasm labels outside -1..0"),
+    (lambda m: m["tasks"].__setitem__("emotion", {"kind": "classification", "labels": ["a", "b"]}),
+     "has emotion labels outside -1..1"),
 ])
 def test_a_manifest_that_disagrees_with_its_records_is_refused_when_opened(tmp_path, edit, message):
     path = str(tmp_path / "records")

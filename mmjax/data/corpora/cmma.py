@@ -155,5 +155,5 @@ def read(path: str, options: common.Options, problems: common.Problems) -> commo
     extra = {"cmma": {"roles": roles, "speakers_with_roles": len(speakers & roles.keys()),
                       "speakers": len(speakers),
                       "dialogues_with_topic": sum(bool(x.info) for d in splits.values() for x in d)}}
-    return common.Corpus("cmma", LANGUAGE, splits, tuple(TASK_COLUMNS),
+    return common.Corpus("cmma", LANGUAGE, splits, common.builtin_tasks(TASK_COLUMNS),
                          {name: names for name, (_, names) in AUXILIARY.items()}, extra)

@@ -39,7 +39,7 @@ import tqdm
 from mmjax.data import arrays, records, schema, text
 from mmjax.errors import ConfigError, RecordError
 from mmjax.models import text_states as cached_text
-from mmjax.tasks import TASKS
+from mmjax.tasks import TASKS, Task
 
 SPLITS = ("train", "validation", "test")
 FEATURE_MODALITIES = ("audio", "visual")
@@ -109,7 +109,7 @@ class Corpus:
     name: str
     language: str
     splits: dict[str, list[RawDialogue]]
-    tasks: tuple[str, ...]  # the tasks this corpus labels, in TASKS order
+    tasks: tuple[Task, ...]  # the tasks this corpus declares (labels) in the manifest
     auxiliary: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)  # non-task labels
     extra: dict = dataclasses.field(default_factory=dict)  # manifest sections (protocol, tables)
 
@@ -364,7 +364,7 @@ def _percentiles(values: Sequence[int]) -> dict[str, int]:
 
 def _tokenize(corpus: Corpus, tok: text.Tokenizer) -> tuple[dict[str, list[schema.Dialogue]], dict]:
     """Record dialogues per split, and per split token / turn length percentiles and [UNK] share."""
-    labelled = tuple(corpus.tasks) + tuple(corpus.auxiliary)
+    labelled = tuple(t.name for t in corpus.tasks) + tuple(corpus.auxiliary)
     splits, report = {}, {}
     for split, raws in corpus.splits.items():
         flat = [t.text for d in raws for t in d.turns]
@@ -430,6 +430,6 @@ def prepare(converter, input_path: str, output_dir: str, options: Options = Opti
                                 visual_dim=dims["visual"], text=tok.describe(), text_states=states, extra=extra)
 
 
-def tasks_in(labels: Sequence[str]) -> tuple[str, ...]:
-    """``labels`` (task names) in the canonical TASKS order."""
-    return tuple(t for t in TASKS if t in labels)
+def builtin_tasks(names: Sequence[str]) -> tuple[Task, ...]:
+    """The built-in tasks among ``names``, in the canonical TASKS order."""
+    return tuple(task for name, task in TASKS.items() if name in names)

@@ -16,11 +16,20 @@ Fields:
 * ``speaker`` (string, required), ``text`` (non-empty string, required).
 * ``id`` (string, optional): the utterance id, unique in the corpus; default
   ``<dialogue>_<turn>``. Feature files given with ``--audio``/``--visual`` are keyed by it.
-* ``labels`` (object, optional): task -> label name, for any subset of the tasks ``sentiment``
-  (negative/neutral/positive), ``emotion`` (neutral/joy/surprise/anger/sadness/disgust/fear),
-  ``sarcasm`` (none/sarcastic), ``humor`` (none/humor), ``emotion_sentiment`` and
-  ``sarcasm_humor`` ("-2".."2" or the integers -2..2). A missing task or ``null`` is unlabelled.
-  The corpus's tasks are those labelled at least once.
+* ``labels`` (object, optional): task name -> label, for any tasks the corpus has; a missing
+  task or ``null`` is unlabelled. The corpus's tasks are those labelled at least once, each a
+  classification task: its label set is the training split's labels, sorted (printed in the
+  report and stored in the manifest), except that a task named like a built-in one
+  (``sentiment``, ``emotion``, ``sarcasm``, ``humor``, ``emotion_sentiment``,
+  ``sarcasm_humor``; see ``mmjax.tasks``) whose labels all belong to its built-in set keeps
+  that set, its order and, for the correlation tasks, what it relates (their labels "-2".."2"
+  may be written as integers). A label in validation or test that the training split never
+  has is an error naming the line (with ``--skip-bad``: that label is dropped, the utterance
+  kept). Numbers (regression) and lists (multi-label) are refused for now.
+* ``tasks.json`` (optional, beside the ``.jsonl`` files) declares the tasks instead, in the
+  manifest's form: ``{"emotion": {"kind": "classification", "labels": ["Joyful", "Mad", ...]},
+  "sarcasm_emotion": {"kind": "classification", "labels": ["-1", "0", "1"], "relates":
+  ["sarcasm", "emotion"]}}``; every label must then be declared.
 * ``audio``, ``visual`` (string, optional): a ``.npy`` file (float [frames, dim] or [dim]),
   relative to the ``.jsonl`` file and inside its directory (an absolute path, ``..`` or a symlink
   leading out is refused unless ``--allow_outside_paths``). Without one the utterance has that
@@ -38,24 +47,13 @@ import os
 from mmjax.data import arrays
 from mmjax.data.corpora import common
 from mmjax.errors import RecordError
-from mmjax.tasks import TASKS
+from mmjax.tasks import TASKS, Task, corpus_tasks
+
+TASKS_FILE = "tasks.json"
 
 LANGUAGE = "en"
 REQUIRED = ("dialogue", "turn", "speaker", "text")
 OPTIONAL = ("id", "labels", "audio", "visual")
-
-
-def _label(task: str, value, where: str, problems: common.Problems) -> int | None:
-    """Class id, -1 for null, None when bad. Correlation tasks also take integers -2..2."""
-    if value is None:
-        return -1
-    if TASKS[task].relates and isinstance(value, int) and not isinstance(value, bool):
-        value = str(value)
-    if not isinstance(value, str):
-        problems.bad("unknown label", where, f"labels.{task} {value!r} is not a label; expected one of "
-                     f"{list(TASKS[task].labels)} or null")
-        return None
-    return common.label_id(TASKS[task].labels, value, f"labels.{task}", where, problems)
 
 
 def _turn(row, base_dir: str, where: str, problems: common.Problems,
@@ -80,14 +78,15 @@ def _turn(row, base_dir: str, where: str, problems: common.Problems,
         return None
     labels = {}
     for task, value in (row.get("labels") or {}).items():
-        if task not in TASKS:
-            problems.bad("unknown label", where, f"labels has unknown task {task!r}; expected tasks {list(TASKS)}")
-            return None
-        label = _label(task, value, where, problems)
-        if label is None:
-            return None
-        if label >= 0:
-            labels[task] = label
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (str, int)) or value == "":
+            kind = ("numbers (a regression task)" if isinstance(value, float) else "a list (a multi-label task)"
+                    if isinstance(value, list) else f"{value!r}")
+            problems.bad("bad label (label dropped)", where, f"labels.{task} is {kind}; this mmjax trains "
+                         "classification tasks: expected a label name (a string) or null")
+            continue
+        labels[task] = value  # a label name, made a class id once the corpus's tasks are known
     result = common.Turn(row.get("id") or f"{dialogue}_{turn}", row["speaker"], row["text"], where, labels)
     for modality in common.FEATURE_MODALITIES:
         if row.get(modality) is not None:
@@ -135,7 +134,62 @@ def read(path: str, options: common.Options, problems: common.Problems) -> commo
                           "test.jsonl)")
     splits = {split: _read_split(file, options, problems)
               for split, file in files.items() if os.path.isfile(file)}
-    labelled = {task for d in splits.values() for x in d for t in x.turns for task in t.labels}
-    if not labelled:
-        raise RecordError(f"{path}: no utterance has a label; expected 'labels' for at least one of {list(TASKS)}")
-    return common.Corpus("jsonl", LANGUAGE, splits, common.tasks_in(labelled))
+    declared = os.path.join(path, TASKS_FILE)
+    tasks = _declared_tasks(declared) if os.path.isfile(declared) else _inferred_tasks(splits["train"], path)
+    for split in splits.values():
+        for dialogue in split:
+            for turn in dialogue.turns:
+                turn.labels = _label_ids(turn, tasks, problems, declared if os.path.isfile(declared) else None)
+    return common.Corpus("jsonl", LANGUAGE, splits, tuple(tasks.values()))
+
+
+def _declared_tasks(path: str) -> dict[str, Task]:
+    try:
+        with open(path, encoding="utf-8") as f:
+            section = json.load(f)
+    except (OSError, ValueError) as e:
+        raise RecordError(f"{path}: cannot read the task declarations ({e})") from None
+    if not isinstance(section, dict) or not section:
+        raise RecordError(f"{path}: expected an object of task name -> declaration")
+    return corpus_tasks({"tasks": section}, where=path)
+
+
+def _inferred_tasks(train: list[common.RawDialogue], path: str) -> dict[str, Task]:
+    """Per labelled task: its built-in spec when every training label belongs to it, else a
+    classification task over the training split's labels, sorted."""
+    values: dict[str, set[str]] = {}
+    for dialogue in train:
+        for turn in dialogue.turns:
+            for task, value in turn.labels.items():
+                values.setdefault(task, set()).add(str(value))
+    if not values:
+        raise RecordError(f"{path}: no utterance of train.jsonl has a label; expected 'labels' with a label "
+                          "name for at least one task")
+    tasks = {}
+    for name in sorted(values, key=lambda n: (n not in TASKS, list(TASKS).index(n) if n in TASKS else n)):
+        builtin = TASKS.get(name)
+        if builtin and values[name] <= set(builtin.labels) and all(r in values for r in builtin.relates or ()):
+            tasks[name] = builtin
+        elif len(values[name]) < 2:
+            raise RecordError(f"{path}: task {name!r} has the single label {sorted(values[name])} in train.jsonl; "
+                              "a classification task needs at least two")
+        else:
+            tasks[name] = Task(name, tuple(sorted(values[name])))
+    return tasks
+
+
+def _label_ids(turn: common.Turn, tasks: dict[str, Task], problems: common.Problems, declared: str | None):
+    """The turn's label names as class ids; an unknown task or label is dropped (or an error)."""
+    ids = {}
+    for task, value in turn.labels.items():
+        spec = tasks.get(task)
+        if spec is None:
+            problems.bad("unknown task (label dropped)", turn.where, f"labels.{task}: the corpus's tasks are "
+                         f"{list(tasks)}" + (f" (declared in {declared})" if declared else " (those train.jsonl labels)"))
+        elif str(value) not in spec.labels:
+            problems.bad("unknown label (label dropped)", turn.where, f"labels.{task} {value!r} is not one of the "
+                         f"task's labels {list(spec.labels)}" + (f" (declared in {declared})" if declared else
+                                                                 " (those of train.jsonl)"))
+        else:
+            ids[task] = spec.labels.index(str(value))
+    return ids

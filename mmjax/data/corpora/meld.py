@@ -55,4 +55,4 @@ def read(path: str, options: common.Options, problems: common.Problems) -> commo
                           f"{sorted(name for _, name in SPLIT_FILES.values())}")
     splits = {split: _read_split(os.path.join(path, name), prefix, options.encoding or ENCODING, problems)
               for split, (prefix, name) in SPLIT_FILES.items()}
-    return common.Corpus("meld", LANGUAGE, splits, common.tasks_in(TASK_COLUMNS))
+    return common.Corpus("meld", LANGUAGE, splits, common.builtin_tasks(TASK_COLUMNS))

@@ -178,4 +178,4 @@ def read(path: str, options: common.Options, problems: common.Problems) -> commo
     if unknown:
         raise RecordError(f"{path}: unknown split keys {unknown}; expected {list(SPLIT_KEYS)}")
     splits = {SPLIT_KEYS[key]: _read_split(path, key, data[key], problems) for key in SPLIT_KEYS if key in data}
-    return common.Corpus("mmsa", LANGUAGE, splits, ("sentiment",))
+    return common.Corpus("mmsa", LANGUAGE, splits, common.builtin_tasks(["sentiment"]))

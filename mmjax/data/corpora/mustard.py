@@ -157,4 +157,4 @@ def read(path: str, options: common.Options, problems: common.Problems) -> commo
             dialogues[key] = dialogue
     ids, protocol = split(dialogues, options)
     splits = {name: [dialogues[k] for k in keys] for name, keys in ids.items()}
-    return common.Corpus("mustard", LANGUAGE, splits, ("sarcasm",), extra={"protocol": protocol})
+    return common.Corpus("mustard", LANGUAGE, splits, common.builtin_tasks(["sarcasm"]), extra={"protocol": protocol})

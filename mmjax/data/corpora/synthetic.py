@@ -204,5 +204,5 @@ def write(output_dir: str, dialogues: Mapping[str, int], seed: int = 0, features
               for split, n in tqdm.tqdm(dialogues.items(), desc="generating splits", disable=not progress)}
     states = None if text_states is None else cached_text.embed(splits, tok.describe(), text_states, progress)
     return records.write_corpus(
-        output_dir, "synthetic", splits, tasks=list(TASKS), audio_dim=features["audio_dim"],
+        output_dir, "synthetic", splits, tasks=list(TASKS.values()), audio_dim=features["audio_dim"],
         visual_dim=features["visual_dim"], text=tok.describe(), text_states=states, extra={"synthetic": corpus})

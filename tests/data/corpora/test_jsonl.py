@@ -72,10 +72,12 @@ def test_features_from_row_files_npz_and_npy_directories_absent_elsewhere(tmp_pa
 @pytest.mark.parametrize("row,message", [
     ({"dialogue": "d", "turn": 0, "speaker": "A", "text": "x", "lables": {}},
      r"line 4: unknown fields \['lables'\]; expected fields \['dialogue', 'turn', 'speaker', 'text'\]"),
-    ({"dialogue": "d", "turn": 0, "speaker": "A", "text": "x", "labels": {"emotion": "happy"}},
-     r"line 4: labels.emotion 'happy' is not a label; expected one of \['neutral', 'joy'"),
+    ({"dialogue": "d", "turn": 0, "speaker": "A", "text": "x", "labels": {"emotion": 0.5}},
+     r"line 4: labels.emotion is numbers \(a regression task\); this mmjax trains classification tasks"),
+    ({"dialogue": "d", "turn": 0, "speaker": "A", "text": "x", "labels": {"emotion": ["joy"]}},
+     r"line 4: labels.emotion is a list \(a multi-label task\)"),
     ({"dialogue": "d", "turn": 0, "speaker": "A", "text": "x", "labels": {"irony": "none"}},
-     r"line 4: labels has unknown task 'irony'; expected tasks \['sentiment'"),
+     r"task 'irony' has the single label \['none'\] in train.jsonl; a classification task needs at least two"),
     ({"dialogue": "d", "turn": 0, "speaker": "A", "text": "  ", "labels": {}},
      r"line 4: utterance 'd_0' has empty text, expected the words spoken"),
     ({"dialogue": "x", "turn": 0, "speaker": "A", "text": "x", "id": "d1_1"},
@@ -121,15 +123,15 @@ def test_wrong_encoding_names_the_line_and_the_expected_encoding(tmp_path):
 
 def test_skip_bad_skips_and_counts_every_kind(tmp_path):
     np.savez(tmp_path / "audio.npz", d1_0=np.ones((1, 3)), d1_1=np.full((1, 3), np.nan), dia9=np.ones((1, 3)))
-    bad = [{"dialogue": "d", "turn": 0, "speaker": "A", "text": "x", "labels": {"emotion": "happy"}},
+    bad = [{"dialogue": "d", "turn": 0, "speaker": "A", "text": "x", "labels": {"emotion": 0.5}},
            {"dialogue": "e", "turn": 0, "speaker": "A", "text": ""},
            {"dialogue": "d1", "turn": 0, "speaker": "A", "text": "again"}, "not json"]
     manifest = _prepare(tmp_path, ROWS + bad, skip_bad=True, audio=str(tmp_path / "audio.npz"))
     assert manifest["report"]["skipped"] == {
         "bad audio feature array (modality left absent)": 1, "duplicated turn": 1, "empty text": 1,
-        "feature array for an unknown utterance id": 1, "malformed row": 1, "unknown label": 1}
-    assert manifest["splits"]["train"]["utterances"] == 3
-    d1, _ = _dialogues(tmp_path)
+        "feature array for an unknown utterance id": 1, "malformed row": 1, "bad label (label dropped)": 1}
+    assert manifest["splits"]["train"]["utterances"] == 4  # the utterance whose label was dropped is kept
+    d1 = _dialogues(tmp_path)[0]
     assert d1.audio[0].shape == (1, 3) and d1.audio[1] is None
     assert manifest["source"]["skip_bad"] is True
 
@@ -164,3 +166,50 @@ def test_text_states_of_a_checkpoint_are_cached_per_utterance(tmp_path, tiny_che
         assert all(np.isfinite(s).all() and np.abs(s).max() > 0 for s in d.text_states)
     with pytest.raises(ConfigError, match="tokenised by .*word.*--tokenizer"):
         _prepare(tmp_path, text_states=tiny_checkpoint)  # a word vocabulary of the corpus, not the checkpoint's
+
+
+EMORY = [  # a corpus with its own emotion classes (EmoryNLP's) and a task mmjax has never had
+    {"dialogue": "s1", "turn": 0, "speaker": "Joey", "text": "how you doin", "labels": {"emotion": "Joyful", "act": "question"}},
+    {"dialogue": "s1", "turn": 1, "speaker": "Ross", "text": "leave me alone", "labels": {"emotion": "Mad", "act": "statement"}},
+    {"dialogue": "s2", "turn": 0, "speaker": "Rachel", "text": "it is fine", "labels": {"emotion": "Peaceful"}},
+]
+
+
+def test_a_corpus_declares_its_own_tasks_and_label_sets(tmp_path):
+    _write(tmp_path / "corpus", [dict(EMORY[0], dialogue="v1")], "validation")
+    manifest = _prepare(tmp_path, EMORY)
+    assert manifest["tasks"] == {"emotion": {"kind": "classification", "labels": ["Joyful", "Mad", "Peaceful"]},
+                                 "act": {"kind": "classification", "labels": ["question", "statement"]}}
+    assert manifest["splits"]["train"]["class_counts"]["emotion"] == {"Joyful": 1, "Mad": 1, "Peaceful": 1}
+    s1 = _dialogues(tmp_path)[0]
+    assert s1.labels["emotion"].tolist() == [0, 1] and s1.labels["act"].tolist() == [0, 1]
+
+
+def test_a_label_the_training_split_never_has_is_refused_or_dropped(tmp_path):
+    _write(tmp_path / "corpus", [dict(EMORY[0], dialogue="v1", labels={"emotion": "Scared", "act": "question"})],
+           "validation")
+    with pytest.raises(RecordError, match=r"validation.jsonl line 1: labels.emotion 'Scared' is not one of the "
+                                          r"task's labels \['Joyful', 'Mad', 'Peaceful'\] \(those of train.jsonl\)"):
+        _prepare(tmp_path, EMORY)
+    manifest = _prepare(tmp_path, EMORY, skip_bad=True)
+    assert manifest["report"]["skipped"] == {"unknown label (label dropped)": 1}
+    kept = _dialogues(tmp_path, "validation")[0]
+    assert kept.labels["emotion"].tolist() == [-1] and kept.labels["act"].tolist() == [0]
+
+
+def test_a_tasks_file_declares_the_tasks_and_their_relations(tmp_path):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "tasks.json").write_text(json.dumps({
+        "emotion": {"kind": "classification", "labels": ["Mad", "Joyful", "Peaceful", "Scared"]},
+        "act": {"kind": "classification", "labels": ["statement", "question"]},
+        "act_emotion": {"kind": "classification", "labels": ["-1", "0", "1"], "relates": ["act", "emotion"]}}))
+    rows = [dict(EMORY[0], labels={"emotion": "Joyful", "act": "question", "act_emotion": 1})] + EMORY[1:]
+    manifest = _prepare(tmp_path, rows)
+    assert manifest["tasks"]["emotion"]["labels"] == ["Mad", "Joyful", "Peaceful", "Scared"]  # declared order
+    assert manifest["tasks"]["act_emotion"]["relates"] == ["act", "emotion"]
+    assert _dialogues(tmp_path)[0].labels["act_emotion"].tolist() == [2, -1]
+    (corpus / "tasks.json").write_text(json.dumps({"emotion": {"kind": "regression", "range": [0, 1]}}))
+    with pytest.raises(RecordError, match=r"tasks.json: task 'emotion' is of kind 'regression'; this mmjax trains "
+                                          r"'classification' tasks"):
+        _prepare(tmp_path, rows)
