@@ -5,7 +5,7 @@ from __future__ import annotations
 from mmjax import losses
 from mmjax.errors import ConfigError
 from mmjax.models.encoders import MAX_NGRAM_ORDER
-from mmjax.tasks import corpus_tasks, resolve_tasks
+from mmjax.tasks import TASKS, corpus_tasks, resolve_tasks
 
 _POSITIVE_INTS = ("batch_size", "grad_accum_steps", "eval_batch_size", "num_train_steps", "log_every_steps",
                   "eval_every_steps", "checkpoint_every_steps", "max_checkpoints_to_keep",
@@ -43,7 +43,10 @@ def _validate_ngram(ngram) -> None:
 
 
 def validate(config, process_count: int = 1) -> None:
-    """Raises ConfigError naming the first offending key."""
+    """Raises ConfigError naming the first offending key. ``config.tasks`` given on the command
+    line as ``--config.tasks=a,b`` (which ml_collections reads as the one name "a,b") is split."""
+    if isinstance(config.tasks, (tuple, list)) and any(isinstance(t, str) and "," in t for t in config.tasks):
+        config.tasks = tuple(name.strip() for t in config.tasks for name in t.split(",") if name.strip())
     for key in _POSITIVE_INTS:
         value = _get(config, key)
         if not (_is_int(value) and value > 0):
@@ -100,8 +103,11 @@ def validate(config, process_count: int = 1) -> None:
 
 def check_tasks(config, manifest) -> None:
     """``config.tasks`` and ``config.task_weights`` name tasks the corpus declares in ``manifest``."""
+    declared = list(corpus_tasks(manifest))
+    # The built-in tasks' weights (every config has them, 1.0) are ignored where the corpus lacks them.
+    for key, names in (("tasks", config.tasks), ("task_weights", [t for t in config.task_weights if t not in TASKS])):
+        unknown = [t for t in names if t not in declared]
+        if unknown:
+            raise ConfigError(f"config.{key} names {unknown}, which the corpus at {config.data.dir!r} does not "
+                              f"declare (it has {declared})")
     resolve_tasks(config.tasks, manifest)
-    unknown_weights = sorted(set(config.task_weights) - set(corpus_tasks(manifest)))
-    if unknown_weights:
-        raise ConfigError(f"config.task_weights names {unknown_weights}, which the corpus does not declare; it "
-                          f"declares {list(corpus_tasks(manifest))}")

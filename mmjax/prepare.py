@@ -28,6 +28,7 @@ from absl import app, flags
 from mmjax import cli
 from mmjax.data.corpora import cmma, common, jsonl, meld, mmsa, mustard, synthetic
 from mmjax.errors import ConfigError
+from mmjax.tasks import corpus_tasks
 
 CONVERTERS = {"cmma": cmma, "meld": meld, "mustard": mustard, "jsonl": jsonl, "mmsa": mmsa}
 CORPORA = {"synthetic": synthetic, **CONVERTERS}
@@ -83,8 +84,8 @@ def summary_table(manifest: Mapping) -> str:
              f"{'':<32}" + "".join(f"{s:>12}" for s in names),
              f"{'dialogues':<32}" + "".join(f"{splits[s]['dialogues']:>12,}" for s in names),
              f"{'utterances':<32}" + "".join(f"{splits[s]['utterances']:>12,}" for s in names)]
-    for task, labels in manifest["tasks"].items():
-        for label in labels:
+    for task, spec in corpus_tasks(manifest).items():
+        for label in spec.labels:
             lines.append(f"{task + ' / ' + label:<32}" + "".join(
                 f"{splits[s]['class_counts'][task][label]:>12,}" for s in names))
     report = manifest.get("report")

@@ -118,3 +118,45 @@ def test_a_resumed_run_drops_the_log_lines_of_the_steps_it_logs_again(tmp_path):
                                                        (2, "validation"), (3, "train"), (3, "validation"),
                                                        (4, "train")]
     assert rows[-1]["loss"] == 0.5
+
+
+@pytest.mark.slow
+def test_a_corpus_with_its_own_tasks_trains_evaluates_and_predicts(tmp_path):
+    """A JSONL corpus with label names and a task mmjax never had, through every command."""
+    import random
+
+    from tests.tiny import run_module
+
+    emotions = ["Joyful", "Mad", "Neutral", "Peaceful", "Powerful", "Sad", "Scared"]
+    rng = random.Random(0)
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for split, n in (("train", 60), ("validation", 12), ("test", 12)):
+        with open(corpus / f"{split}.jsonl", "w") as f:
+            for d in range(n):
+                for turn in range(3):
+                    emotion = emotions[(d + turn) % 7] if split == "train" else rng.choice(emotions)
+                    f.write(json.dumps({"dialogue": f"{split}{d}", "turn": turn, "speaker": "AB"[turn % 2],
+                                        "text": f"{emotion.lower()}word{rng.randrange(3)} filler",
+                                        "labels": {"emotion": emotion, "act": ["statement", "question"][turn % 2]}})
+                            + "\n")
+    data, run = str(tmp_path / "records"), str(tmp_path / "run")
+    code, out = run_module("mmjax.prepare", "--corpus=jsonl", f"--input={corpus}", f"--output={data}", "--tokenizer=word")
+    assert code == 0 and "emotion / Powerful" in out, out
+    code, out = run_module("mmjax.train", "--config=tests/tiny.py", f"--config.data.dir={data}", "--config.data.corpus=jsonl",
+                           "--config.tasks=emotion,act", "--config.model.modalities=text", "--config.num_train_steps=40", "--config.eval_every_steps=40",
+                           "--config.checkpoint_every_steps=40", "--config.learning_rate=0.01", f"--workdir={run}")
+    assert code == 0, out[-3000:]
+    code, out = run_module("mmjax.evaluate", f"--workdir={run}", "--split=test")
+    assert code == 0, out[-3000:]
+    with open(os.path.join(run, "eval_test.json")) as f:
+        report = json.load(f)["tasks"]
+    assert report["emotion"]["labels"] == emotions and report["act"]["labels"] == ["question", "statement"]
+    assert report["emotion"]["macro_f1"] > 0.5  # the emotion is in the words: it is learnt
+    (tmp_path / "new.jsonl").write_text(json.dumps(
+        {"dialogue_id": "x", "utterances": [{"speaker": "A", "text": "madword1 filler"}]}) + "\n")
+    code, out = run_module("mmjax.predict", f"--workdir={run}", f"--input={tmp_path / 'new.jsonl'}",
+                           f"--output={tmp_path / 'preds.jsonl'}")
+    assert code == 0, out[-3000:]
+    line = json.loads((tmp_path / "preds.jsonl").read_text())
+    assert set(line["emotion"]["probabilities"]) == set(emotions) and line["act"]["label"] in ("question", "statement")

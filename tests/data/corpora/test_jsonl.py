@@ -146,16 +146,21 @@ def test_a_failed_run_leaves_the_previous_output_untouched(tmp_path):
 
 
 def test_config_tasks_the_corpus_does_not_label_are_one_config_error(tmp_path):
-    from mmjax import trainer
+    from mmjax import configuration, trainer
     from tests.tiny import tiny_config
     _prepare(tmp_path)
     config = tiny_config(str(tmp_path / "out"))
     config.data.corpus = "jsonl"
-    with pytest.raises(ConfigError, match=r"config.tasks includes \['humor', 'sarcasm_humor'\], which the corpus at .* "
-                                          r"does not label \(it has \['sentiment', 'emotion', 'sarcasm', 'emotion_sentiment'\]\)"):
-        trainer.load_or_prepare_records(config)
+    manifest = trainer.load_or_prepare_records(config)
+    with pytest.raises(ConfigError, match=r"config.tasks names \['humor', 'sarcasm_humor'\], which the corpus at .* "
+                                          r"does not declare \(it has \['sentiment', 'emotion', 'sarcasm', 'emotion_sentiment'\]\)"):
+        configuration.check_tasks(config, manifest)
     config.tasks = ("sentiment", "sarcasm")
-    assert list(trainer.load_or_prepare_records(config)["tasks"]) == ["sentiment", "emotion", "sarcasm", "emotion_sentiment"]
+    config.task_weights = {"humor": 2.0, "hum0r": 2.0}  # a built-in task the corpus lacks is ignored
+    with pytest.raises(ConfigError, match=r"config.task_weights names \['hum0r'\]"):
+        configuration.check_tasks(config, manifest)
+    config.task_weights = {"sarcasm": 2.0}
+    configuration.check_tasks(config, manifest)
 
 
 def test_text_states_of_a_checkpoint_are_cached_per_utterance(tmp_path, tiny_checkpoint):
