@@ -26,6 +26,7 @@ from collections.abc import Mapping
 from absl import app, flags
 
 from mmjax import cli
+from mmjax.data import records
 from mmjax.data.corpora import cmma, common, jsonl, meld, mmsa, mustard, synthetic
 from mmjax.errors import ConfigError
 from mmjax.tasks import corpus_tasks
@@ -60,6 +61,8 @@ def _define_flags():
     flags.DEFINE_integer("fold", 0, f"MUStARD speaker_dependent: the test fold, 0..{mustard.NUM_FOLDS - 1}.")
     flags.DEFINE_float("validation_fraction", 0.1, "MUStARD: fraction of each class of the training data "
                        "held out for validation.")
+    flags.DEFINE_integer("max_tokens", 40, "The summary says how many utterances a config.data.max_tokens of "
+                         "this many tokens would cut (the records keep every token).")
     flags.DEFINE_integer("seed", 0, "Seed of the synthetic generator and of MUStARD's splits.")
     flags.DEFINE_list("dialogues", ["train:1600", "validation:250", "test:250"],
                       "Synthetic corpus: dialogues per split, as split:count.")
@@ -76,8 +79,9 @@ def parse_counts(items) -> dict[str, int]:
     return counts
 
 
-def summary_table(manifest: Mapping) -> str:
-    """Utterances per split and per class of every task, then the preparation report."""
+def summary_table(manifest: Mapping, max_tokens: int = 40) -> str:
+    """Utterances per split and per class of every task, then the preparation report, with the
+    utterances longer than ``max_tokens`` tokens."""
     splits = manifest["splits"]
     names = list(splits)
     lines = [f"corpus {manifest['corpus']}  (schema v{manifest['schema_version']})",
@@ -96,6 +100,14 @@ def summary_table(manifest: Mapping) -> str:
                             if info["source"] else "   (no features)"))
         for title, counts in (("rules applied", report["rules_applied"]), ("skipped (--skip-bad)", report["skipped"])):
             lines += [f"{title}:"] + [f"  {count:>8,}  {what}" for what, count in counts.items()] if counts else []
+    tokens = (report or {}).get("tokens", {})
+    if tokens:
+        lines.append("tokens per utterance (p50 / p90 / p99 / max), and how many utterances "
+                     f"--config.data.max_tokens={max_tokens} would cut:")
+        for split, info in tokens.items():
+            cut = records.tokens_cut(manifest, split, max_tokens)
+            lengths = " / ".join(str(info["per_utterance"].get(k, 0)) for k in ("p50", "p90", "p99", "max"))
+            lines.append(f"  {split:<12}{lengths:>20}   cut: {cut[0]:,} of {cut[1]:,}" if cut else f"  {split:<12}{lengths:>20}")
     if "text_states" in manifest:
         states = manifest["text_states"]
         lines.append(f"text states: {states['model']} (dim {states['dim']}, {states['dtype']}) per token")
@@ -136,7 +148,7 @@ def main(argv):
             manifest = common.prepare(CONVERTERS[FLAGS.corpus], FLAGS.input, FLAGS.output, options_from_flags(FLAGS),
                                       tokenizer=FLAGS.tokenizer, audio=FLAGS.audio, visual=FLAGS.visual,
                                       name=FLAGS.name, text_states=text_states_checkpoint(FLAGS.text_states))
-        print(summary_table(manifest))
+        print(summary_table(manifest, flags.FLAGS.max_tokens))
 
 
 if __name__ == "__main__":

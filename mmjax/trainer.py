@@ -328,6 +328,10 @@ def _train(config, workdir: str):
     step_fn, stats = compile_train_step(s, config)
     if is_main:
         print(_format_stats(stats), file=sys.stderr)
+        cut = records.tokens_cut(s.manifest, "train", config.data.max_tokens)
+        if cut and cut[0]:
+            print(f"config.data.max_tokens={config.data.max_tokens} cuts {cut[0]:,} of {cut[1]:,} training utterances "
+                  "(their later tokens are not read)", file=sys.stderr)
     eval_fn = jit_eval_step(s)
     writer = _Writer(workdir, is_main, start)
     try:

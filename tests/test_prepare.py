@@ -7,25 +7,27 @@ import os
 from tests.tiny import run_module, run_on_a_small_disk
 
 ROWS = [{"dialogue": "d1", "turn": 0, "speaker": "A", "text": "so what", "labels": {"sarcasm": "none"}},
-        {"dialogue": "d1", "turn": 1, "speaker": "B", "text": "oh great", "labels": {"sarcasm": "sarcastic"}},
-        {"dialogue": "d1", "turn": 2, "speaker": "A", "text": "x", "labels": {"sarcasm": "yes"}}]
+        {"dialogue": "d1", "turn": 1, "speaker": "B", "text": "oh great", "labels": {"sarcasm": "sarcastic"}}]
+UNSEEN = {"dialogue": "d2", "turn": 0, "speaker": "A", "text": "x", "labels": {"sarcasm": "yes"}}
 
 
 def test_prepare_prints_the_summary_or_one_error_line(tmp_path):
     corpus = tmp_path / "corpus"
     corpus.mkdir()
     (corpus / "train.jsonl").write_text("\n".join(json.dumps(r) for r in ROWS))
+    (corpus / "validation.jsonl").write_text(json.dumps(UNSEEN))
     args = ("mmjax.prepare", "--corpus=jsonl", f"--input={corpus}", f"--output={tmp_path}/out", "--tokenizer=word",
             "--name=my_corpus")
     code, out = run_module(*args)
     assert code == 2 and "Traceback" not in out
-    assert f"mmjax.prepare: error: {corpus}/train.jsonl line 3: labels.sarcasm 'yes' is not a label; expected one " \
-           "of ['none', 'sarcastic'] (pass --skip-bad" in out
+    assert f"mmjax.prepare: error: {corpus}/validation.jsonl line 1: labels.sarcasm 'yes' is not one of the task's " \
+           "labels ['none', 'sarcastic'] (those of train.jsonl) (pass --skip-bad" in out
     assert not os.path.exists(tmp_path / "out")
-    code, out = run_module(*args, "--skip-bad")
+    code, out = run_module(*args, "--skip-bad", "--max_tokens=1")
     assert code == 0, out
+    assert "--config.data.max_tokens=1 would cut:" in out and "cut: 2 of 2" in out  # both have 2+ tokens
     assert "corpus my_corpus" in out and "sarcasm / sarcastic" in out
-    assert "skipped (--skip-bad):\n         1  unknown label" in out
+    assert "skipped (--skip-bad):\n         1  unknown label (label dropped)" in out
     assert json.loads((tmp_path / "out" / "manifest.json").read_text())["corpus"] == "my_corpus"
 
 

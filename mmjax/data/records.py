@@ -144,6 +144,13 @@ def load_manifest(records_dir: str) -> dict:
     return manifest
 
 
+def tokens_cut(manifest: Mapping, split: str, max_tokens: int) -> tuple[int, int] | None:
+    """(utterances of ``split`` longer than ``max_tokens`` tokens, all its utterances), from the
+    token-length counts ``prepare`` reports; None for records without them."""
+    counts = manifest.get("report", {}).get("tokens", {}).get(split, {}).get("length_counts")
+    return None if counts is None else (int(sum(counts[max_tokens + 1:])), int(sum(counts)))
+
+
 def split_info(manifest: Mapping, records_dir: str, split: str) -> Mapping:
     try:
         return manifest["splits"][split]

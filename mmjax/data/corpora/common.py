@@ -373,7 +373,7 @@ def _tokenize(corpus: Corpus, tok: text.Tokenizer) -> tuple[dict[str, list[schem
             ids += tok.encode_batch(flat[start:start + 4096])
         lengths = [len(x) for x in ids]
         unknown = sum(int(np.sum(x == tok.unk_id)) for x in ids) if tok.unk_id is not None else 0
-        report[split] = {"per_utterance": _percentiles(lengths),
+        report[split] = {"per_utterance": _percentiles(lengths), "length_counts": np.bincount(lengths).tolist(),
                          "unknown_fraction": round(unknown / max(1, sum(lengths)), 5),
                          "turns_per_dialogue": _percentiles([len(d.turns) for d in raws])}
         offsets = np.cumsum([0] + [len(d.turns) for d in raws])
