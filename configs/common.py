@@ -43,9 +43,10 @@ def get_config() -> ml_collections.ConfigDict:
     config.early_stopping_patience = 0
 
     config.data = ml_collections.ConfigDict()
-    # Corpus name as in the records' manifest. "synthetic" is (re)generated in data.dir on demand;
-    # any other corpus is read from data.dir as written by `python -m mmjax.prepare`.
-    config.data.corpus = "synthetic"
+    # Corpus name as in the records' manifest; "" takes the corpus data.dir holds (written by
+    # `python -m mmjax.prepare`), or generates the synthetic corpus there where it holds none.
+    # "synthetic" is (re)generated in data.dir on demand; any other name must be the records'.
+    config.data.corpus = ""
     config.data.dir = "data_cache/synthetic"
     config.data.synthetic_dialogues = ml_collections.ConfigDict(
         {"train": 1600, "validation": 250, "test": 250})

@@ -26,14 +26,20 @@ from mmjax.state import abstract_state_and_shardings, create_state
 
 
 def load_or_prepare_records(config) -> dict:
-    """The manifest of ``config.data.dir``. For ``data.corpus="synthetic"`` the records are
-    (re)generated there when missing or made by another generator version, seed, size or
-    tokenizer: they are a pure function of those, so nothing is lost."""
-    path = config.data.dir
-    if config.data.corpus != "synthetic" and config.data.tokenizer:
+    """The manifest of ``config.data.dir``. ``data.corpus=""`` takes whatever corpus the records
+    there are (and sets ``config.data.corpus`` to its name, so the run records it); any other name
+    must be theirs. The synthetic corpus (``"synthetic"``, or ``""`` where data.dir holds no
+    records) is (re)generated there when missing or made by another generator version, seed,
+    size or tokenizer: the records are a pure function of those, so nothing is lost."""
+    path, corpus = config.data.dir, config.data.corpus
+    existing = _existing_manifest(path) if not corpus else None
+    synthetic_wanted = corpus == "synthetic" or (not corpus and (existing is None
+                                                                 or existing.get("corpus") == "synthetic"))
+    if not synthetic_wanted and config.data.tokenizer:
+        named = corpus or (existing or {}).get("corpus")
         raise ConfigError(f"config.data.tokenizer={config.data.tokenizer!r} applies to the synthetic corpus only; "
-                          f"the {config.data.corpus!r} records are tokenised by `python -m mmjax.prepare`")
-    if config.data.corpus == "synthetic":
+                          f"the {named!r} records are tokenised by `python -m mmjax.prepare`")
+    if synthetic_wanted:
         cached = config.model.text_encoder == "cached"
         wanted = synthetic.spec(config.data.synthetic_dialogues, config.data.synthetic_seed,
                                 config.data.synthetic_features.to_dict(), config.data.tokenizer,
@@ -55,9 +61,11 @@ def load_or_prepare_records(config) -> dict:
         if jax.process_count() > 1:
             multihost_utils.sync_global_devices("synthetic records")
     manifest = records.load_manifest(path)
-    if manifest["corpus"] != config.data.corpus:
-        raise ConfigError(f"config.data.corpus={config.data.corpus!r} but config.data.dir={path!r} holds "
-                          f"the {manifest['corpus']!r} corpus")
+    if not corpus:
+        config.data.corpus = manifest["corpus"]
+    elif manifest["corpus"] != corpus:
+        raise ConfigError(f"config.data.corpus={corpus!r} but config.data.dir={path!r} holds the "
+                          f"{manifest['corpus']!r} corpus (leave config.data.corpus empty to take the records' own)")
     return manifest
 
 

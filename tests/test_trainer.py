@@ -1,6 +1,7 @@
 import copy
 import json
 import os
+import shutil
 
 import jax
 import pytest
@@ -87,6 +88,24 @@ def test_tasks_the_corpus_lacks_are_a_config_error(records_dir):
         trainer.load_or_prepare_records(config)
 
 
+def test_an_empty_corpus_name_takes_the_records_own(records_dir, tmp_path):
+    config = tiny_config(records_dir)
+    assert config.data.corpus == ""
+    assert trainer.load_or_prepare_records(config)["corpus"] == config.data.corpus == "synthetic"
+    renamed = str(tmp_path / "renamed")
+    shutil.copytree(records_dir, renamed)
+    with open(os.path.join(renamed, records.MANIFEST)) as f:
+        manifest = json.load(f)
+    with open(os.path.join(renamed, records.MANIFEST), "w") as f:
+        json.dump({**manifest, "corpus": "mine"}, f)
+    config = tiny_config(renamed)
+    assert trainer.load_or_prepare_records(config)["corpus"] == config.data.corpus == "mine"  # not regenerated
+    config.data.tokenizer = "minilm"
+    with pytest.raises(ConfigError, match=r"config.data.tokenizer='minilm' applies to the synthetic corpus only; "
+                                          r"the 'mine' records"):
+        trainer.load_or_prepare_records(config)
+
+
 def test_tokenizer_choice_is_for_the_synthetic_corpus_only(records_dir):
     config = tiny_config(records_dir)
     config.data.corpus, config.data.tokenizer = "other", "minilm"
@@ -143,8 +162,7 @@ def test_a_corpus_with_its_own_tasks_trains_evaluates_and_predicts(tmp_path):
     data, run = str(tmp_path / "records"), str(tmp_path / "run")
     code, out = run_module("mmjax.prepare", "--corpus=jsonl", f"--input={corpus}", f"--output={data}", "--tokenizer=word")
     assert code == 0 and "emotion / Powerful" in out, out
-    code, out = run_module("mmjax.train", "--config=tests/tiny.py", f"--config.data.dir={data}", "--config.data.corpus=jsonl",
-                           "--config.tasks=emotion,act", "--config.model.modalities=text", "--config.num_train_steps=40", "--config.eval_every_steps=40",
+    code, out = run_module("mmjax.train", "--config=tests/tiny.py", f"--config.data.dir={data}", "--config.tasks=emotion,act", "--config.model.modalities=text", "--config.num_train_steps=40", "--config.eval_every_steps=40",
                            "--config.checkpoint_every_steps=40", "--config.learning_rate=0.01", f"--workdir={run}")
     assert code == 0, out[-3000:]
     code, out = run_module("mmjax.evaluate", f"--workdir={run}", "--split=test")
