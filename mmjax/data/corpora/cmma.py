@@ -69,7 +69,8 @@ def _relation(value: str, column: str, where: str, problems: common.Problems) ->
             return RELATION_SCALE.index(str(int(number)))
         problems.note(f"{column} {value!r} between scale points: unlabelled")
         return -1
-    problems.bad("unknown label", where, f"{column} {value!r} is not a label; expected one of {list(RELATION_SCALE)}")
+    problems.bad("unknown label (label dropped)", where,
+                 f"{column} {value!r} is not a label; expected one of {list(RELATION_SCALE)}")
     return None
 
 
@@ -81,15 +82,12 @@ def _turn(row: dict, where: str, problems: common.Problems) -> common.Turn | Non
         else:
             value = common.label_id(TASKS[task].labels, row[column], column, where, problems,
                                     LABEL_ALIASES.get(column))
-        if value is None:
-            return None
-        if value >= 0:
+        if value is not None and value >= 0:  # None: a bad label, dropped (the utterance stays)
             labels[task] = value
     for name, (column, names) in AUXILIARY.items():
         value = common.label_id(names, row[column], column, where, problems, LABEL_ALIASES.get(column))
-        if value is None:
-            return None
-        labels[name] = value
+        if value is not None:
+            labels[name] = value
     return common.Turn(row["UtteranceID"], row["Speaker"], row["Utterance"], where, labels)
 
 

@@ -214,13 +214,15 @@ def read_csv(path: str, encoding: str, columns: Sequence[str], problems: Problem
 
 def label_id(labels: Sequence[str], value: str, column: str, where: str, problems: Problems,
              aliases: Mapping[str, str] | None = None) -> int | None:
-    """Class id of ``value`` in ``labels`` (after the documented ``aliases``); None when unknown."""
+    """Class id of ``value`` in ``labels`` (after the documented ``aliases``); None when unknown:
+    the caller drops that label and keeps the utterance (as context for its neighbours)."""
     if aliases and value in aliases:
         problems.note(f"{column} {value!r} read as {aliases[value]!r}")
         value = aliases[value]
     if value in labels:
         return labels.index(value)
-    problems.bad("unknown label", where, f"{column} {value!r} is not a label; expected one of {list(labels)}")
+    problems.bad("unknown label (label dropped)", where,
+                 f"{column} {value!r} is not a label; expected one of {list(labels)}")
     return None
 
 

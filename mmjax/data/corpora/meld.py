@@ -39,8 +39,7 @@ def _read_split(path: str, prefix: str, encoding: str, problems: common.Problems
             continue
         labels = {task: common.label_id(TASKS[task].labels, row[column], column, where, problems)
                   for task, column in TASK_COLUMNS.items()}
-        if None in labels.values():
-            continue
+        labels = {task: value for task, value in labels.items() if value is not None}  # bad labels dropped
         dialogue, utterance = int(row["Dialogue_ID"]), int(row["Utterance_ID"])
         turn = common.Turn(f"{prefix}/dia{dialogue}_utt{utterance}", row["Speaker"], row["Utterance"], where, labels)
         dialogues.setdefault(dialogue, []).append((utterance, turn))

@@ -152,11 +152,11 @@ def _read_split(path: str, key: str, part, problems: common.Problems) -> list[co
             problems.bad("malformed utterance id", row_where, f"id {uid!r}: expected '<video>{SEPARATOR}<clip>'")
             continue
         sentiment = _sentiment(part["regression_labels"][i])
-        if sentiment is None:
-            problems.bad("unknown label", f"{row_where} (id {uid!r})",
+        if sentiment is None:  # the label is dropped; the clip stays as context of its video
+            problems.bad("unknown label (label dropped)", f"{row_where} (id {uid!r})",
                          "regression_labels is NaN; expected a sentiment score in [-3, 3]")
-            continue
-        turn = common.Turn(uid, video, str(part["raw_text"][i]), f"{row_where} (id {uid!r})", {"sentiment": sentiment})
+        turn = common.Turn(uid, video, str(part["raw_text"][i]), f"{row_where} (id {uid!r})",
+                           {} if sentiment is None else {"sentiment": sentiment})
         for name, modality in MODALITIES.items():
             if name in part:
                 frames = np.asarray(part[name][i])

@@ -80,7 +80,7 @@ def test_bad_content_names_the_split_row_and_expectation(tmp_path):
     with pytest.raises(RecordError, match=r"\['train'\] row 1: id 'v1-2': expected '<video>\$_\$<clip>'"):
         _prepare(tmp_path, data)
     manifest = _prepare(tmp_path, {"train": dict(_split(["v1$_$1", "v1$_$2"], [1.0, float("nan")]))}, skip_bad=True)
-    assert manifest["report"]["skipped"] == {"unknown label": 1}
+    assert manifest["report"]["skipped"] == {"unknown label (label dropped)": 1}
     with pytest.raises(RecordError, match=r"\['train'\]\['regression_labels'\]: has 1 entries, expected 2"):
         _prepare(tmp_path, {"train": dict(_split(["v1$_$1", "v1$_$2"], [1.0]))})
     with pytest.raises(RecordError, match=r"unknown split keys \['dev'\]; expected \['train', 'valid', 'test'\]"):
