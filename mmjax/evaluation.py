@@ -8,6 +8,7 @@ import jax
 import numpy as np
 
 from mmjax import breakdowns, losses, metrics, saved_run, sharding
+from mmjax import progress as progress_lib
 from mmjax.data import pipeline, records
 from mmjax.models import towers
 from mmjax.tasks import get_task, resolve_tasks
@@ -20,8 +21,8 @@ def run(eval_step, params, config, manifest, split: str, mesh, rules, details: b
     by modalities present (``by_speaker``, ``by_modalities``)."""
     totals, rows = None, []
     with sharding.activate(mesh, rules):
-        for local_batch in pipeline.eval_batches(config, manifest, split, jax.process_index(),
-                                                 jax.process_count()):
+        batches = pipeline.eval_batches(config, manifest, split, jax.process_index(), jax.process_count())
+        for local_batch in progress_lib.bar(batches, desc=f"evaluate {split}", unit="batch", leave=False):
             out = eval_step(params, sharding.global_batch(local_batch, mesh))
             batch_rows = out.pop("rows")
             if details:

@@ -16,13 +16,12 @@ at the end: a bad line or an interruption never leaves a partial output.
 from __future__ import annotations
 
 import json
-import sys
 
 import jax
 import numpy as np
-import tqdm
 
 from mmjax import atomic, inference, sharding, trainer
+from mmjax import progress as progress_lib
 from mmjax.data import dialogue_jsonl, pipeline, text
 from mmjax.models import text_states
 from mmjax.tasks import get_task
@@ -55,8 +54,7 @@ def probabilities(run: inference.RestoredRun, dialogues, progress: bool = True) 
            for d in dialogues]
     total = pipeline.num_ordered_batches(len(source), config.eval_batch_size, jax.process_count())
     with sharding.activate(s.mesh, s.rules):
-        for local_batch in tqdm.tqdm(batches, total=total, desc="predict", unit="batch", file=sys.stderr,
-                                     disable=not progress or jax.process_index() != 0, dynamic_ncols=True):
+        for local_batch in progress_lib.bar(batches, total=total, desc="predict", unit="batch", enabled=progress):
             result = jax.device_get(step(run.params, sharding.global_batch(local_batch, s.mesh)))
             position = result.pop("position")  # [B, T, 2]
             rows = position[..., 0] >= 0

@@ -13,10 +13,9 @@ import jax
 from jax.experimental import multihost_utils
 import numpy as np
 import tensorboardX
-import tqdm
 
-from mmjax import (atomic, checkpointing, configuration, evaluation, losses, optim, saved_run, sharding,
-                   preemption, train_step, workdir_lock)
+from mmjax import (atomic, checkpointing, configuration, evaluation, losses, optim, preemption,
+                   progress as progress_lib, saved_run, sharding, train_step, workdir_lock)
 from mmjax.data import pipeline, records, text
 from mmjax.data.corpora import synthetic
 from mmjax.data.schema import SCHEMA_VERSION
@@ -356,17 +355,18 @@ def _loop(config, s: Setup, state, start: int, step_fn, eval_fn, data, mngr, wri
     """Steps ``start + 1 .. num_train_steps`` with logging, validation and checkpoints; stops
     after saving at the step where ``watch`` (a ``preemption.Watch``) says to."""
     log = _MetricLog(start + 1)
-    progress = tqdm.tqdm(total=config.num_train_steps, initial=start, disable=jax.process_index() != 0,
-                         desc="train", unit="step", dynamic_ncols=True)
+    # Moved at log points, where the metrics are fetched: steps are dispatched asynchronously, so
+    # counting them at dispatch would make the rate and ETA swing.
+    progress = progress_lib.bar(total=config.num_train_steps, initial=start, desc="train", unit="step")
     for step in range(start + 1, config.num_train_steps + 1):
         state, metrics = step_fn(state, sharding.global_batch(next(data), s.mesh))
         log.add(metrics)
-        progress.update(1)
         last = step == config.num_train_steps
         preempted = watch.reached(step)
         save = step % config.checkpoint_every_steps == 0 or last or preempted
         if step % config.log_every_steps == 0 or save:
             summary = log.summary(config.tasks)
+            progress.update(step - progress.n)
             progress.set_postfix(loss=f"{summary['loss']:.4f}")
             writer.write("train", step, summary)
         if step % config.eval_every_steps == 0 or save:

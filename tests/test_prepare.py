@@ -26,6 +26,7 @@ def test_prepare_prints_the_summary_or_one_error_line(tmp_path):
     code, out = run_module(*args, "--skip-bad", "--max_tokens=1")
     assert code == 0, out
     assert "--config.data.max_tokens=1 would cut:" in out and "cut: 2 of 2" in out  # both have 2+ tokens
+    assert "\r" not in out  # no progress bar in a redirected log
     assert "corpus my_corpus" in out and "sarcasm / sarcastic" in out
     assert "skipped (--skip-bad):\n         1  unknown label (label dropped)" in out
     assert json.loads((tmp_path / "out" / "manifest.json").read_text())["corpus"] == "my_corpus"

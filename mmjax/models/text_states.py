@@ -16,13 +16,12 @@ whole utterance, then are cut like its token ids; the live encoder sees only the
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Mapping, Sequence
 
 import jax
 import numpy as np
-import tqdm
 
+from mmjax import progress as progress_lib
 from mmjax.data import schema, text
 from mmjax.errors import ConfigError, RecordError
 from mmjax.models import encoders, pretrained
@@ -88,8 +87,7 @@ def embed(splits: Mapping[str, Sequence[schema.Dialogue]], text_section: Mapping
         states: list[np.ndarray | None] = [None] * len(utterances)
         order = np.argsort([len(t) for t in utterances], kind="stable")  # similar lengths share a batch
         batches = range(0, len(order), ROWS)
-        for start in tqdm.tqdm(batches, desc=f"text states {split}", unit="batch", file=sys.stderr,
-                               disable=not progress, dynamic_ncols=True):
+        for start in progress_lib.bar(batches, desc=f"text states {split}", unit="batch", enabled=progress):
             rows = order[start:start + ROWS]
             longest = max(len(utterances[i]) for i in rows)
             length = min(-(-longest // LENGTH_MULTIPLE) * LENGTH_MULTIPLE, config.max_position_embeddings)

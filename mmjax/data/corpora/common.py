@@ -30,12 +30,11 @@ import collections
 import csv
 import dataclasses
 import os
-import sys
 from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
-import tqdm
 
+from mmjax import progress as progress_lib
 from mmjax.data import arrays, records, schema, text
 from mmjax.errors import ConfigError, RecordError
 from mmjax.models import text_states as cached_text
@@ -120,9 +119,8 @@ class Corpus:
 
 
 def progress(iterable, desc: str, total: int | None = None, unit: str = "row"):
-    """A progress bar on stderr (hidden when stderr is not a terminal)."""
-    return tqdm.tqdm(iterable, desc=desc, total=total, unit=unit, file=sys.stderr, leave=False,
-                     disable=None, dynamic_ncols=True)
+    """A progress bar on stderr (see ``mmjax.progress``), gone when done."""
+    return progress_lib.bar(iterable, desc=desc, total=total, unit=unit, leave=False)
 
 
 # ---------------------------------------------------------------------------------- text files

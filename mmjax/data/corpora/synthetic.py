@@ -41,8 +41,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import numpy as np
-import tqdm
 
+from mmjax import progress as progress_lib
 from mmjax.data import records, text
 from mmjax.data.schema import Dialogue
 from mmjax.models import text_states as cached_text
@@ -201,7 +201,7 @@ def write(output_dir: str, dialogues: Mapping[str, int], seed: int = 0, features
     features = corpus["features"]
     tok = text.from_config(tokenizer, TOKENIZER)
     splits = {split: generate(split, n, seed, features, tok)
-              for split, n in tqdm.tqdm(dialogues.items(), desc="generating splits", disable=not progress)}
+              for split, n in progress_lib.bar(dialogues.items(), desc="generating splits", unit="split", leave=False, enabled=progress)}
     states = None if text_states is None else cached_text.embed(splits, tok.describe(), text_states, progress)
     return records.write_corpus(
         output_dir, "synthetic", splits, tasks=list(TASKS.values()), audio_dim=features["audio_dim"],
