@@ -51,6 +51,11 @@ def evaluate(config, workdir: str, split: str = "test", step: int | str = "lates
              verbose: bool = True) -> dict:
     """Restores ``step`` ("latest", "best" or a step number) of ``workdir``, evaluates it on
     ``split`` and writes the report and PNGs there; ``config=None`` uses the workdir's own."""
+    return _evaluate(config, workdir, split, step, top_speakers, verbose)[0]
+
+
+def _evaluate(config, workdir: str, split: str, step: int | str, top_speakers: int, verbose: bool) -> tuple[dict, int]:
+    """``evaluate``'s report and the step it evaluated (what "latest" or "best" resolved to)."""
     run = inference.restore(workdir, step, config)
     s = run.setup
     # The one place the test split may be opened (records.DialogueSource refuses it elsewhere).
@@ -69,7 +74,7 @@ def evaluate(config, workdir: str, split: str = "test", step: int | str = "lates
                                report_lib.format_breakdown(result, "by_speaker", "speaker"),
                                report_lib.format_breakdown(result, "by_modalities", "modalities present"),
                                evaluation.format_task_relations(relations)]))
-    return result
+    return result, run.step
 
 
 def seed_workdirs(template: str, seeds: list[str]) -> list[str]:
@@ -88,13 +93,18 @@ def evaluate_seeds(config, template: str, seeds: list[str], split: str = "test",
                    top_speakers: int = 10) -> dict:
     """Evaluates every seed's run and writes the mean and std over them (see module docstring)."""
     workdirs = seed_workdirs(template, seeds)
-    reports = [evaluate(config, w, split, step, top_speakers, verbose=False) for w in workdirs]
+    evaluated = [_evaluate(config, w, split, step, top_speakers, verbose=False) for w in workdirs]
+    reports = [report for report, _ in evaluated]
     aggregated = report_lib.aggregate(reports)
+    runs = [report_lib.run_scores(seed, workdir, at, report)
+            for seed, workdir, (report, at) in zip(seeds, workdirs, evaluated)]
     if jax.process_index() == 0:
         directory = template.replace(SEED, "-".join(seeds))
         os.makedirs(directory, exist_ok=True)
         path = os.path.join(directory, f"eval_{split}_seeds.json")
-        saved_run.write_json(path, {"split": split, "step": step, "seeds": seeds, "workdirs": workdirs, **aggregated})
+        saved_run.write_json(path, {"split": split, "step": step, "seeds": seeds, "workdirs": workdirs, "runs": runs,
+                                    **aggregated})
+        print(report_lib.format_runs(runs, f"{split} split, each seed (--step={step})"))
         print(report_lib.format_aggregate(aggregated, f"{split} split over seeds {', '.join(seeds)} "
                                                       f"(mean ± sample std), written to {path}"))
     return aggregated

@@ -79,6 +79,24 @@ def aggregate(reports: Sequence[Mapping]) -> dict:
     return out
 
 
+def run_scores(seed: str, workdir: str, step: int, report: Mapping) -> dict:
+    """One seed's line of a multi-seed evaluation: its workdir, the step evaluated, the mean
+    macro-F1 over tasks (``score``) and each task's SCORES."""
+    return {"seed": seed, "workdir": workdir, "step": step,
+            "score": float(np.mean([r["macro_f1"] for r in report.values()])),
+            "tasks": {t: {k: r[k] for k in SCORES} for t, r in report.items()}}
+
+
+def format_runs(runs: Sequence[Mapping], title: str) -> str:
+    """Each seed's step, mean macro-F1 and macro-F1 per task."""
+    tasks = list(runs[0]["tasks"])
+    lines = [title, f"{'seed':<10}{'step':>8}{'mean macro_f1':>15}" + "".join(f"{t[:18]:>20}" for t in tasks)]
+    for run in runs:
+        lines.append(f"{run['seed']:<10}{run['step']:>8}{run['score']:>15.4f}"
+                     + "".join(f"{run['tasks'][t]['macro_f1']:>20.4f}" for t in tasks))
+    return "\n".join(lines)
+
+
 def format_aggregate(aggregated: Mapping, title: str) -> str:
     lines = [title, f"{'task':<20}" + "".join(f"{k:>20}" for k in SCORES)]
     for task, r in aggregated["tasks"].items():

@@ -45,6 +45,9 @@ def test_restored_evaluation_matches_in_memory_and_one_device_matches_eight(trai
     with open(tmp_path / "run_a-b" / "eval_test_seeds.json") as f:
         seeds = json.load(f)
     assert seeds["seeds"] == ["a", "b"]
+    assert [(run["seed"], run["step"]) for run in seeds["runs"]] == [("a", 4), ("b", 4)]  # "latest" resolved
+    assert seeds["runs"][0]["tasks"]["sarcasm"]["macro_f1"] == pytest.approx(eight["sarcasm"]["macro_f1"], abs=1e-6)
+    assert "each seed (--step=latest)" in out and "\na                4" in out
     for task, r in eight.items():
         assert seeds["tasks"][task]["macro_f1"]["mean"] == pytest.approx(r["macro_f1"], abs=1e-6)
         assert seeds["tasks"][task]["macro_f1"]["std"] == pytest.approx(0.0, abs=1e-6)

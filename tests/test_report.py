@@ -23,3 +23,13 @@ def test_aggregate_gives_mean_and_sample_std():
     assert "emotion" in report.format_aggregate(agg, "title")
     with pytest.raises(ValueError, match="at least 2"):
         report.aggregate([_run(0.5, 0.0)])
+
+
+def test_each_seed_has_its_line_with_the_step_it_evaluated():
+    scores = {"sarcasm": {"accuracy": 0.9, "macro_f1": 0.6, "weighted_f1": 0.8, "loss": 0.3},
+              "humor": {"accuracy": 0.7, "macro_f1": 0.4, "weighted_f1": 0.6, "loss": 0.5}}
+    run = report.run_scores("0", "runs/s0", 1200, scores)
+    assert run["step"] == 1200 and run["score"] == pytest.approx(0.5) and run["tasks"]["humor"]["loss"] == 0.5
+    table = report.format_runs([run, report.run_scores("1", "runs/s1", 900, scores)], "title")
+    assert table.splitlines()[2].split() == ["0", "1200", "0.5000", "0.6000", "0.4000"]
+    assert table.splitlines()[3].split()[:2] == ["1", "900"]
