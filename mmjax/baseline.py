@@ -154,7 +154,7 @@ def run(data_dir: str, output: str, tasks=None, split: str = "test", analyzer: s
         keep = eval_y[t] >= 0
         report[t] = task_report(t, models[t], x_eval[keep], eval_y[t][keep], train_counts[t])
     os.makedirs(output, exist_ok=True)
-    pngs = report_lib.write_confusion_pngs(report, output, split)
+    pngs = report_lib.write_confusion_pngs(report, output, split, MODEL)
     extra = {"split": split, "model": MODEL, "analyzer": analyzer, "data_dir": data_dir, "selection": selection,
              "confusion_png": pngs}
     evaluation.write_report(report, os.path.join(output, f"eval_{split}.json"), **extra)

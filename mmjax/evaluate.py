@@ -65,7 +65,7 @@ def _evaluate(config, workdir: str, split: str, step: int | str, top_speakers: i
                                 s.rules, details=True, top_speakers=top_speakers)
     relations = evaluation.learned_task_relations(run.params, run.config, run.setup.manifest)
     if jax.process_index() == 0:
-        pngs = report_lib.write_confusion_pngs(result, workdir, split)
+        pngs = report_lib.write_confusion_pngs(result, workdir, split, f"step {run.step}")
         evaluation.write_report(result, os.path.join(workdir, f"eval_{split}.json"), split=split, step=run.step,
                                 confusion_png=pngs, task_relations=relations)
         if verbose:

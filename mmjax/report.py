@@ -1,4 +1,4 @@
-"""Evaluation reports for people: per-class and breakdown tables, confusion-matrix PNGs, and the
+"""Evaluation reports for people: per-class and breakdown tables, confusion-matrix figures, and the
 aggregate over several seeds (mean and sample standard deviation of every score)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from mmjax import png
+from mmjax import figures
 
 SCORES = ("accuracy", "macro_f1", "weighted_f1", "loss")
 CLASS_SCORES = ("precision", "recall", "f1")
@@ -41,18 +41,19 @@ def format_breakdown(report: Mapping, key: str, group_name: str) -> str:
     return "\n".join(lines)
 
 
-def png_name(split: str, task: str, labels: Sequence[str]) -> str:
-    """File name of a task's confusion-matrix PNG; it lists the class order of rows and columns."""
-    order = "_".join(re.sub(r"[^A-Za-z0-9.+-]", "-", label) for label in labels)
-    return f"confusion_{split}_{task}__{order}.png"
+def png_name(split: str, task: str) -> str:
+    """File name of a task's confusion-matrix PNG."""
+    return f"confusion_{split}_{re.sub(r'[^A-Za-z0-9_.+-]', '-', task)}.png"
 
 
-def write_confusion_pngs(report: Mapping, directory: str, split: str) -> dict[str, str]:
-    """Writes one heat map per task into ``directory``; returns {task: file name}."""
+def write_confusion_pngs(report: Mapping, directory: str, split: str, model: str) -> dict[str, str]:
+    """Writes one confusion-matrix figure per task into ``directory``, titled with the task, split
+    and ``model`` (e.g. "step 1200"); returns {task: file name}."""
     names = {}
     for task, r in report.items():
-        names[task] = png_name(split, task, r["labels"])
-        png.write(os.path.join(directory, names[task]), png.confusion_heatmap(np.asarray(r["confusion"])))
+        names[task] = png_name(split, task)
+        figure = figures.confusion_figure(np.asarray(r["confusion"]), r["labels"], f"{task}: {split} split, {model}")
+        figures.save_png(figure, os.path.join(directory, names[task]))
     return names
 
 

@@ -14,7 +14,7 @@ from jax.experimental import multihost_utils
 import numpy as np
 import tensorboardX
 
-from mmjax import (atomic, checkpointing, configuration, evaluation, losses, optim, preemption,
+from mmjax import (atomic, checkpointing, configuration, evaluation, figures, losses, optim, preemption,
                    progress as progress_lib, saved_run, sharding, train_step, workdir_lock)
 from mmjax.data import pipeline, records, text
 from mmjax.data.corpora import synthetic
@@ -204,6 +204,15 @@ class _Writer:
             self.jsonl.write(json.dumps(line, allow_nan=False) + "\n")
             self.jsonl.flush()
 
+    def confusion_figures(self, step: int, report: dict) -> None:
+        """Each task's validation confusion matrix as a TensorBoard figure (``validation/confusion/``)."""
+        if self.enabled:
+            for task, r in report.items():
+                figure = figures.confusion_figure(np.asarray(r["confusion"]), r["labels"],
+                                                  f"{task}: validation split, step {step}")
+                self.tensorboard.add_figure(f"validation/confusion/{task}", figure, step)
+            self.tensorboard.flush()
+
     def close(self) -> None:
         if self.enabled:
             self.tensorboard.close()
@@ -355,6 +364,7 @@ def _loop(config, s: Setup, state, start: int, step_fn, eval_fn, data, mngr, wri
     """Steps ``start + 1 .. num_train_steps`` with logging, validation and checkpoints; stops
     after saving at the step where ``watch`` (a ``preemption.Watch``) says to."""
     log = _MetricLog(start + 1)
+    learning_rate = optim.learning_rate_schedule(config)
     # Moved at log points, where the metrics are fetched: steps are dispatched asynchronously, so
     # counting them at dispatch would make the rate and ETA swing.
     progress = progress_lib.bar(total=config.num_train_steps, initial=start, desc="train", unit="step")
@@ -368,12 +378,15 @@ def _loop(config, s: Setup, state, start: int, step_fn, eval_fn, data, mngr, wri
             summary = log.summary(config.tasks)
             progress.update(step - progress.n)
             progress.set_postfix(loss=f"{summary['loss']:.4f}")
-            writer.write("train", step, summary)
+            # The rate of this step's update (optax counts updates from 0).
+            writer.write("train", step, {**summary, "learning_rate": float(learning_rate(step - 1))})
         if step % config.eval_every_steps == 0 or save:
             report = evaluation.run(eval_fn, state.eval_params(), config, s.manifest, "validation", s.mesh, s.rules)
             score = validation_score(report, config)
             writer.write("validation", step, {"score": score, **{
                 f"{t}/{k}": r[k] for t, r in report.items() for k in ("accuracy", "macro_f1", "weighted_f1", "loss")}})
+            if config.get("log_confusion_figures", False):
+                writer.confusion_figures(step, report)
             if jax.process_index() == 0:
                 progress.write(evaluation.format_table(report, f"validation at step {step} (score {score:.4f})"))
         if save:

@@ -1,11 +1,12 @@
 import json
 import os
 
+import matplotlib.image
+
 import pytest
 
-from mmjax import errors, evaluate, evaluation, inference, png, trainer
+from mmjax import errors, evaluate, evaluation, inference, trainer
 from mmjax.data import records
-from tests.test_png import read_png
 from tests.tiny import run_module
 
 
@@ -53,11 +54,9 @@ def test_restored_evaluation_matches_in_memory_and_one_device_matches_eight(trai
         assert seeds["tasks"][task]["macro_f1"]["std"] == pytest.approx(0.0, abs=1e-6)
 
     for task, name in one["confusion_png"].items():
-        assert name == f"confusion_test_{task}__{'_'.join(one['tasks'][task]['labels'])}.png"
-        with open(os.path.join(workdir, name), "rb") as f:
-            image = read_png(f.read())
-        size = png.heatmap_size(len(one["tasks"][task]["labels"]))
-        assert image.shape == (size, size, 3)
+        assert name == f"confusion_test_{task}.png"
+        image = matplotlib.image.imread(os.path.join(workdir, name))
+        assert image.ndim == 3 and min(image.shape[:2]) > 200  # a figure, drawn (tests/test_figures.py)
 
 
 def test_test_split_is_refused_outside_final_evaluation(trained_run):

@@ -178,3 +178,34 @@ def test_a_corpus_with_its_own_tasks_trains_evaluates_and_predicts(tmp_path):
     assert code == 0, out[-3000:]
     line = json.loads((tmp_path / "preds.jsonl").read_text())
     assert set(line["emotion"]["probabilities"]) == set(emotions) and line["act"]["label"] in ("question", "statement")
+
+
+def _tensorboard_tags(workdir: str) -> dict[str, list[int]]:
+    """tag -> steps of every scalar and image in the workdir's TensorBoard event files."""
+    import glob
+    import struct
+
+    from tensorboardX.proto import event_pb2
+
+    tags = {}
+    for path in glob.glob(os.path.join(workdir, "tensorboard", "events*")):
+        with open(path, "rb") as f:
+            data = f.read()
+        i = 0
+        while i < len(data):  # TFRecord: length, its CRC, the event, its CRC
+            (n,) = struct.unpack("<Q", data[i:i + 8])
+            event = event_pb2.Event.FromString(data[i + 12:i + 12 + n])
+            i += 16 + n
+            for value in event.summary.value:
+                tags.setdefault(value.tag, []).append(event.step)
+    return tags
+
+
+@pytest.mark.slow
+def test_tensorboard_gets_the_learning_rate_and_confusion_figures(records_dir, tmp_path):
+    config = tiny_config(records_dir)
+    config.num_train_steps, config.log_confusion_figures = 4, True
+    trainer.train_and_evaluate(config, str(tmp_path))
+    tags = _tensorboard_tags(str(tmp_path))
+    assert tags["train/learning_rate"] == [2, 4] and tags["validation/confusion/emotion"] == [2, 4]  # validated at saves
+    assert len([t for t in tags if t.startswith("validation/confusion/")]) == len(config.tasks)

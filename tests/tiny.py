@@ -40,6 +40,7 @@ def tiny_config(data_dir: str, base=soft_share):
     config.model.mlp_dim = 32
     config.model.tower_hidden = 32
     config.model.dropout = 0.0
+    config.log_confusion_figures = False  # drawing them costs more than these steps
     return config
 
 
