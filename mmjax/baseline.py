@@ -173,6 +173,10 @@ def main(argv):
     print(f"wrote {os.path.join(f.output, f'eval_{f.split}.json')} in {time.time() - start:.1f}s", file=sys.stderr)
 
 
+def run():
+    """The ``mmjax-baseline`` console script (``python -m mmjax.baseline``)."""
+    cli.run("mmjax.baseline", _define_flags, main)
+
+
 if __name__ == "__main__":
-    _define_flags()
-    app.run(main, flags_parser=cli.flags_parser("mmjax.baseline"))
+    run()

@@ -154,6 +154,10 @@ def main(argv):
                 json.dump(results, f, indent=1)
 
 
+def run():
+    """The ``mmjax-benchmark`` console script (``python -m mmjax.benchmark``)."""
+    cli.run("mmjax.benchmark", _define_flags, main)
+
+
 if __name__ == "__main__":
-    _define_flags()
-    app.run(main, flags_parser=cli.flags_parser("mmjax.benchmark"))
+    run()

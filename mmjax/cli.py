@@ -8,7 +8,7 @@ import os
 import sys
 
 import jax
-from absl import flags, logging
+from absl import app, flags, logging
 
 from mmjax.errors import MmjaxError, out_of_space
 
@@ -58,6 +58,24 @@ def _unquote(error: Exception) -> str:
     return text.replace("\n", " ")
 
 
+def run(program: str, define_flags, main) -> None:
+    """Defines a command's flags and runs ``main`` under absl with ``flags_parser``."""
+    define_flags()
+    app.run(main, flags_parser=flags_parser(program))
+
+
+def _find_sibling_configs(argv) -> None:
+    """Config files import their siblings as ``configs.<name>``: the folder above a ``--config``
+    file's folder goes on ``sys.path``, so a command run from anywhere (or as a console script)
+    finds them; ``configs/`` is a folder of files, not an installed package."""
+    for arg in argv:
+        if arg.startswith("--config="):
+            path = os.path.abspath(arg.split("=", 1)[1].split(":", 1)[0])
+            root = os.path.dirname(os.path.dirname(path))
+            if os.path.isfile(path) and root not in sys.path:
+                sys.path.insert(0, root)
+
+
 def flags_parser(program: str):
     """An ``app.run`` flags parser that reports a bad ``--config.key=value`` override as one line.
 
@@ -66,6 +84,7 @@ def flags_parser(program: str):
     """
 
     def parse(argv):
+        _find_sibling_configs(argv[1:])
         try:
             return flags.FLAGS([argv[0]] + [_underscored(a) for a in argv[1:]])
         except flags.Error as e:

@@ -124,6 +124,10 @@ def main(argv):
             evaluate(f.config, f.workdir, f.split, f.step, f.top_speakers)
 
 
+def run():
+    """The ``mmjax-evaluate`` console script (``python -m mmjax.evaluate``)."""
+    cli.run("mmjax.evaluate", _define_flags, main)
+
+
 if __name__ == "__main__":
-    _define_flags()
-    app.run(main, flags_parser=cli.flags_parser("mmjax.evaluate"))
+    run()

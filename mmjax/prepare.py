@@ -151,6 +151,10 @@ def main(argv):
         print(summary_table(manifest, flags.FLAGS.max_tokens))
 
 
+def run():
+    """The ``mmjax-prepare`` console script (``python -m mmjax.prepare``)."""
+    cli.run("mmjax.prepare", _define_flags, main)
+
+
 if __name__ == "__main__":
-    _define_flags()
-    app.run(main, flags_parser=cli.flags_parser("mmjax.prepare"))
+    run()

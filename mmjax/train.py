@@ -25,6 +25,10 @@ def main(argv):
         trainer.train_and_evaluate(flags.FLAGS.config, flags.FLAGS.workdir)
 
 
+def run():
+    """The ``mmjax-train`` console script (``python -m mmjax.train``)."""
+    cli.run("mmjax.train", _define_flags, main)
+
+
 if __name__ == "__main__":
-    _define_flags()
-    app.run(main, flags_parser=cli.flags_parser("mmjax.train"))
+    run()
