@@ -4,7 +4,7 @@ Utterances are cut into the same context windows as in training and evaluation
 (``pipeline.WindowSource``), so each is predicted once, with its preceding turns as context.
 One output line per utterance, in input order::
 
-    {"dialogue_id": "d1", "utterance_index": 0,
+    {"dialogue_id": "d1", "utterance_id": "d1_0", "utterance_index": 0,
      "sentiment": {"label": "positive", "probabilities": {"negative": 0.01, "neutral": 0.04, "positive": 0.95}},
      ...every task of the run...}
 
@@ -68,7 +68,8 @@ def output_lines(dialogues, probs: list[dict[str, np.ndarray]], manifest):
     """One JSON line per utterance (see the module docstring); label names from ``manifest``."""
     for dialogue, per_task in zip(dialogues, probs):
         for i in range(dialogue.num_turns):
-            line = {"dialogue_id": dialogue.dialogue_id, "utterance_index": i}
+            line = {"dialogue_id": dialogue.dialogue_id, "utterance_id": dialogue.utterance_ids[i],
+                    "utterance_index": i}
             for task, values in per_task.items():
                 labels = get_task(task, manifest).labels
                 line[task] = {"label": labels[int(np.argmax(values[i]))],

@@ -17,6 +17,8 @@ def _export(dialogues, directory) -> str:
         utterances = []
         for i in range(d.num_turns):
             u = {"speaker": d.speakers[i], "text": d.texts[i]}
+            if i % 2:  # the others get the default id, <dialogue_id>_<index>
+                u["id"] = d.utterance_ids[i]
             for modality in ("audio", "visual"):
                 features = getattr(d, modality)[i]
                 if features is not None:
@@ -41,6 +43,8 @@ def test_predictions_equal_the_evaluation_forward_with_its_context_windows(train
     assert count == len(lines) == sum(d.num_turns for d in dialogues)
     assert [(x["dialogue_id"], x["utterance_index"]) for x in lines] == [
         (d.dialogue_id, i) for d in dialogues for i in range(d.num_turns)]
+    assert [x["utterance_id"] for x in lines] == [
+        d.utterance_ids[i] if i % 2 else f"{d.dialogue_id}_{i}" for d in dialogues for i in range(d.num_turns)]
 
     # The same parameters over the evaluation pipeline's windows of the records (what training sees).
     s = trainer.setup(config)
@@ -96,6 +100,8 @@ def _utterances(**utterance) -> str:
     ('{"dialogue_id": "d1", "utterances": [{"speaker": "B", "text": "hi"}]}', "dialogue_id 'd1' repeats line 1"),
     (_utterances(txt="x"), r"utterance 0 has unknown keys \['txt'\]"),
     (_utterances(text=""), "utterance 0: text must be a non-empty string"),
+    ('{"dialogue_id": "d2", "utterances": [{"speaker": "B", "text": "hi", "id": "u"}, '
+     '{"speaker": "B", "text": "hi", "id": "u"}]}', r"utterance ids \['u', 'u'\] repeat"),
     (_utterances(audio="missing.npy"), "utterance 0: audio: cannot read a numeric array from"),
     (_utterances(audio="nan.npy"), "audio features contain NaN or inf"),
     (_utterances(audio="narrow.npy"), r"audio features have shape \(3, 5\), expected \[frames>0, 24\]"),

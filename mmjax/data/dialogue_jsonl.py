@@ -5,7 +5,8 @@
         {"speaker": "B", "text": "..."}]}
 
 ``dialogue_id`` (unique in the file) and ``utterances`` (a non-empty list) are required; each
-utterance needs ``speaker`` and ``text`` (non-empty strings) and may give ``audio`` and
+utterance needs ``speaker`` and ``text`` (non-empty strings), may give an ``id`` (default
+``<dialogue_id>_<index>``; the predictions carry it) and may give ``audio`` and
 ``visual``: paths of ``.npy`` float arrays [frames, dim], relative to the input file's directory
 and inside it (absolute paths, ``..`` and symlinks leading out are refused unless
 ``allow_outside``); ``null`` or absent: the modality is missing, as in training. Features of
@@ -32,7 +33,7 @@ from mmjax.data import arrays, schema
 from mmjax.errors import InputError, RecordError
 
 DIALOGUE_KEYS = ("dialogue_id", "utterances")
-UTTERANCE_KEYS = ("speaker", "text", "audio", "visual")
+UTTERANCE_KEYS = ("speaker", "text", "id", "audio", "visual")
 _REQUIRED_UTTERANCE_KEYS = ("speaker", "text")
 
 
@@ -102,17 +103,20 @@ def parse_line(line: str, tokenizer, features: Mapping[str, FeatureSpec], base_d
     utterances = value["utterances"]
     if not isinstance(utterances, list) or not utterances:
         raise ValueError(f"utterances must be a non-empty list, got {utterances!r}")
-    speakers, texts, read = [], [], {m: [] for m in ("audio", "visual")}
+    ids, speakers, texts, read = [], [], [], {m: [] for m in ("audio", "visual")}
     for i, utterance in enumerate(utterances):
         what = f"utterance {i}"
         _keys(utterance, UTTERANCE_KEYS, _REQUIRED_UTTERANCE_KEYS, what)
+        ids.append(_nonempty_string(utterance.get("id", f"{dialogue_id}_{i}"), f"{what}: id"))
         speakers.append(_nonempty_string(utterance["speaker"], f"{what}: speaker"))
         texts.append(_nonempty_string(utterance["text"], f"{what}: text"))
         for modality, values in read.items():
             spec = features.get(modality)
             values.append(None if spec is None else
                           _features(utterance.get(modality), base_dir, f"{what}: {modality}", spec, allow_outside))
-    dialogue = schema.Dialogue(dialogue_id=dialogue_id, utterance_ids=[str(i) for i in range(len(texts))],
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"utterance ids {ids} repeat; expected each id once in a dialogue")
+    dialogue = schema.Dialogue(dialogue_id=dialogue_id, utterance_ids=ids,
                                speakers=speakers, texts=texts, tokens=tokenizer.encode_batch(texts),
                                audio=read["audio"], visual=read["visual"], labels={})
     try:
