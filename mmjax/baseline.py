@@ -173,10 +173,10 @@ def main(argv):
     print(f"wrote {os.path.join(f.output, f'eval_{f.split}.json')} in {time.time() - start:.1f}s", file=sys.stderr)
 
 
-def run():
+def command():
     """The ``mmjax-baseline`` console script (``python -m mmjax.baseline``)."""
     cli.run("mmjax.baseline", _define_flags, main)
 
 
 if __name__ == "__main__":
-    run()
+    command()

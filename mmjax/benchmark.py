@@ -24,7 +24,7 @@ import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
-from mmjax import cli, sharding, trainer
+from mmjax import cli, setup as setup_lib, sharding
 from mmjax.data import pipeline
 
 
@@ -99,8 +99,8 @@ def input_pipeline(config, manifest, batches: int) -> dict:
 
 def train_step(config, s, steps: int, warmup: int) -> dict:
     """Median step time and FLOP figures of the compiled train step on prefetched batches."""
-    compiled, stats = trainer.compile_train_step(s, config)
-    state = trainer.initial_state(s)
+    compiled, stats = setup_lib.compile_train_step(s, config)
+    state = setup_lib.initial_state(s)
     data = iter(pipeline.train_dataset(config, s.manifest, jax.process_index(), jax.process_count()))
     batches = [sharding.global_batch(next(data), s.mesh) for _ in range(min(steps + warmup, 8))]
     times = []
@@ -128,7 +128,7 @@ def main(argv):
     cli.initialize()
     config, FLAGS = flags.FLAGS.config, flags.FLAGS
     with cli.user_errors("mmjax.benchmark"):
-        s = trainer.setup(config)
+        s = setup_lib.build(config)
         if FLAGS.summary:
             counts = parameter_counts(s.abstract_state.params, FLAGS.summary_depth)
             print(format_parameter_counts(counts))
@@ -154,10 +154,10 @@ def main(argv):
                 json.dump(results, f, indent=1)
 
 
-def run():
+def command():
     """The ``mmjax-benchmark`` console script (``python -m mmjax.benchmark``)."""
     cli.run("mmjax.benchmark", _define_flags, main)
 
 
 if __name__ == "__main__":
-    run()
+    command()

@@ -27,7 +27,7 @@ import jax
 from absl import app, flags
 from ml_collections import config_flags
 
-from mmjax import cli, evaluation, inference, report as report_lib, saved_run, trainer
+from mmjax import cli, evaluation, inference, report as report_lib, saved_run, setup as setup_lib
 from mmjax.data import records
 from mmjax.errors import MmjaxError
 
@@ -61,7 +61,7 @@ def _evaluate(config, workdir: str, split: str, step: int | str, top_speakers: i
     # The one place the test split may be opened (records.DialogueSource refuses it elsewhere).
     allow = records.reading_test_split() if split == records.TEST_SPLIT else contextlib.nullcontext()
     with allow:
-        result = evaluation.run(trainer.jit_eval_step(s), run.params, run.config, s.manifest, split, s.mesh,
+        result = evaluation.run(setup_lib.jit_eval_step(s), run.params, run.config, s.manifest, split, s.mesh,
                                 s.rules, details=True, top_speakers=top_speakers)
     relations = evaluation.learned_task_relations(run.params, run.config, run.setup.manifest)
     if jax.process_index() == 0:
@@ -124,10 +124,10 @@ def main(argv):
             evaluate(f.config, f.workdir, f.split, f.step, f.top_speakers)
 
 
-def run():
+def command():
     """The ``mmjax-evaluate`` console script (``python -m mmjax.evaluate``)."""
     cli.run("mmjax.evaluate", _define_flags, main)
 
 
 if __name__ == "__main__":
-    run()
+    command()

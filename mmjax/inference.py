@@ -16,7 +16,7 @@ from collections.abc import Mapping
 
 import jax
 
-from mmjax import checkpointing, saved_run, sharding, trainer
+from mmjax import checkpointing, prepared_records, saved_run, setup as setup_lib, sharding
 from mmjax.errors import ConfigError, MmjaxError
 
 _DATA_PARALLEL = {"data": -1, "fsdp": 1, "model": 1}
@@ -27,7 +27,7 @@ _MUST_MATCH = ("tasks", "features", "text", "text_states")
 @dataclasses.dataclass
 class RestoredRun:
     config: object
-    setup: trainer.Setup
+    setup: setup_lib.Setup
     params: object  # restored parameters, in setup.state_shardings.params
     step: int
 
@@ -71,7 +71,7 @@ def training_manifest(workdir: str, config) -> dict:
     """The records manifest the run was trained on: the workdir's copy, else (older runs) the
     records directory's."""
     recorded = saved_run.load_manifest(workdir)
-    return recorded if recorded is not None else trainer.load_or_prepare_records(config)
+    return recorded if recorded is not None else prepared_records.load(config)
 
 
 def run_config(workdir: str, config=None):
@@ -90,10 +90,10 @@ def restore(workdir: str, step: int | str = "latest", config=None, manifest: Map
     """
     config = run_config(workdir, config)
     if manifest is None:
-        s = trainer.setup(config, training=False)
+        s = setup_lib.build(config, training=False)
         check_same_records(saved_run.load_manifest(workdir), s.manifest, config.data.dir)
     else:
-        s = trainer.setup(config, manifest=manifest, training=False)
+        s = setup_lib.build(config, manifest=manifest, training=False)
     mngr = checkpointing.manager(workdir, create=False)
     resolved = checkpointing.resolve_step(mngr, step, workdir)
     # A run with a moving average of its parameters is evaluated with it, as in its validation.

@@ -44,10 +44,10 @@ def main(argv):
             print(f"wrote predictions for {count} utterances to {f.output}", file=sys.stderr)
 
 
-def run():
+def command():
     """The ``mmjax-predict`` console script (``python -m mmjax.predict``)."""
     cli.run("mmjax.predict", _define_flags, main)
 
 
 if __name__ == "__main__":
-    run()
+    command()

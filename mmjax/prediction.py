@@ -20,7 +20,7 @@ import json
 import jax
 import numpy as np
 
-from mmjax import atomic, inference, sharding, trainer
+from mmjax import atomic, inference, setup as setup_lib, sharding
 from mmjax import progress as progress_lib
 from mmjax.data import dialogue_jsonl, pipeline, text
 from mmjax.models import text_states
@@ -49,7 +49,7 @@ def probabilities(run: inference.RestoredRun, dialogues, progress: bool = True) 
                                    config.model.context_turns, positions=True)
     batches = pipeline.ordered_batches(source, config.eval_batch_size, jax.process_index(), jax.process_count(),
                                        config.data.read_threads)
-    step = trainer.jit_predict_step(s)
+    step = setup_lib.jit_predict_step(s)
     out = [{t: np.zeros((d.num_turns, get_task(t, s.manifest).num_classes), np.float32) for t in config.tasks}
            for d in dialogues]
     total = pipeline.num_ordered_batches(len(source), config.eval_batch_size, jax.process_count())

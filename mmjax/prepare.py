@@ -151,10 +151,10 @@ def main(argv):
         print(summary_table(manifest, flags.FLAGS.max_tokens))
 
 
-def run():
+def command():
     """The ``mmjax-prepare`` console script (``python -m mmjax.prepare``)."""
     cli.run("mmjax.prepare", _define_flags, main)
 
 
 if __name__ == "__main__":
-    run()
+    command()

@@ -25,10 +25,10 @@ def main(argv):
         trainer.train_and_evaluate(flags.FLAGS.config, flags.FLAGS.workdir)
 
 
-def run():
+def command():
     """The ``mmjax-train`` console script (``python -m mmjax.train``)."""
     cli.run("mmjax.train", _define_flags, main)
 
 
 if __name__ == "__main__":
-    run()
+    command()

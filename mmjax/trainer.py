@@ -1,8 +1,8 @@
-"""The training loop: mesh, state init or resume, periodic validation, checkpoints and logging."""
+"""The training loop: state init or resume, periodic validation, checkpoints and logging (the
+setup it runs is ``mmjax.setup``'s, the records ``mmjax.prepared_records``')."""
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping
 import json
 import os
@@ -10,121 +10,13 @@ import sys
 import time
 
 import jax
-from jax.experimental import multihost_utils
 import numpy as np
 import tensorboardX
 
-from mmjax import (atomic, checkpointing, configuration, evaluation, figures, losses, optim, preemption,
-                   progress as progress_lib, saved_run, sharding, train_step, workdir_lock)
-from mmjax.data import pipeline, records, text
-from mmjax.data.corpora import synthetic
-from mmjax.data.schema import SCHEMA_VERSION
+from mmjax import (atomic, checkpointing, evaluation, figures, optim, preemption, prepared_records,
+                   progress as progress_lib, saved_run, setup as setup_lib, sharding, workdir_lock)
+from mmjax.data import pipeline, records
 from mmjax.errors import ConfigError, MmjaxError, TrainingDivergedError
-from mmjax.models import model as model_lib, text_states
-from mmjax.state import abstract_state_and_shardings, create_state
-
-
-def load_or_prepare_records(config) -> dict:
-    """The manifest of ``config.data.dir``. ``data.corpus=""`` takes whatever corpus the records
-    there are (and sets ``config.data.corpus`` to its name, so the run records it); any other name
-    must be theirs. The synthetic corpus (``"synthetic"``, or ``""`` where data.dir holds no
-    records) is (re)generated there when missing or made by another generator version, seed,
-    size or tokenizer: the records are a pure function of those, so nothing is lost."""
-    path, corpus = config.data.dir, config.data.corpus
-    existing = _existing_manifest(path) if not corpus else None
-    synthetic_wanted = corpus == "synthetic" or (not corpus and (existing is None
-                                                                 or existing.get("corpus") == "synthetic"))
-    if not synthetic_wanted and config.data.tokenizer:
-        named = corpus or (existing or {}).get("corpus")
-        raise ConfigError(f"config.data.tokenizer={config.data.tokenizer!r} applies to the synthetic corpus only; "
-                          f"the {named!r} records are tokenised by `python -m mmjax.prepare`")
-    if synthetic_wanted:
-        cached = config.model.text_encoder == "cached"
-        wanted = synthetic.spec(config.data.synthetic_dialogues, config.data.synthetic_seed,
-                                config.data.synthetic_features.to_dict(), config.data.tokenizer,
-                                # cached text states of the checkpoint the config names
-                                text_states.checkpoint_key(config.model.pretrained.path) if cached else None)
-        if cached:  # on every host, before host 0 writes: a mismatch is then everyone's error
-            tokenizer = text.from_config(config.data.tokenizer, synthetic.TOKENIZER)
-            model_lib.check_text_vocabulary(config, tokenizer.describe())
-        if jax.process_index() == 0:
-            existing = _existing_manifest(path)
-            # Rebuild only synthetic records (another schema version included); never overwrite
-            # another corpus: load_manifest and the corpus check below then name the problem.
-            stale = existing is not None and existing.get("corpus") == "synthetic" and (
-                existing.get("synthetic") != wanted or existing.get("schema_version") != SCHEMA_VERSION)
-            if existing is None or stale:
-                print(f"preparing the synthetic corpus {wanted} in {path}", file=sys.stderr)
-                synthetic.write(path, wanted["dialogues"], wanted["seed"], wanted["features"],
-                                wanted["tokenizer"], text_states=wanted.get("text_states"))
-        if jax.process_count() > 1:
-            multihost_utils.sync_global_devices("synthetic records")
-    manifest = records.load_manifest(path)
-    if not corpus:
-        config.data.corpus = manifest["corpus"]
-    elif manifest["corpus"] != corpus:
-        raise ConfigError(f"config.data.corpus={corpus!r} but config.data.dir={path!r} holds the "
-                          f"{manifest['corpus']!r} corpus (leave config.data.corpus empty to take the records' own)")
-    return manifest
-
-
-def _existing_manifest(path: str) -> dict | None:
-    """The manifest in ``path`` as written, whatever its schema version (None if there is none)."""
-    try:
-        with open(os.path.join(path, records.MANIFEST), encoding="utf-8") as f:
-            return json.load(f)
-    except FileNotFoundError:
-        return None
-
-
-@dataclasses.dataclass
-class Setup:
-    """Everything both training and evaluation derive from the config."""
-
-    config: object
-    manifest: dict
-    mesh: jax.sharding.Mesh
-    rules: tuple
-    model: object
-    tx: object
-    batch_shapes: object  # jax.ShapeDtypeStruct tree of one global training batch
-    abstract_state: object
-    state_shardings: object
-
-
-def setup(config, devices=None, manifest=None, training: bool = True) -> Setup:
-    """Validates ``config``, prepares its records (unless ``manifest`` is given: prediction uses the
-    one recorded in the workdir) and builds the mesh (over ``devices``, default all), model,
-    optimizer and the abstract train state with its shardings. ``training=False`` (evaluation,
-    prediction) skips the checks that only the train step needs."""
-    configuration.validate(config, jax.process_count())
-    manifest = load_or_prepare_records(config) if manifest is None else manifest
-    configuration.check_tasks(config, manifest)
-    mesh = sharding.make_mesh(config, devices)
-    dp = sharding.data_parallel_size(mesh)
-    if config.eval_batch_size % dp:
-        raise ConfigError(f"config.eval_batch_size={config.eval_batch_size} is not divisible by the {dp} "
-                          "data-parallel devices (mesh data x fsdp)")
-    if training and config.batch_size % (dp * config.grad_accum_steps):
-        raise ConfigError(f"config.batch_size={config.batch_size} is not divisible by the {dp} data-parallel "
-                          f"devices (mesh data x fsdp) x config.grad_accum_steps={config.grad_accum_steps}")
-    rules = sharding.logical_rules(config)
-    model = model_lib.build_model(config, manifest)
-    tx = optim.make_optimizer(config)
-    shapes = pipeline.shapes_from_config(config, manifest)
-    batch_shapes = jax.tree.map(lambda x: jax.ShapeDtypeStruct((config.batch_size,) + x.shape, x.dtype),
-                                pipeline.empty_example(shapes))
-    abstract, shardings = abstract_state_and_shardings(model, tx, batch_shapes, mesh, rules,
-                                                       ema=train_step.ema_decay(config) > 0)
-    return Setup(config, manifest, mesh, rules, model, tx, batch_shapes, abstract, shardings)
-
-
-def initial_state(s: Setup):
-    """A fresh TrainState in its shardings: random init, except a pretrained text encoder's
-    weights (``config.model.text_encoder="pretrained"``), loaded before the optimizer state."""
-    c = s.config
-    return create_state(c.seed, s.model, s.tx, s.batch_shapes, s.mesh, s.rules, model_lib.pretrained_params(c),
-                        ema=s.abstract_state.ema_params is not None, shardings=s.state_shardings)
 
 
 def make_workdir(workdir: str) -> None:
@@ -257,49 +149,6 @@ def validation_score(report: dict, config) -> float:
     return float(np.mean([r[config.get("selection_metric", "macro_f1")] for r in report.values()]))
 
 
-def compile_train_step(s: Setup, config):
-    """Ahead-of-time compiled train step (state donated), and its XLA cost and memory figures."""
-    batch_sharding = sharding.batch_sharding(s.mesh)
-    step_fn = train_step.make_train_step(s.model, s.tx, config, losses.class_weights(config, s.manifest))
-    step = jax.jit(step_fn, donate_argnums=0,
-                   in_shardings=(s.state_shardings, batch_sharding), out_shardings=(s.state_shardings, None))
-    batch = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=batch_sharding), s.batch_shapes)
-    with sharding.activate(s.mesh, s.rules):
-        compiled = step.lower(s.abstract_state, batch).compile()
-    cost = compiled.cost_analysis()
-    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-    stats = {"flops": float(cost.get("flops", 0.0)) if cost else None}
-    memory = compiled.memory_analysis()
-    if memory is not None:
-        stats["memory_bytes"] = {k: int(getattr(memory, f"{k}_size_in_bytes")) for k in
-                                 ("argument", "output", "temp", "alias", "generated_code")
-                                 if hasattr(memory, f"{k}_size_in_bytes")}
-    return compiled, stats
-
-
-def jit_eval_step(s: Setup):
-    """The jitted eval step: (params in their shardings, global batch) -> confusion sums and rows.
-
-    Outputs are replicated, so every host can read the per-row outputs of the whole batch.
-    """
-    return jax.jit(train_step.make_eval_step(s.model),
-                   in_shardings=(s.state_shardings.params, sharding.batch_sharding(s.mesh)),
-                   out_shardings=sharding.replicated(s.mesh))
-
-
-def jit_predict_step(s: Setup):
-    """The jitted predict step: (params, global batch) -> replicated class probabilities."""
-    return jax.jit(train_step.make_predict_step(s.model),
-                   in_shardings=(s.state_shardings.params, sharding.batch_sharding(s.mesh)),
-                   out_shardings=sharding.replicated(s.mesh))
-
-
-def _format_stats(stats: dict) -> str:
-    memory = ", ".join(f"{k} {v / 2**20:.1f} MiB" for k, v in stats.get("memory_bytes", {}).items())
-    flops = f"{stats['flops'] / 1e9:.2f} GFLOP" if stats.get("flops") else "FLOPs unknown"
-    return f"compiled train step: {flops} per step; memory per device: {memory or 'unknown'}"
-
-
 def train_and_evaluate(config, workdir: str):
     """Trains ``config`` in ``workdir``, resuming from its latest checkpoint; returns the state.
 
@@ -315,7 +164,7 @@ def train_and_evaluate(config, workdir: str):
 
 
 def _train(config, workdir: str):
-    s = setup(config)
+    s = setup_lib.build(config, manifest=prepared_records.load_or_prepare(config))
     check_validation_split(config, s.manifest)
     is_main = jax.process_index() == 0
     mngr = checkpointing.manager(workdir, config.max_checkpoints_to_keep)
@@ -330,7 +179,7 @@ def _train(config, workdir: str):
         saved_run.save_run(workdir, config, s.manifest)
     data = iter(pipeline.train_dataset(config, s.manifest, jax.process_index(), jax.process_count()))
     if start is None:
-        state, start = initial_state(s), 0
+        state, start = setup_lib.initial_state(s), 0
     else:
         start, state = checkpointing.restore_newest(
             mngr, lambda step: checkpointing.restore(mngr, step, s.abstract_state, data), set_aside=True)
@@ -341,14 +190,14 @@ def _train(config, workdir: str):
             _note_early_stop(config, start, stalled_since, "stopped early")
             mngr.close()
             return state
-    step_fn, stats = compile_train_step(s, config)
+    step_fn, stats = setup_lib.compile_train_step(s, config)
     if is_main:
-        print(_format_stats(stats), file=sys.stderr)
+        print(setup_lib.format_stats(stats), file=sys.stderr)
         cut = records.tokens_cut(s.manifest, "train", config.data.max_tokens)
         if cut and cut[0]:
             print(f"config.data.max_tokens={config.data.max_tokens} cuts {cut[0]:,} of {cut[1]:,} training utterances "
                   "(their later tokens are not read)", file=sys.stderr)
-    eval_fn = jit_eval_step(s)
+    eval_fn = setup_lib.jit_eval_step(s)
     writer = _Writer(workdir, is_main, start)
     try:
         with preemption.Watch(mngr) as watch:
@@ -360,7 +209,7 @@ def _train(config, workdir: str):
     return state
 
 
-def _loop(config, s: Setup, state, start: int, step_fn, eval_fn, data, mngr, writer, watch):
+def _loop(config, s: setup_lib.Setup, state, start: int, step_fn, eval_fn, data, mngr, writer, watch):
     """Steps ``start + 1 .. num_train_steps`` with logging, validation and checkpoints; stops
     after saving at the step where ``watch`` (a ``preemption.Watch``) says to."""
     log = _MetricLog(start + 1)

@@ -9,7 +9,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from mmjax import checkpointing, evaluate, inference, trainer
+from mmjax import checkpointing, evaluate, inference, setup as setup_lib, trainer
 from mmjax.data import pipeline
 from mmjax.errors import MmjaxError
 from tests.tiny import run_module, run_on_a_small_disk, tiny_config
@@ -125,8 +125,8 @@ def test_keeps_latest_and_best_and_never_picks_up_an_incomplete_save(records_dir
 def one_device_state(records_dir):
     """(config, setup, initial state) of the tiny config on one device, shared by the tests here."""
     config = tiny_config(records_dir)
-    s = trainer.setup(config, jax.devices()[:1])
-    return config, s, trainer.initial_state(s)
+    s = setup_lib.build(config, jax.devices()[:1])
+    return config, s, setup_lib.initial_state(s)
 
 
 def test_a_checkpoint_without_a_moving_average_restores_and_can_start_one(one_device_state, tmp_path):
@@ -142,7 +142,7 @@ def test_a_checkpoint_without_a_moving_average_restores_and_can_start_one(one_de
     assert restored.ema_params is None
     jax.tree.map(np.testing.assert_array_equal, jax.device_get(restored.params), jax.device_get(state.params))
     config.ema_decay = 0.9
-    with_ema = checkpointing.restore(mngr, 1, trainer.setup(config, jax.devices()[:1]).abstract_state)
+    with_ema = checkpointing.restore(mngr, 1, setup_lib.build(config, jax.devices()[:1]).abstract_state)
     jax.tree.map(np.testing.assert_array_equal, jax.device_get(with_ema.ema_params), jax.device_get(state.params))
     mngr.close()
 

@@ -5,7 +5,7 @@ import matplotlib.image
 
 import pytest
 
-from mmjax import errors, evaluate, evaluation, inference, trainer
+from mmjax import errors, evaluate, evaluation, inference, setup as setup_lib
 from mmjax.data import records
 from tests.tiny import run_module
 
@@ -24,9 +24,9 @@ def _assert_reports_close(got, want, path="report"):
 
 def test_restored_evaluation_matches_in_memory_and_one_device_matches_eight(trained_run, tmp_path):
     config, workdir, state = trained_run
-    s = trainer.setup(config)
+    s = setup_lib.build(config)
     with records.reading_test_split():
-        in_memory = evaluation.run(trainer.jit_eval_step(s), state.eval_params(), config, s.manifest, "test", s.mesh,
+        in_memory = evaluation.run(setup_lib.jit_eval_step(s), state.eval_params(), config, s.manifest, "test", s.mesh,
                                    s.rules, details=True)
     eight = evaluate.evaluate(None, workdir, split="test")  # the workdir's own config, latest step
     assert eight == in_memory
@@ -63,9 +63,9 @@ def test_test_split_is_refused_outside_final_evaluation(trained_run):
     config, _, state = trained_run
     with pytest.raises(errors.ForbiddenSplitError, match="mmjax.evaluate --split=test"):
         records.DialogueSource(config.data.dir, "test")
-    s = trainer.setup(config)
+    s = setup_lib.build(config)
     with pytest.raises(errors.ForbiddenSplitError):
-        evaluation.run(trainer.jit_eval_step(s), state.params, config, s.manifest, "test", s.mesh, s.rules)
+        evaluation.run(setup_lib.jit_eval_step(s), state.params, config, s.manifest, "test", s.mesh, s.rules)
     with records.reading_test_split():
         assert len(records.DialogueSource(config.data.dir, "test")) > 0
     with pytest.raises(errors.ForbiddenSplitError):  # the permission ends with the context

@@ -5,7 +5,7 @@ import jax
 import numpy as np
 import pytest
 
-from mmjax import errors, prediction, sharding, trainer
+from mmjax import errors, prediction, setup as setup_lib, sharding
 from mmjax.data import arrays, dialogue_jsonl, pipeline, records, text
 from tests.tiny import run_module
 
@@ -47,8 +47,8 @@ def test_predictions_equal_the_evaluation_forward_with_its_context_windows(train
         d.utterance_ids[i] if i % 2 else f"{d.dialogue_id}_{i}" for d in dialogues for i in range(d.num_turns)]
 
     # The same parameters over the evaluation pipeline's windows of the records (what training sees).
-    s = trainer.setup(config)
-    step = trainer.jit_predict_step(s)
+    s = setup_lib.build(config)
+    step = setup_lib.jit_predict_step(s)
     expected = {}
     with sharding.activate(s.mesh, s.rules):
         for batch in pipeline.eval_batches(config, s.manifest, "validation", 0, 1):

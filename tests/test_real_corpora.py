@@ -7,7 +7,7 @@ import jax
 import numpy as np
 import pytest
 
-from mmjax import sharding, trainer
+from mmjax import setup as setup_lib, sharding
 from mmjax.data import pipeline, records
 from mmjax.state import create_state
 
@@ -85,9 +85,9 @@ def _tiny(name: str, prepared) -> object:
 @pytest.mark.parametrize("name", ["cmma", "meld", "mustard"])
 def test_corpus_config_trains_on_the_real_corpus(name, prepared_corpora):
     config = _tiny(name, prepared_corpora)
-    s = trainer.setup(config)
+    s = setup_lib.build(config)
     state = create_state(config.seed, s.model, s.tx, s.batch_shapes, s.mesh, s.rules)
-    step, _ = trainer.compile_train_step(s, config)
+    step, _ = setup_lib.compile_train_step(s, config)
     data = iter(pipeline.train_dataset(config, s.manifest, 0, 1))
     for _ in range(2):
         state, metrics = step(state, sharding.global_batch(next(data), s.mesh))

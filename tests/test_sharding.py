@@ -2,7 +2,7 @@ import jax
 import numpy as np
 import pytest
 
-from mmjax import sharding, state as state_lib, trainer
+from mmjax import prepared_records, setup as setup_lib, sharding, state as state_lib
 from mmjax.data import pipeline
 from mmjax.errors import ConfigError
 from tests.tiny import tiny_config
@@ -10,9 +10,9 @@ from tests.tiny import tiny_config
 
 def _trajectory(config, devices, batches):
     """Per-step losses of ``len(batches)`` compiled train steps on a mesh over ``devices``."""
-    s = trainer.setup(config, devices)
+    s = setup_lib.build(config, devices)
     state = state_lib.create_state(config.seed, s.model, s.tx, s.batch_shapes, s.mesh, s.rules)
-    step, _ = trainer.compile_train_step(s, config)
+    step, _ = setup_lib.compile_train_step(s, config)
     losses = []
     for batch in batches:
         state, metrics = step(state, sharding.global_batch(batch, s.mesh))
@@ -26,7 +26,7 @@ def reference(records_dir):
     config = tiny_config(records_dir)
     config.model.dropout = 0.1  # dropout masks must not depend on the sharding either
     config.num_train_steps = 12
-    manifest = trainer.load_or_prepare_records(config)
+    manifest = prepared_records.load_or_prepare(config)
     data = iter(pipeline.train_dataset(config, manifest, 0, 1))
     batches = [next(data) for _ in range(12)]
     losses, _ = _trajectory(config, jax.devices()[:1], batches)

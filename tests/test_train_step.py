@@ -3,15 +3,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mmjax import sharding, state as state_lib, trainer
+from mmjax import prepared_records, setup as setup_lib, sharding, state as state_lib
 from mmjax.data import pipeline
 from tests.tiny import tiny_config
 
 
 def _steps(config, batches):
-    s = trainer.setup(config, jax.devices()[:1])
+    s = setup_lib.build(config, jax.devices()[:1])
     state = state_lib.create_state(config.seed, s.model, s.tx, s.batch_shapes, s.mesh, s.rules)
-    step, _ = trainer.compile_train_step(s, config)
+    step, _ = setup_lib.compile_train_step(s, config)
     losses, grad_norms = [], []
     for batch in batches:
         state, metrics = step(state, sharding.global_batch(batch, s.mesh))
@@ -21,7 +21,7 @@ def _steps(config, batches):
 
 
 def _batches(config, n=3):
-    manifest = trainer.load_or_prepare_records(config)
+    manifest = prepared_records.load_or_prepare(config)
     data = iter(pipeline.train_dataset(config, manifest, 0, 1))
     return [next(data) for _ in range(n)]
 
@@ -55,10 +55,10 @@ def test_bfloat16_compute_keeps_float32_parameters(records_dir):
 def test_moving_average_of_the_params_starts_at_them_and_follows_with_the_warmed_up_decay(records_dir):
     config = tiny_config(records_dir)
     config.ema_decay = 0.99
-    s = trainer.setup(config, jax.devices()[:1])
-    state = trainer.initial_state(s)
+    s = setup_lib.build(config, jax.devices()[:1])
+    state = setup_lib.initial_state(s)
     jax.tree.map(np.testing.assert_array_equal, state.ema_params, state.params)
-    step, _ = trainer.compile_train_step(s, config)
+    step, _ = setup_lib.compile_train_step(s, config)
     previous_ema = jax.device_get(state.ema_params)
     for index, batch in enumerate(_batches(config, 2)):
         state, _ = step(state, sharding.global_batch(batch, s.mesh))

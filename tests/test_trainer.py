@@ -6,7 +6,7 @@ import shutil
 import jax
 import pytest
 
-from mmjax import checkpointing, inference, trainer
+from mmjax import checkpointing, inference, prepared_records, setup as setup_lib, trainer
 from mmjax.data import records, schema
 from mmjax.errors import ConfigError, RecordError, TrainingDivergedError
 from tests.tiny import tiny_config
@@ -31,17 +31,17 @@ def test_batch_must_split_over_devices_and_micro_batches(records_dir):
     config = tiny_config(records_dir)
     config.grad_accum_steps = 3
     with pytest.raises(ConfigError, match=r"config.batch_size=8 is not divisible by the 8 data-parallel devices"):
-        trainer.setup(config)
+        setup_lib.build(config)
     # Evaluation and prediction never run the train step: 3 devices restore a batch-8 run.
     config = inference.fit_to_devices(tiny_config(records_dir), 3)
     with pytest.raises(ConfigError, match=r"config.batch_size=8 is not divisible by the 3 data-parallel devices"):
-        trainer.setup(config, jax.devices()[:3])
-    assert trainer.setup(config, jax.devices()[:3], training=False).mesh.size == 3
+        setup_lib.build(config, jax.devices()[:3])
+    assert setup_lib.build(config, jax.devices()[:3], training=False).mesh.size == 3
 
 
 def test_training_needs_a_validation_split_labelling_every_task(records_dir):
     config = tiny_config(records_dir)
-    manifest = trainer.load_or_prepare_records(config)
+    manifest = prepared_records.load_or_prepare(config)
     trainer.check_validation_split(config, manifest)
     no_humor = copy.deepcopy(manifest)
     no_humor["splits"]["validation"]["class_counts"]["humor"] = {"none": 0, "humor": 0}
@@ -73,10 +73,10 @@ def test_early_stopping_counts_checkpoints_since_the_best_and_stays_stopped(reco
 
 def test_synthetic_records_are_rebuilt_when_their_spec_changes(tmp_path):
     config = tiny_config(str(tmp_path / "records"))
-    first = trainer.load_or_prepare_records(config)
+    first = prepared_records.load_or_prepare(config)
     assert first["splits"]["train"]["dialogues"] == 48
     config.data.synthetic_dialogues = {"train": 20, "validation": 4, "test": 4}
-    rebuilt = trainer.load_or_prepare_records(config)
+    rebuilt = prepared_records.load_or_prepare(config)
     assert rebuilt["splits"]["train"]["dialogues"] == 20
     assert not [f for f in os.listdir(tmp_path) if "partial" in f]
 
@@ -85,13 +85,13 @@ def test_tasks_the_corpus_lacks_are_a_config_error(records_dir):
     config = tiny_config(records_dir)
     config.data.corpus = "other"
     with pytest.raises(ConfigError, match=r"config.data.corpus='other' but .* holds the 'synthetic' corpus"):
-        trainer.load_or_prepare_records(config)
+        prepared_records.load_or_prepare(config)
 
 
 def test_an_empty_corpus_name_takes_the_records_own(records_dir, tmp_path):
     config = tiny_config(records_dir)
     assert config.data.corpus == ""
-    assert trainer.load_or_prepare_records(config)["corpus"] == config.data.corpus == "synthetic"
+    assert prepared_records.load_or_prepare(config)["corpus"] == config.data.corpus == "synthetic"
     renamed = str(tmp_path / "renamed")
     shutil.copytree(records_dir, renamed)
     with open(os.path.join(renamed, records.MANIFEST)) as f:
@@ -99,29 +99,29 @@ def test_an_empty_corpus_name_takes_the_records_own(records_dir, tmp_path):
     with open(os.path.join(renamed, records.MANIFEST), "w") as f:
         json.dump({**manifest, "corpus": "mine"}, f)
     config = tiny_config(renamed)
-    assert trainer.load_or_prepare_records(config)["corpus"] == config.data.corpus == "mine"  # not regenerated
+    assert prepared_records.load_or_prepare(config)["corpus"] == config.data.corpus == "mine"  # not regenerated
     config.data.tokenizer = "minilm"
     with pytest.raises(ConfigError, match=r"config.data.tokenizer='minilm' applies to the synthetic corpus only; "
                                           r"the 'mine' records"):
-        trainer.load_or_prepare_records(config)
+        prepared_records.load_or_prepare(config)
 
 
 def test_tokenizer_choice_is_for_the_synthetic_corpus_only(records_dir):
     config = tiny_config(records_dir)
     config.data.corpus, config.data.tokenizer = "other", "minilm"
     with pytest.raises(ConfigError, match=r"config.data.tokenizer='minilm' applies to the synthetic corpus only"):
-        trainer.load_or_prepare_records(config)
+        prepared_records.load_or_prepare(config)
 
 
 def test_another_corpus_is_never_overwritten_by_synthetic_records(tmp_path):
     """Records of another corpus and an old schema version stay untouched: the error names them."""
     config = tiny_config(str(tmp_path / "records"))
-    trainer.load_or_prepare_records(config)
+    prepared_records.load_or_prepare(config)
     manifest_path = tmp_path / "records" / records.MANIFEST
     text = manifest_path.read_text().replace('"corpus": "synthetic"', '"corpus": "users_corpus"')
     manifest_path.write_text(text.replace(f'"schema_version": {schema.SCHEMA_VERSION}', '"schema_version": 0'))
     with pytest.raises(RecordError, match="schema version 0"):
-        trainer.load_or_prepare_records(config)
+        prepared_records.load_or_prepare(config)
     assert '"corpus": "users_corpus"' in manifest_path.read_text()
 
 

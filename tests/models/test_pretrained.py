@@ -5,7 +5,7 @@ import jax
 import numpy as np
 import pytest
 
-from mmjax import optim, sharding, trainer
+from mmjax import optim, prepared_records, setup as setup_lib, sharding
 from mmjax.data import pipeline, records
 from mmjax.errors import CheckpointError, ConfigError
 from mmjax.models import encoders, model as model_lib, pretrained
@@ -122,23 +122,24 @@ def test_encoder_learning_rate_scale_and_freezing_touch_only_the_encoder():
 def test_fresh_state_holds_the_checkpoint_and_frozen_training_never_changes_it(tiny_checkpoint, tmp_path):
     config = _pretrained_config(str(tmp_path / "records"), tiny_checkpoint, mode="frozen")
     config.data.tokenizer = ""
-    assert trainer.load_or_prepare_records(config)["text"]["kind"] == "vocabulary"
+    assert prepared_records.load_or_prepare(config)["text"]["kind"] == "vocabulary"
     config.data.tokenizer = tiny_checkpoint
-    s = trainer.setup(config)  # rewrites the synthetic records with the checkpoint's tokenizer
+    # rewrites the synthetic records with the checkpoint's tokenizer (the setup itself only reads them)
+    s = setup_lib.build(config, manifest=prepared_records.load_or_prepare(config))
     assert s.manifest["text"]["tokenizer"] == os.path.basename(tiny_checkpoint)
     boxed = jax.eval_shape(lambda: s.model.init(jax.random.key(0), jax.tree.map(
         lambda x: np.zeros(x.shape, x.dtype), s.batch_shapes)))["params"]
     for path, leaf in jax.tree_util.tree_leaves_with_path(boxed, is_leaf=lambda x: isinstance(x, nn.Partitioned)):
         assert isinstance(leaf, nn.Partitioned), f"{jax.tree_util.keystr(path)} has no logical axis names"
 
-    state = trainer.initial_state(s)
+    state = setup_lib.initial_state(s)
     _, checkpoint = pretrained.load(tiny_checkpoint)
     encoder = jax.tree.map(np.asarray, state.params[model_lib.TEXT_ENCODER])
     jax.tree.map(np.testing.assert_array_equal, encoder, checkpoint)
     jax.tree.map(_assert_sharding, state.params, s.state_shardings.params)
     projection = np.asarray(state.params["text_projection"]["kernel"])
 
-    step, _ = trainer.compile_train_step(s, config)
+    step, _ = setup_lib.compile_train_step(s, config)
     data = iter(pipeline.train_dataset(config, s.manifest, 0, 1))
     for _ in range(3):
         state, metrics = step(state, sharding.global_batch(next(data), s.mesh))

@@ -8,7 +8,7 @@ import jax
 import numpy as np
 import pytest
 
-from mmjax import configuration, prediction, trainer
+from mmjax import configuration, prediction, prepared_records
 from mmjax.data import pipeline, records
 from mmjax.errors import ConfigError, RecordError
 from mmjax.models import encoders, model as model_lib, pretrained, text_states
@@ -31,7 +31,7 @@ def _config(data_dir, checkpoint, text_encoder):
 def cached(tiny_checkpoint, tmp_path_factory):
     """(config, manifest) of synthetic records with the tiny checkpoint's cached states."""
     config = _config(str(tmp_path_factory.mktemp("cached") / "synthetic"), tiny_checkpoint, "cached")
-    return config, trainer.load_or_prepare_records(config)
+    return config, prepared_records.load_or_prepare(config)
 
 
 def test_records_cache_the_frozen_encoders_last_hidden_states(cached, tiny_checkpoint):
@@ -126,5 +126,5 @@ def test_cached_states_need_frozen_mode_text_and_the_checkpoints_tokenizer(cache
     own_vocabulary = _config(str(tmp_path / "records"), tiny_checkpoint, "cached")
     own_vocabulary.data.tokenizer = ""  # the synthetic corpus's own words, not the checkpoint's WordPiece
     with pytest.raises(ConfigError, match="tokenised by 'synthetic_vocabulary'.*set config.data.tokenizer"):
-        trainer.load_or_prepare_records(own_vocabulary)
+        prepared_records.load_or_prepare(own_vocabulary)
     assert not (tmp_path / "records").exists()  # refused before anything was written

@@ -7,6 +7,7 @@ import os
 import numpy as np
 import pytest
 
+
 from mmjax.data import records
 from mmjax.data.corpora import common, jsonl
 from mmjax.errors import ConfigError, RecordError
@@ -146,12 +147,12 @@ def test_a_failed_run_leaves_the_previous_output_untouched(tmp_path):
 
 
 def test_config_tasks_the_corpus_does_not_label_are_one_config_error(tmp_path):
-    from mmjax import configuration, trainer
+    from mmjax import configuration, prepared_records
     from tests.tiny import tiny_config
     _prepare(tmp_path)
     config = tiny_config(str(tmp_path / "out"))
     config.data.corpus = "jsonl"
-    manifest = trainer.load_or_prepare_records(config)
+    manifest = prepared_records.load_or_prepare(config)
     with pytest.raises(ConfigError, match=r"config.tasks names \['humor', 'sarcasm_humor'\], which the corpus at .* "
                                           r"does not declare \(it has \['sentiment', 'emotion', 'sarcasm', 'emotion_sentiment'\]\)"):
         configuration.check_tasks(config, manifest)

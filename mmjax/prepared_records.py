@@ -1,0 +1,82 @@
+"""The prepared records a config reads: loaded as they are (evaluation, prediction) or, for
+training, with the synthetic corpus generated where it is wanted. Generation (records, and cached
+text states through a frozen encoder) is a preparation step above both the data and the model
+layers, so it lives here, not in the setup or the pipeline."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import jax
+from jax.experimental import multihost_utils
+
+from mmjax.data import records, text
+from mmjax.data.corpora import synthetic
+from mmjax.data.schema import SCHEMA_VERSION
+from mmjax.errors import ConfigError
+from mmjax.models import model as model_lib, text_states
+
+
+def load(config) -> dict:
+    """The manifest of ``config.data.dir`` as it is (never writes): its corpus must be
+    ``config.data.corpus`` (empty: whatever it is, then recorded in the config)."""
+    manifest = records.load_manifest(config.data.dir)
+    _check_corpus(config, manifest)
+    return manifest
+
+
+def _check_corpus(config, manifest) -> None:
+    if not config.data.corpus:
+        config.data.corpus = manifest["corpus"]
+    elif manifest["corpus"] != config.data.corpus:
+        raise ConfigError(f"config.data.corpus={config.data.corpus!r} but config.data.dir={config.data.dir!r} holds "
+                          f"the {manifest['corpus']!r} corpus (leave config.data.corpus empty to take the records' own)")
+
+
+def load_or_prepare(config) -> dict:
+    """The manifest of ``config.data.dir``. ``data.corpus=""`` takes whatever corpus the records
+    there are (and sets ``config.data.corpus`` to its name, so the run records it); any other name
+    must be theirs. The synthetic corpus (``"synthetic"``, or ``""`` where data.dir holds no
+    records) is (re)generated there when missing or made by another generator version, seed,
+    size or tokenizer: the records are a pure function of those, so nothing is lost."""
+    path, corpus = config.data.dir, config.data.corpus
+    existing = _existing_manifest(path) if not corpus else None
+    synthetic_wanted = corpus == "synthetic" or (not corpus and (existing is None
+                                                                 or existing.get("corpus") == "synthetic"))
+    if not synthetic_wanted and config.data.tokenizer:
+        named = corpus or (existing or {}).get("corpus")
+        raise ConfigError(f"config.data.tokenizer={config.data.tokenizer!r} applies to the synthetic corpus only; "
+                          f"the {named!r} records are tokenised by `python -m mmjax.prepare`")
+    if synthetic_wanted:
+        cached = config.model.text_encoder == "cached"
+        wanted = synthetic.spec(config.data.synthetic_dialogues, config.data.synthetic_seed,
+                                config.data.synthetic_features.to_dict(), config.data.tokenizer,
+                                # cached text states of the checkpoint the config names
+                                text_states.checkpoint_key(config.model.pretrained.path) if cached else None)
+        if cached:  # on every host, before host 0 writes: a mismatch is then everyone's error
+            tokenizer = text.from_config(config.data.tokenizer, synthetic.TOKENIZER)
+            model_lib.check_text_vocabulary(config, tokenizer.describe())
+        if jax.process_index() == 0:
+            existing = _existing_manifest(path)
+            # Rebuild only synthetic records (another schema version included); never overwrite
+            # another corpus: load_manifest and the corpus check below then name the problem.
+            stale = existing is not None and existing.get("corpus") == "synthetic" and (
+                existing.get("synthetic") != wanted or existing.get("schema_version") != SCHEMA_VERSION)
+            if existing is None or stale:
+                print(f"preparing the synthetic corpus {wanted} in {path}", file=sys.stderr)
+                synthetic.write(path, wanted["dialogues"], wanted["seed"], wanted["features"],
+                                wanted["tokenizer"], text_states=wanted.get("text_states"))
+        if jax.process_count() > 1:
+            multihost_utils.sync_global_devices("synthetic records")
+    return load(config)
+
+
+def _existing_manifest(path: str) -> dict | None:
+    """The manifest in ``path`` as written, whatever its schema version (None if there is none)."""
+    try:
+        with open(os.path.join(path, records.MANIFEST), encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        return None

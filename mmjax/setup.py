@@ -1,0 +1,108 @@
+"""Everything training, evaluation and prediction derive from a config and its records'
+manifest: mesh, model, optimizer, abstract train state with its shardings, and the compiled
+steps. No side effects: nothing is written, no corpus prepared (``mmjax.prepared_records``)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+
+from mmjax import configuration, losses, optim, prepared_records, sharding, train_step
+from mmjax.data import pipeline
+from mmjax.errors import ConfigError
+from mmjax.models import model as model_lib
+from mmjax.state import abstract_state_and_shardings, create_state
+
+
+@dataclasses.dataclass
+class Setup:
+    """Everything both training and evaluation derive from the config."""
+
+    config: object
+    manifest: dict
+    mesh: jax.sharding.Mesh
+    rules: tuple
+    model: object
+    tx: object
+    batch_shapes: object  # jax.ShapeDtypeStruct tree of one global training batch
+    abstract_state: object
+    state_shardings: object
+
+
+def build(config, devices=None, manifest=None, training: bool = True) -> Setup:
+    """Validates ``config`` and builds the mesh (over ``devices``, default all), model, optimizer
+    and the abstract train state with its shardings for the records of ``manifest`` (None: those
+    in ``config.data.dir``, read as they are). ``training=False`` (evaluation, prediction) skips
+    the checks that only the train step needs."""
+    configuration.validate(config, jax.process_count())
+    manifest = prepared_records.load(config) if manifest is None else manifest
+    configuration.check_tasks(config, manifest)
+    mesh = sharding.make_mesh(config, devices)
+    dp = sharding.data_parallel_size(mesh)
+    if config.eval_batch_size % dp:
+        raise ConfigError(f"config.eval_batch_size={config.eval_batch_size} is not divisible by the {dp} "
+                          "data-parallel devices (mesh data x fsdp)")
+    if training and config.batch_size % (dp * config.grad_accum_steps):
+        raise ConfigError(f"config.batch_size={config.batch_size} is not divisible by the {dp} data-parallel "
+                          f"devices (mesh data x fsdp) x config.grad_accum_steps={config.grad_accum_steps}")
+    rules = sharding.logical_rules(config)
+    model = model_lib.build_model(config, manifest)
+    tx = optim.make_optimizer(config)
+    shapes = pipeline.shapes_from_config(config, manifest)
+    batch_shapes = jax.tree.map(lambda x: jax.ShapeDtypeStruct((config.batch_size,) + x.shape, x.dtype),
+                                pipeline.empty_example(shapes))
+    abstract, shardings = abstract_state_and_shardings(model, tx, batch_shapes, mesh, rules,
+                                                       ema=train_step.ema_decay(config) > 0)
+    return Setup(config, manifest, mesh, rules, model, tx, batch_shapes, abstract, shardings)
+
+
+def initial_state(s: Setup):
+    """A fresh TrainState in its shardings: random init, except a pretrained text encoder's
+    weights (``config.model.text_encoder="pretrained"``), loaded before the optimizer state."""
+    c = s.config
+    return create_state(c.seed, s.model, s.tx, s.batch_shapes, s.mesh, s.rules, model_lib.pretrained_params(c),
+                        ema=s.abstract_state.ema_params is not None, shardings=s.state_shardings)
+
+
+def compile_train_step(s: Setup, config):
+    """Ahead-of-time compiled train step (state donated), and its XLA cost and memory figures."""
+    batch_sharding = sharding.batch_sharding(s.mesh)
+    step_fn = train_step.make_train_step(s.model, s.tx, config, losses.class_weights(config, s.manifest))
+    step = jax.jit(step_fn, donate_argnums=0,
+                   in_shardings=(s.state_shardings, batch_sharding), out_shardings=(s.state_shardings, None))
+    batch = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=batch_sharding), s.batch_shapes)
+    with sharding.activate(s.mesh, s.rules):
+        compiled = step.lower(s.abstract_state, batch).compile()
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    stats = {"flops": float(cost.get("flops", 0.0)) if cost else None}
+    memory = compiled.memory_analysis()
+    if memory is not None:
+        stats["memory_bytes"] = {k: int(getattr(memory, f"{k}_size_in_bytes")) for k in
+                                 ("argument", "output", "temp", "alias", "generated_code")
+                                 if hasattr(memory, f"{k}_size_in_bytes")}
+    return compiled, stats
+
+
+def jit_eval_step(s: Setup):
+    """The jitted eval step: (params in their shardings, global batch) -> confusion sums and rows.
+
+    Outputs are replicated, so every host can read the per-row outputs of the whole batch.
+    """
+    return jax.jit(train_step.make_eval_step(s.model),
+                   in_shardings=(s.state_shardings.params, sharding.batch_sharding(s.mesh)),
+                   out_shardings=sharding.replicated(s.mesh))
+
+
+def jit_predict_step(s: Setup):
+    """The jitted predict step: (params, global batch) -> replicated class probabilities."""
+    return jax.jit(train_step.make_predict_step(s.model),
+                   in_shardings=(s.state_shardings.params, sharding.batch_sharding(s.mesh)),
+                   out_shardings=sharding.replicated(s.mesh))
+
+
+def format_stats(stats: dict) -> str:
+    memory = ", ".join(f"{k} {v / 2**20:.1f} MiB" for k, v in stats.get("memory_bytes", {}).items())
+    flops = f"{stats['flops'] / 1e9:.2f} GFLOP" if stats.get("flops") else "FLOPs unknown"
+    return f"compiled train step: {flops} per step; memory per device: {memory or 'unknown'}"
