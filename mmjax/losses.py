@@ -17,10 +17,8 @@ import numpy as np
 import optax
 
 from mmjax.models import towers
+from mmjax.models.model import TASK_LOG_VARIANCE
 from mmjax.tasks import get_task
-
-# Name of the learned per-task log-variances in the model's params (loss_balancing="uncertainty").
-TASK_LOG_VARIANCE = "task_log_variance"
 
 
 def masked_cross_entropy(logits: jax.Array, labels: jax.Array,

@@ -6,13 +6,14 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from mmjax import losses
 from mmjax.errors import ConfigError
 from mmjax.models import context, encoders, fusion, layers, pretrained, text_states, towers
 from mmjax.tasks import Task, resolve_tasks
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 TEXT_ENCODER = "text_encoder"  # the params subtree a pretrained checkpoint fills (and may freeze)
+# The learned per-task log-variances in the params (loss_balancing="uncertainty"; mmjax.losses reads them).
+TASK_LOG_VARIANCE = "task_log_variance"
 
 
 def _lookup(registry: dict, key: str, value: str):
@@ -119,7 +120,7 @@ class AffectModel(nn.Module):
                                       dropout=self.dropout, name="sharing", **kwargs)(joint, deterministic)
         logits = towers.TaskHeads(self.tasks, self.tower_hidden, self.dtype, name="heads")(representations)
         if self.task_uncertainty:  # read by the loss (uncertainty weighting), not by the forward pass
-            self.param(losses.TASK_LOG_VARIANCE, nn.with_logical_partitioning(nn.initializers.zeros, ("tasks",)),
+            self.param(TASK_LOG_VARIANCE, nn.with_logical_partitioning(nn.initializers.zeros, ("tasks",)),
                        (len(self.tasks),))
         return {task: value.reshape(B, T, -1) for task, value in logits.items()}
 
