@@ -24,7 +24,7 @@ from mmjax import atomic, inference, setup as setup_lib, sharding
 from mmjax import progress as progress_lib
 from mmjax.data import dialogue_jsonl, pipeline, text
 from mmjax.models import text_states
-from mmjax.tasks import get_task
+from mmjax.tasks import corpus_tasks
 
 DECIMALS = 6
 
@@ -50,8 +50,8 @@ def probabilities(run: inference.RestoredRun, dialogues, progress: bool = True) 
     batches = pipeline.ordered_batches(source, config.eval_batch_size, jax.process_index(), jax.process_count(),
                                        config.data.read_threads)
     step = setup_lib.jit_predict_step(s)
-    out = [{t: np.zeros((d.num_turns, get_task(t, s.manifest).num_classes), np.float32) for t in config.tasks}
-           for d in dialogues]
+    tasks = corpus_tasks(s.manifest)
+    out = [{t: np.zeros((d.num_turns, tasks[t].num_classes), np.float32) for t in config.tasks} for d in dialogues]
     total = pipeline.num_ordered_batches(len(source), config.eval_batch_size, jax.process_count())
     with sharding.activate(s.mesh, s.rules):
         for local_batch in progress_lib.bar(batches, total=total, desc="predict", unit="batch", enabled=progress):
@@ -66,12 +66,13 @@ def probabilities(run: inference.RestoredRun, dialogues, progress: bool = True) 
 
 def output_lines(dialogues, probs: list[dict[str, np.ndarray]], manifest):
     """One JSON line per utterance (see the module docstring); label names from ``manifest``."""
+    tasks = corpus_tasks(manifest)  # read once: it is checked on every read
     for dialogue, per_task in zip(dialogues, probs):
         for i in range(dialogue.num_turns):
             line = {"dialogue_id": dialogue.dialogue_id, "utterance_id": dialogue.utterance_ids[i],
                     "utterance_index": i}
             for task, values in per_task.items():
-                labels = get_task(task, manifest).labels
+                labels = tasks[task].labels
                 line[task] = {"label": labels[int(np.argmax(values[i]))],
                               "probabilities": {label: round(float(p), DECIMALS) for label, p in zip(labels, values[i])}}
             yield json.dumps(line, ensure_ascii=False) + "\n"

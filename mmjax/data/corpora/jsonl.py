@@ -135,11 +135,14 @@ def read(path: str, options: common.Options, problems: common.Problems) -> commo
     splits = {split: _read_split(file, options, problems)
               for split, file in files.items() if os.path.isfile(file)}
     declared = os.path.join(path, TASKS_FILE)
-    tasks = _declared_tasks(declared) if os.path.isfile(declared) else _inferred_tasks(splits["train"], path)
+    if os.path.isfile(declared):
+        tasks, source = _declared_tasks(declared), f"declared in {declared}"
+    else:
+        tasks, source = _inferred_tasks(splits["train"], path), "those of train.jsonl"
     for split in splits.values():
         for dialogue in split:
             for turn in dialogue.turns:
-                turn.labels = _label_ids(turn, tasks, problems, declared if os.path.isfile(declared) else None)
+                turn.labels = _label_ids(turn, tasks, problems, source)
     return common.Corpus("jsonl", LANGUAGE, splits, tuple(tasks.values()))
 
 
@@ -178,18 +181,18 @@ def _inferred_tasks(train: list[common.RawDialogue], path: str) -> dict[str, Tas
     return tasks
 
 
-def _label_ids(turn: common.Turn, tasks: dict[str, Task], problems: common.Problems, declared: str | None):
-    """The turn's label names as class ids; an unknown task or label is dropped (or an error)."""
+def _label_ids(turn: common.Turn, tasks: dict[str, Task], problems: common.Problems, source: str):
+    """The turn's label names as class ids; an unknown task or label is dropped (or an error).
+    ``source`` says where the tasks come from (the tasks file, or the training labels)."""
     ids = {}
     for task, value in turn.labels.items():
         spec = tasks.get(task)
         if spec is None:
-            problems.bad("unknown task (label dropped)", turn.where, f"labels.{task}: the corpus's tasks are "
-                         f"{list(tasks)}" + (f" (declared in {declared})" if declared else " (those train.jsonl labels)"))
+            problems.bad("unknown task (label dropped)", turn.where,
+                         f"labels.{task}: the corpus's tasks are {list(tasks)} ({source})")
         elif str(value) not in spec.labels:
-            problems.bad("unknown label (label dropped)", turn.where, f"labels.{task} {value!r} is not one of the "
-                         f"task's labels {list(spec.labels)}" + (f" (declared in {declared})" if declared else
-                                                                 " (those of train.jsonl)"))
+            problems.bad("unknown label (label dropped)", turn.where,
+                         f"labels.{task} {value!r} is not one of the task's labels {list(spec.labels)} ({source})")
         else:
             ids[task] = spec.labels.index(str(value))
     return ids
