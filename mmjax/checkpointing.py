@@ -29,7 +29,7 @@ from jax.experimental import multihost_utils
 from orbax.checkpoint.checkpoint_managers import preservation_policy
 
 from mmjax.atomic import write_atomically
-from mmjax.errors import MmjaxError, out_of_space
+from mmjax.errors import MmjaxError, chain, out_of_space
 
 STATE, DATA = "state", "data"
 CHECKSUMS = "mmjax_checksums.json"  # in each step directory: {relative path: blake2b hex digest}
@@ -243,8 +243,7 @@ def _quiet_orbax_failures() -> None:
 
 def _root_cause(error: BaseException) -> str:
     """The innermost error's first line: TensorStore's names the file, its wrapper dumps a spec."""
-    while error.__cause__ is not None or error.__context__ is not None:
-        error = error.__cause__ or error.__context__
+    error = chain(error)[-1]
     lines = str(error).strip().splitlines()
     return f"{type(error).__name__}: {lines[0][:300] if lines else ''}"
 

@@ -35,13 +35,18 @@ class CheckpointError(MmjaxError, ValueError):
     tensors do not match its config; names the file and the tensors."""
 
 
+def chain(error: BaseException) -> list[BaseException]:
+    """``error`` and the errors it was raised from (``__cause__``, else ``__context__``), outermost
+    first; a cycle ends the chain."""
+    errors = []
+    while error is not None and all(error is not e for e in errors):
+        errors.append(error)
+        error = error.__cause__ or error.__context__
+    return errors
+
+
 def out_of_space(error: BaseException) -> bool:
     """Whether ``error`` or one it was raised from is a full disk or quota: an OSError, or the
     error text TensorStore and ArrayRecord raise in its place."""
-    seen = set()
-    while error is not None and id(error) not in seen:
-        seen.add(id(error))
-        if (isinstance(error, OSError) and error.errno in _FULL) or any(t in str(error) for t in _FULL.values()):
-            return True
-        error = error.__cause__ or error.__context__
-    return False
+    return any((isinstance(e, OSError) and e.errno in _FULL) or any(t in str(e) for t in _FULL.values())
+               for e in chain(error))
