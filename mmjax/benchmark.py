@@ -4,10 +4,11 @@
     python -m mmjax.benchmark --config=configs/soft_share.py --input-only
     python -m mmjax.benchmark --config=configs/soft_share.py --summary   # parameters per module
 
-Reports, after warm-up, the median step time, utterances per second, the step's FLOPs (XLA cost
-analysis of the compiled step), achieved FLOP/s and its ratio to this machine's measured
-float32 matmul peak, and the input pipeline's windows (records) per second and its ratio to
-what the step consumes. Medians, because shared machines are noisy. ``--summary`` only prints
+Reports, after warm-up, the median train and eval step times, utterances and real (non-padding)
+text tokens per second, the train step's compile time and FLOPs (XLA cost analysis of the
+compiled step), achieved FLOP/s and its ratio to this machine's measured matmul peak in the
+model's compute dtype (``config.model.dtype``), and the input pipeline's windows (records) per
+second and its ratio to what the step consumes. Medians, because shared machines are noisy. ``--summary`` only prints
 the parameter count of every module (from abstract shapes: nothing is trained or allocated).
 """
 
@@ -26,6 +27,7 @@ from ml_collections import config_flags
 
 from mmjax import cli, setup as setup_lib, sharding
 from mmjax.data import pipeline
+from mmjax.models import model as model_lib
 
 
 def _define_flags():
@@ -71,9 +73,11 @@ def format_parameter_counts(counts: Mapping[str, int]) -> str:
     return "\n".join(f"{name:<{width}}{n:>12,}" for name, n in zip(names, counts.values()))
 
 
-def matmul_peak_flops(size: int = 2048, repeats: int = 5) -> float:
-    """Measured float32 FLOP/s of a jitted size^3 matmul on the default device (median)."""
-    a = jax.random.normal(jax.random.key(0), (size, size), jnp.float32)
+def matmul_peak_flops(dtype=jnp.float32, size: int | None = None, repeats: int = 5) -> float:
+    """Measured FLOP/s of a jitted size^3 matmul in ``dtype`` on the default device (median);
+    size 2048 on a CPU, 8192 on an accelerator (large enough to reach its peak)."""
+    size = size or (2048 if jax.default_backend() == "cpu" else 8192)
+    a = jax.random.normal(jax.random.key(0), (size, size), dtype)
     matmul = jax.jit(lambda x: x @ x)
     matmul(a).block_until_ready()
     times = []
@@ -97,29 +101,49 @@ def input_pipeline(config, manifest, batches: int) -> dict:
     return {"windows_per_second": windows / seconds, "utterances_per_second": utterances / seconds}
 
 
-def train_step(config, s, steps: int, warmup: int) -> dict:
-    """Median step time and FLOP figures of the compiled train step on prefetched batches."""
-    compiled, stats = setup_lib.compile_train_step(s, config)
-    state = setup_lib.initial_state(s)
-    data = iter(pipeline.train_dataset(config, s.manifest, jax.process_index(), jax.process_count()))
-    batches = [sharding.global_batch(next(data), s.mesh) for _ in range(min(steps + warmup, 8))]
+def _timed(step, batches, steps: int, warmup: int) -> dict:
+    """Median seconds (and p10/p90) of ``step(batch)`` over ``steps`` calls after ``warmup``, each
+    synced; ``step`` cycles through ``batches``. Adds utterances, real text tokens (not padding)
+    and windows per second of those batches."""
     times = []
     for i in range(steps + warmup):
-        batch = batches[i % len(batches)]
         start = time.perf_counter()
-        state, metrics = compiled(state, batch)
-        jax.block_until_ready((state, metrics))
+        jax.block_until_ready(step(batches[i % len(batches)]))
         if i >= warmup:
             times.append(time.perf_counter() - start)
     median = float(np.median(times))
-    utterances = float(np.mean([np.asarray(b["turn_mask"]).sum() for b in batches]))
-    result = {"median_step_seconds": median, "step_seconds_p10_p90": [float(np.percentile(times, 10)),
-                                                                      float(np.percentile(times, 90))],
-              "utterances_per_second": utterances / median, "windows_per_second": config.batch_size / median,
-              **stats}
+    mean = lambda key: float(np.mean([np.asarray(b[key]).sum() for b in batches]) if key in batches[0] else 0)  # noqa: E731
+    return {"median_step_seconds": median,
+            "step_seconds_p10_p90": [float(np.percentile(times, 10)), float(np.percentile(times, 90))],
+            "utterances_per_second": mean("turn_mask") / median, "real_tokens_per_second": mean("token_mask") / median,
+            "windows_per_second": len(batches[0]["turn_mask"]) / median}
+
+
+def train_and_eval_steps(config, s, steps: int, warmup: int) -> dict:
+    """The compiled train step's timings (``_timed``) on prefetched training batches, with its
+    compile seconds and FLOP and memory figures; and the eval step's on up to 8 validation
+    batches of ``config.eval_batch_size`` windows."""
+    start = time.perf_counter()
+    compiled, stats = setup_lib.compile_train_step(s, config)
+    stats["compile_seconds"] = time.perf_counter() - start
+    state = setup_lib.initial_state(s)
+    data = iter(pipeline.train_dataset(config, s.manifest, jax.process_index(), jax.process_count()))
+    batches = [sharding.global_batch(next(data), s.mesh) for _ in range(min(steps + warmup, 8))]
+
+    def train(batch):
+        nonlocal state
+        state, metrics = compiled(state, batch)
+        return state, metrics
+
+    result = {**_timed(train, batches, steps, warmup), **stats}
     if stats.get("flops"):
-        result["achieved_flops_per_second"] = stats["flops"] / median
-    return result
+        result["achieved_flops_per_second"] = stats["flops"] / result["median_step_seconds"]
+    validation = pipeline.eval_batches(config, s.manifest, "validation", jax.process_index(), jax.process_count())
+    eval_batches = [sharding.global_batch(b, s.mesh) for b, _ in zip(validation, range(8))]
+    eval_step = setup_lib.jit_eval_step(s)
+    with sharding.activate(s.mesh, s.rules):
+        evaluation = _timed(lambda batch: eval_step(state.params, batch), eval_batches, steps, warmup)
+    return result, evaluation
 
 
 def main(argv):
@@ -140,8 +164,9 @@ def main(argv):
                    "batch_size": config.batch_size}
         results["input"] = input_pipeline(config, s.manifest, FLAGS.input_batches)
         if not FLAGS.input_only:
-            results["step"] = train_step(config, s, FLAGS.steps, FLAGS.warmup)
-            results["matmul_peak_flops_per_second"] = matmul_peak_flops()
+            results["step"], results["eval_step"] = train_and_eval_steps(config, s, FLAGS.steps, FLAGS.warmup)
+            results["matmul_dtype"] = config.model.dtype
+            results["matmul_peak_flops_per_second"] = matmul_peak_flops(model_lib.DTYPES[config.model.dtype])
             step = results["step"]
             if "achieved_flops_per_second" in step:
                 step["utilisation_of_matmul_peak"] = (step["achieved_flops_per_second"]

@@ -42,6 +42,7 @@ class HuggingFaceTokenizer:
     """``transformers.AutoTokenizer`` from a local directory (no network)."""
 
     def __init__(self, path: str = ""):
+        self.is_minilm_wheel = not path  # recorded as "" so the manifest moves between machines
         self.path = os.path.abspath(path) if path else minilm_dir()
         if not os.path.isdir(self.path):
             raise ConfigError(f"tokenizer directory {self.path!r} does not exist")
@@ -60,7 +61,7 @@ class HuggingFaceTokenizer:
         return [np.asarray(x, np.int32) for x in ids]
 
     def describe(self) -> dict:
-        default = self.path == minilm_dir()  # recorded as "" so the manifest moves between machines
+        default = self.is_minilm_wheel
         return {"kind": "huggingface", "path": "" if default else self.path, "vocab_size": self.vocab_size,
                 "tokenizer": MINILM_NAME if default else os.path.basename(self.path)}
 
