@@ -14,3 +14,17 @@ def test_parameter_counts_per_module_add_up():
     assert list(benchmark.parameter_counts(params, depth=1)) == ["encoder", "heads", "log_variance", "total"]
     lines = benchmark.format_parameter_counts(counts).splitlines()
     assert lines[1].startswith("  layer_0") and lines[1].endswith(" 40") and lines[-1].endswith(" 78")
+
+
+def test_timed_steps_count_real_tokens_utterances_and_windows():
+    calls = []
+    mask = lambda *shape_and_true: np.arange(np.prod(shape_and_true[:-1])).reshape(shape_and_true[:-1]) < shape_and_true[-1]  # noqa: E731
+    batches = [{"turn_mask": mask(2, 3, 4), "token_mask": mask(2, 3, 5, 7)},
+               {"turn_mask": mask(2, 3, 2), "token_mask": mask(2, 3, 5, 11)}]
+    result = benchmark._timed(lambda batch: calls.append(batch) or batch["turn_mask"], batches, steps=4, warmup=1)
+    assert len(calls) == 5 and calls[1] is batches[1] and calls[2] is batches[0]  # cycles after warm-up
+    median = result["median_step_seconds"]
+    assert median > 0 and result["step_seconds_p10_p90"][0] <= median <= result["step_seconds_p10_p90"][1]
+    # Means over the batches: 3 utterances, 9 real tokens, 2 windows per step.
+    np.testing.assert_allclose([result["utterances_per_second"] * median, result["real_tokens_per_second"] * median,
+                                result["windows_per_second"] * median], [3, 9, 2])

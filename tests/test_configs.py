@@ -44,7 +44,8 @@ def test_config_builds_validates_and_makes_a_model(name, request):
     # Records tokenised as the config asks (the synthetic corpus's own vocabulary, or MiniLM's, with
     # MiniLM's cached states for text_encoder="cached").
     fixture = ("minilm_states_records_dir" if config.model.text_encoder == "cached" else
-               {"": "records_dir", "minilm": "minilm_records_dir"}[config.data.tokenizer])
+               "minilm_records_dir" if "minilm" in (config.data.tokenizer, config.model.text_encoder)
+               or config.model.text_encoder == "pretrained" else "records_dir")
     records_dir = request.getfixturevalue(fixture)
     config.data.dir = records_dir
     manifest = records.load_manifest(records_dir)
