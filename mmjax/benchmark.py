@@ -25,8 +25,7 @@ import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
-from mmjax import cli, setup as setup_lib, sharding
-from mmjax.data import pipeline
+from mmjax import cli, inputs, setup as setup_lib, sharding
 from mmjax.models import model as model_lib
 
 
@@ -90,7 +89,7 @@ def matmul_peak_flops(dtype=jnp.float32, size: int | None = None, repeats: int =
 
 def input_pipeline(config, manifest, batches: int) -> dict:
     """Windows per second this host's pipeline delivers (after one warm-up batch)."""
-    data = iter(pipeline.train_dataset(config, manifest, jax.process_index(), jax.process_count()))
+    data = iter(inputs.train_dataset(config, manifest, jax.process_index(), jax.process_count()))
     first = next(data)
     start = time.perf_counter()
     utterances = 0
@@ -127,7 +126,7 @@ def train_and_eval_steps(config, s, steps: int, warmup: int) -> dict:
     compiled, stats = setup_lib.compile_train_step(s, config)
     stats["compile_seconds"] = time.perf_counter() - start
     state = setup_lib.initial_state(s)
-    data = iter(pipeline.train_dataset(config, s.manifest, jax.process_index(), jax.process_count()))
+    data = iter(inputs.train_dataset(config, s.manifest, jax.process_index(), jax.process_count()))
     batches = [sharding.global_batch(next(data), s.mesh) for _ in range(min(steps + warmup, 8))]
 
     def train(batch):
@@ -138,7 +137,7 @@ def train_and_eval_steps(config, s, steps: int, warmup: int) -> dict:
     result = {**_timed(train, batches, steps, warmup), **stats}
     if stats.get("flops"):
         result["achieved_flops_per_second"] = stats["flops"] / result["median_step_seconds"]
-    validation = pipeline.eval_batches(config, s.manifest, "validation", jax.process_index(), jax.process_count())
+    validation = inputs.eval_batches(config, s.manifest, "validation", jax.process_index(), jax.process_count())
     eval_batches = [sharding.global_batch(b, s.mesh) for b, _ in zip(validation, range(8))]
     eval_step = setup_lib.jit_eval_step(s)
     with sharding.activate(s.mesh, s.rules):

@@ -7,9 +7,9 @@ from collections.abc import Mapping
 import jax
 import numpy as np
 
-from mmjax import breakdowns, losses, metrics, saved_run, sharding
+from mmjax import breakdowns, inputs, losses, metrics, saved_run, sharding
 from mmjax import progress as progress_lib
-from mmjax.data import pipeline, records
+from mmjax.data import records
 from mmjax.models import towers
 from mmjax.tasks import get_task, resolve_tasks
 
@@ -21,7 +21,7 @@ def run(eval_step, params, config, manifest, split: str, mesh, rules, details: b
     by modalities present (``by_speaker``, ``by_modalities``)."""
     totals, rows = None, []
     with sharding.activate(mesh, rules):
-        batches = pipeline.eval_batches(config, manifest, split, jax.process_index(), jax.process_count())
+        batches = inputs.eval_batches(config, manifest, split, jax.process_index(), jax.process_count())
         for local_batch in progress_lib.bar(batches, desc=f"evaluate {split}", unit="batch", leave=False):
             out = eval_step(params, sharding.global_batch(local_batch, mesh))
             batch_rows = out.pop("rows")

@@ -2,7 +2,8 @@
 
     python -m mmjax.predict --workdir=runs/soft_share --input=dialogues.jsonl --output=preds.jsonl [--step=best|N]
 
-The input has one dialogue per line (spec: ``mmjax/data/dialogue_jsonl.py``); the output one line
+The input is the JSONL format ``prepare --corpus=jsonl`` trains on, one utterance per line, labels
+optional (spec: ``mmjax/data/dialogue_jsonl.py``); the output one line
 per utterance with, for every task, the predicted label and the class probabilities (format:
 ``mmjax/prediction.py``). The run's config and tokenizer come from its workdir (``--config``
 replaces the config); the records it was trained on are not needed.
@@ -24,7 +25,7 @@ def _define_flags():
     config_flags.DEFINE_config_file("config", None, "Config file; default: the one the workdir recorded.",
                                     lock_config=True)
     flags.DEFINE_string("workdir", None, "The run's workdir (holds checkpoints/ and config.json).")
-    flags.DEFINE_string("input", None, "JSONL file: one dialogue per line.")
+    flags.DEFINE_string("input", None, "JSONL file: one utterance per line, as prepare --corpus=jsonl reads.")
     flags.DEFINE_string("output", None, "JSONL file to write: one line per utterance.")
     flags.DEFINE_string("step", "latest", "Checkpoint to use: latest, best (by validation score) or a step.")
     flags.DEFINE_bool("allow_outside_paths", False, "Feature paths in the input may leave its directory "

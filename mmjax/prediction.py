@@ -20,7 +20,7 @@ import json
 import jax
 import numpy as np
 
-from mmjax import atomic, inference, setup as setup_lib, sharding
+from mmjax import atomic, inference, inputs, setup as setup_lib, sharding
 from mmjax import progress as progress_lib
 from mmjax.data import dialogue_jsonl, pipeline, text
 from mmjax.models import text_states
@@ -36,7 +36,7 @@ def read_input(path: str, config, manifest, allow_outside: bool = False) -> dial
     features = {m: dialogue_jsonl.FeatureSpec(manifest["features"][f"{m}_dim"], config.data[f"max_{m}_frames"])
                 for m in config.model.modalities if m != "text"}
     dialogues = dialogue_jsonl.read(path, text.from_manifest(manifest["text"]), features, allow_outside)
-    if text_states.dim_for(config, manifest):
+    if inputs.text_states_dim(config, manifest):
         text_states.embed({"input": dialogues}, manifest["text"], manifest["text_states"]["checkpoint"],
                           progress=jax.process_index() == 0)
     return dialogues
@@ -45,7 +45,7 @@ def read_input(path: str, config, manifest, allow_outside: bool = False) -> dial
 def probabilities(run: inference.RestoredRun, dialogues, progress: bool = True) -> list[dict[str, np.ndarray]]:
     """Per dialogue: {task: float32 [turns, classes]} class probabilities."""
     s, config = run.setup, run.config
-    source = pipeline.WindowSource(dialogues, pipeline.shapes_from_config(config, s.manifest),
+    source = pipeline.WindowSource(dialogues, inputs.shapes(config, s.manifest),
                                    config.model.context_turns, positions=True)
     batches = pipeline.ordered_batches(source, config.eval_batch_size, jax.process_index(), jax.process_count(),
                                        config.data.read_threads)

@@ -29,6 +29,7 @@ from mmjax import cli
 from mmjax.data import records
 from mmjax.data.corpora import cmma, common, jsonl, meld, mmsa, mustard, synthetic
 from mmjax.errors import ConfigError
+from mmjax.models import text_states
 from mmjax.tasks import corpus_tasks
 
 CONVERTERS = {"cmma": cmma, "meld": meld, "mustard": mustard, "jsonl": jsonl, "mmsa": mmsa}
@@ -117,11 +118,6 @@ def summary_table(manifest: Mapping, max_tokens: int = 40) -> str:
     return "\n".join(lines)
 
 
-def text_states_checkpoint(flag: str) -> str | None:
-    """--text_states -> the checkpoint for ``text_states.embed`` ("" all-MiniLM-L6-v2), None for none."""
-    return None if not flag else "" if flag == "minilm" else flag
-
-
 def options_from_flags(FLAGS) -> common.Options:
     return common.Options(skip_bad=FLAGS.skip_bad, encoding=FLAGS.encoding, protocol=FLAGS.protocol,
                           fold=FLAGS.fold, seed=FLAGS.seed, validation_fraction=FLAGS.validation_fraction,
@@ -141,13 +137,13 @@ def main(argv):
                 raise ConfigError(f"--tokenizer={FLAGS.tokenizer} builds a vocabulary of a converted corpus; the "
                                   "synthetic corpus takes '' (its own words), 'minilm' or a tokenizer directory")
             manifest = synthetic.write(FLAGS.output, parse_counts(FLAGS.dialogues), FLAGS.seed,
-                                       tokenizer=FLAGS.tokenizer, text_states=text_states_checkpoint(FLAGS.text_states))
+                                       tokenizer=FLAGS.tokenizer, text_states=text_states.from_flag(FLAGS.text_states))
         else:
             if not FLAGS.input:
                 raise ConfigError(f"--corpus={FLAGS.corpus} needs --input (the corpus files)")
             manifest = common.prepare(CONVERTERS[FLAGS.corpus], FLAGS.input, FLAGS.output, options_from_flags(FLAGS),
                                       tokenizer=FLAGS.tokenizer, audio=FLAGS.audio, visual=FLAGS.visual,
-                                      name=FLAGS.name, text_states=text_states_checkpoint(FLAGS.text_states))
+                                      name=FLAGS.name, text_states=text_states.from_flag(FLAGS.text_states))
         print(summary_table(manifest, flags.FLAGS.max_tokens))
 
 

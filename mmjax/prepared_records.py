@@ -67,7 +67,8 @@ def load_or_prepare(config) -> dict:
             if existing is None or stale:
                 print(f"preparing the synthetic corpus {wanted} in {path}", file=sys.stderr)
                 synthetic.write(path, wanted["dialogues"], wanted["seed"], wanted["features"],
-                                wanted["tokenizer"], text_states=wanted.get("text_states"))
+                                wanted["tokenizer"], text_states=None if "text_states" not in wanted
+                                else text_states.Cache(wanted["text_states"]))
         if jax.process_count() > 1:
             multihost_utils.sync_global_devices("synthetic records")
     return load(config)

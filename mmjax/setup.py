@@ -8,7 +8,7 @@ import dataclasses
 
 import jax
 
-from mmjax import configuration, losses, optim, prepared_records, sharding, train_step
+from mmjax import configuration, inputs, losses, optim, prepared_records, sharding, train_step
 from mmjax.data import pipeline
 from mmjax.errors import ConfigError
 from mmjax.models import model as model_lib
@@ -49,7 +49,7 @@ def build(config, devices=None, manifest=None, training: bool = True) -> Setup:
     rules = sharding.logical_rules(config)
     model = model_lib.build_model(config, manifest)
     tx = optim.make_optimizer(config)
-    shapes = pipeline.shapes_from_config(config, manifest)
+    shapes = inputs.shapes(config, manifest)
     batch_shapes = jax.tree.map(lambda x: jax.ShapeDtypeStruct((config.batch_size,) + x.shape, x.dtype),
                                 pipeline.empty_example(shapes))
     abstract, shardings = abstract_state_and_shardings(model, tx, batch_shapes, mesh, rules,

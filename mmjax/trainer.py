@@ -13,9 +13,9 @@ import jax
 import numpy as np
 import tensorboardX
 
-from mmjax import (atomic, checkpointing, evaluation, figures, optim, preemption, prepared_records,
+from mmjax import (atomic, checkpointing, evaluation, figures, inputs, optim, preemption, prepared_records,
                    progress as progress_lib, saved_run, setup as setup_lib, sharding, workdir_lock)
-from mmjax.data import pipeline, records
+from mmjax.data import records
 from mmjax.errors import ConfigError, MmjaxError, TrainingDivergedError
 
 
@@ -31,7 +31,8 @@ def make_workdir(workdir: str) -> None:
 class _MetricLog:
     """Collects the per-step metric dicts (device arrays: no host sync per step) of one interval.
 
-    ``summary`` fetches them once, checks that every loss and gradient was finite (the NaN
+    ``summary`` fetches them once (a sync: the rate ``steps_per_second`` is of finished steps, with
+    validation and checkpoint time left out), checks that every loss and gradient was finite (the NaN
     guard: it runs before any checkpoint is written) and returns interval means.
     """
 
@@ -43,6 +44,10 @@ class _MetricLog:
 
     def add(self, metrics):
         self.steps.append(metrics)
+
+    def exclude_pause(self, seconds: float) -> None:
+        """Leaves ``seconds`` spent on other work (validation, checkpoints) out of the rate."""
+        self.started += seconds
 
     def summary(self, tasks) -> dict[str, float]:
         steps = jax.device_get(self.steps)
@@ -177,7 +182,7 @@ def _train(config, workdir: str):
             raise
     if is_main:
         saved_run.save_run(workdir, config, s.manifest)
-    data = iter(pipeline.train_dataset(config, s.manifest, jax.process_index(), jax.process_count()))
+    data = iter(inputs.train_dataset(config, s.manifest, jax.process_index(), jax.process_count()))
     if start is None:
         state, start = setup_lib.initial_state(s), 0
     else:
@@ -229,6 +234,10 @@ def _loop(config, s: setup_lib.Setup, state, start: int, step_fn, eval_fn, data,
             progress.set_postfix(loss=f"{summary['loss']:.4f}")
             # The rate of this step's update (optax counts updates from 0).
             writer.write("train", step, {**summary, "learning_rate": float(learning_rate(step - 1))})
+        pause = step % config.eval_every_steps == 0 or save
+        if pause:  # the train steps so far are done: what follows is not training
+            jax.block_until_ready(metrics)
+            paused = time.perf_counter()
         if step % config.eval_every_steps == 0 or save:
             report = evaluation.run(eval_fn, state.eval_params(), config, s.manifest, "validation", s.mesh, s.rules)
             score = validation_score(report, config)
@@ -240,6 +249,10 @@ def _loop(config, s: setup_lib.Setup, state, start: int, step_fn, eval_fn, data,
                 progress.write(evaluation.format_table(report, f"validation at step {step} (score {score:.4f})"))
         if save:
             checkpointing.save(mngr, step, state, data, score)
+        if pause:  # the logged rate and the bar's leave validation and checkpoint time out
+            log.exclude_pause(time.perf_counter() - paused)
+            progress.unpause()
+        if save:
             if preempted and not last:
                 progress.close()
                 if jax.process_index() == 0:

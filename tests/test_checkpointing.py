@@ -9,8 +9,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from mmjax import checkpointing, evaluate, inference, setup as setup_lib, trainer
-from mmjax.data import pipeline
+from mmjax import checkpointing, evaluate, inference, inputs, setup as setup_lib, trainer
 from mmjax.errors import MmjaxError
 from tests.tiny import run_module, run_on_a_small_disk, tiny_config
 
@@ -171,7 +170,7 @@ def test_damaged_checkpoints_are_named_skipped_and_kept_aside(one_device_state, 
     training falls back to the newest step that restores and moves the others aside (kept);
     evaluation of "latest" falls back without touching the workdir, of a number stops."""
     config, s, state = one_device_state
-    data = iter(pipeline.train_dataset(config, s.manifest, 0, 1))
+    data = iter(inputs.train_dataset(config, s.manifest, 0, 1))
     workdir = str(tmp_path / "run")
     mngr = checkpointing.manager(workdir)
     for step in (1, 2, 3, 4):

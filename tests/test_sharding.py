@@ -2,8 +2,7 @@ import jax
 import numpy as np
 import pytest
 
-from mmjax import prepared_records, setup as setup_lib, sharding, state as state_lib
-from mmjax.data import pipeline
+from mmjax import inputs, prepared_records, setup as setup_lib, sharding, state as state_lib
 from mmjax.errors import ConfigError
 from tests.tiny import tiny_config
 
@@ -27,7 +26,7 @@ def reference(records_dir):
     config.model.dropout = 0.1  # dropout masks must not depend on the sharding either
     config.num_train_steps = 12
     manifest = prepared_records.load_or_prepare(config)
-    data = iter(pipeline.train_dataset(config, manifest, 0, 1))
+    data = iter(inputs.train_dataset(config, manifest, 0, 1))
     batches = [next(data) for _ in range(12)]
     losses, _ = _trajectory(config, jax.devices()[:1], batches)
     return config, batches, losses

@@ -3,8 +3,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mmjax import prepared_records, setup as setup_lib, sharding, state as state_lib
-from mmjax.data import pipeline
+from mmjax import inputs, prepared_records, setup as setup_lib, sharding, state as state_lib
 from tests.tiny import tiny_config
 
 
@@ -22,7 +21,7 @@ def _steps(config, batches):
 
 def _batches(config, n=3):
     manifest = prepared_records.load_or_prepare(config)
-    data = iter(pipeline.train_dataset(config, manifest, 0, 1))
+    data = iter(inputs.train_dataset(config, manifest, 0, 1))
     return [next(data) for _ in range(n)]
 
 

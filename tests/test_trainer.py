@@ -3,6 +3,7 @@ import json
 import os
 
 import jax
+import numpy as np
 import pytest
 
 from mmjax import checkpointing, inference, prepared_records, setup as setup_lib, trainer
@@ -115,13 +116,14 @@ def test_a_corpus_with_its_own_tasks_trains_evaluates_and_predicts(tmp_path):
         report = json.load(f)["tasks"]
     assert report["emotion"]["labels"] == emotions and report["act"]["labels"] == ["question", "statement"]
     assert report["emotion"]["macro_f1"] > 0.5  # the emotion is in the words: it is learnt
-    (tmp_path / "new.jsonl").write_text(json.dumps(
-        {"dialogue_id": "x", "utterances": [{"speaker": "A", "text": "madword1 filler"}]}) + "\n")
-    code, out = run_module("mmjax.predict", f"--workdir={run}", f"--input={tmp_path / 'new.jsonl'}",
+    # predict reads the training format: the test split's file as it is (its labels are ignored)
+    code, out = run_module("mmjax.predict", f"--workdir={run}", f"--input={corpus / 'test.jsonl'}",
                            f"--output={tmp_path / 'preds.jsonl'}")
     assert code == 0, out[-3000:]
-    line = json.loads((tmp_path / "preds.jsonl").read_text())
-    assert set(line["emotion"]["probabilities"]) == set(emotions) and line["act"]["label"] in ("question", "statement")
+    lines = [json.loads(x) for x in (tmp_path / "preds.jsonl").read_text().splitlines()]
+    assert [x["utterance_id"] for x in lines] == [f"test{d}_{t}" for d in range(12) for t in range(3)]
+    assert all(set(x["emotion"]["probabilities"]) == set(emotions) and x["act"]["label"] in ("question", "statement")
+               for x in lines)
 
 
 def _tensorboard_tags(workdir: str) -> dict[str, list[int]]:
@@ -153,3 +155,16 @@ def test_tensorboard_gets_the_learning_rate_and_confusion_figures(records_dir, t
     tags = _tensorboard_tags(str(tmp_path))
     assert tags["train/learning_rate"] == [2, 4] and tags["validation/confusion/emotion"] == [2, 4]  # validated at saves
     assert len([t for t in tags if t.startswith("validation/confusion/")]) == len(config.tasks)
+
+
+def test_logged_steps_per_second_leave_validation_and_checkpoint_time_out():
+    log = trainer._MetricLog(first_step=1)
+    step = {"loss": np.float32(1.0), "grad_norm": np.float32(0.5), "tie_penalty": np.float32(0.0),
+            "sarcasm/loss_sum": np.float32(2.0), "sarcasm/count": np.float32(4.0), "sarcasm/correct": np.float32(3.0)}
+    for _ in range(4):
+        log.add(step)
+    log.started -= 10.0  # the interval began 10 s ago ...
+    log.exclude_pause(8.0)  # ... of which 8 s went to validation and a checkpoint
+    summary = log.summary(["sarcasm"])
+    assert 1.9 < summary["steps_per_second"] <= 2.0  # 4 steps in the 2 s of training
+    assert summary["sarcasm/loss"] == 0.5 and summary["sarcasm/accuracy"] == 0.75

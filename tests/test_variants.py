@@ -9,8 +9,8 @@ import numpy as np
 import optax
 import pytest
 
-from mmjax import losses, train_step
-from mmjax.data import pipeline, records
+from mmjax import inputs, losses, train_step
+from mmjax.data import records
 from mmjax.models import model as model_lib
 from mmjax.state import TrainState
 from tests.tiny import quick_jit, tiny_config
@@ -40,7 +40,7 @@ def test_variant_trains_without_nan(records_dir, name):
     # SGD's update compiles in a fraction of the time.
     model, tx = model_lib.build_model(config, manifest), optax.sgd(config.learning_rate)
     step = train_step.make_train_step(model, tx, config, losses.class_weights(config, manifest))
-    data = iter(pipeline.train_dataset(config, manifest, 0, 1))
+    data = iter(inputs.train_dataset(config, manifest, 0, 1))
     batches = jax.tree.map(lambda *xs: np.stack(xs), next(data), next(data))  # [steps, batch, ...]
 
     def train(batches):  # init and both steps in one program: one compilation

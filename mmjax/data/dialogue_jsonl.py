@@ -1,22 +1,22 @@
-"""Dialogues to predict, read from JSONL: one dialogue per line::
+"""Dialogues to predict, read from the JSONL format that ``prepare --corpus=jsonl`` trains on
+(spec: ``mmjax/data/corpora/jsonl.py``), one utterance per line, labels optional (ignored)::
 
-    {"dialogue_id": "d1", "utterances": [
-        {"speaker": "A", "text": "...", "audio": "d1_0_audio.npy", "visual": "d1_0_visual.npy"},
-        {"speaker": "B", "text": "..."}]}
+    {"dialogue": "d1", "turn": 0, "speaker": "A", "text": "...", "audio": "d1_0_audio.npy"}
+    {"dialogue": "d1", "turn": 1, "speaker": "B", "text": "...", "id": "clip_7"}
 
-``dialogue_id`` (unique in the file) and ``utterances`` (a non-empty list) are required; each
-utterance needs ``speaker`` and ``text`` (non-empty strings), may give an ``id`` (default
-``<dialogue_id>_<index>``; the predictions carry it) and may give ``audio`` and
-``visual``: paths of ``.npy`` float arrays [frames, dim], relative to the input file's directory
-and inside it (absolute paths, ``..`` and symlinks leading out are refused unless
-``allow_outside``); ``null`` or absent: the modality is missing, as in training. Features of
-modalities the model does not read are not loaded; of a long utterance only the frames the model
-reads are (``data.arrays``). Blank lines are ignored; anything else that breaks the spec (JSON
-syntax or nesting too deep for the parser, a line longer than ``MAX_LINE_BYTES``, a missing or
-unknown key, a wrong type, an empty dialogue or text, a feature file that is unreadable, not a
-regular file or claims more bytes than it holds, a feature dimension that differs from the
-training records', NaN or inf) raises InputError naming ``file:line``. The input must be a
-regular file (a FIFO would block).
+``dialogue`` (string or integer), ``turn`` (integer >= 0), ``speaker`` and ``text`` (non-empty
+strings) are required; ``id`` (the utterance id, default ``<dialogue>_<turn>``; the predictions
+carry it), ``labels`` (an object) and ``audio``/``visual`` are optional. Dialogues keep the order
+of their first line, utterances are ordered by turn. ``audio``/``visual``: paths of ``.npy``
+float arrays [frames, dim], relative to the input file's directory and inside it (absolute
+paths, ``..`` and symlinks leading out are refused unless ``allow_outside``); ``null`` or absent:
+the modality is missing, as in training. Features of modalities the model does not read are not
+loaded; of a long utterance only the frames the model reads are (``data.arrays``). Blank lines
+are ignored; anything else that breaks the spec (JSON syntax or nesting too deep for the parser,
+a line longer than ``MAX_LINE_BYTES``, a missing or unknown key, a wrong type, an empty text, a
+repeated turn or utterance id, a feature file that is unreadable, not a regular file or claims
+more bytes than it holds, a feature dimension that differs from the training records', NaN or
+inf) raises InputError naming ``file:line``. The input must be a regular file (a FIFO would block).
 """
 
 from __future__ import annotations
@@ -30,11 +30,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from mmjax.data import arrays, schema
+from mmjax.data.corpora.jsonl import OPTIONAL, REQUIRED
 from mmjax.errors import InputError, RecordError
-
-DIALOGUE_KEYS = ("dialogue_id", "utterances")
-UTTERANCE_KEYS = ("speaker", "text", "id", "audio", "visual")
-_REQUIRED_UTTERANCE_KEYS = ("speaker", "text")
 
 
 class Dialogues(list):
@@ -86,9 +83,22 @@ def _features(path, base_dir: str, what: str, spec: FeatureSpec, allow_outside: 
         raise ValueError(f"{what}: cannot read a numeric array from {path!r}: {e}") from None
 
 
-def parse_line(line: str, tokenizer, features: Mapping[str, FeatureSpec], base_dir: str,
-               allow_outside: bool = False) -> schema.Dialogue:
-    """One JSONL line -> a Dialogue without labels; ValueError says what is wrong.
+@dataclasses.dataclass
+class Utterance:
+    """One line of the input."""
+
+    dialogue: str
+    turn: int
+    id: str
+    speaker: str
+    text: str
+    audio: np.ndarray | None
+    visual: np.ndarray | None
+
+
+def parse_line(line: str, features: Mapping[str, FeatureSpec], base_dir: str,
+               allow_outside: bool = False) -> Utterance:
+    """One JSONL line -> its Utterance; ValueError says what is wrong.
 
     features: {modality: FeatureSpec} of the feature modalities the model reads.
     """
@@ -97,39 +107,24 @@ def parse_line(line: str, tokenizer, features: Mapping[str, FeatureSpec], base_d
     except json.JSONDecodeError as e:
         raise ValueError(f"invalid JSON: {e}") from None
     except RecursionError:
-        raise ValueError("JSON nested too deeply; the format needs 3 levels") from None
-    _keys(value, DIALOGUE_KEYS, DIALOGUE_KEYS, "the dialogue")
-    dialogue_id = _nonempty_string(value["dialogue_id"], "dialogue_id")
-    utterances = value["utterances"]
-    if not isinstance(utterances, list) or not utterances:
-        raise ValueError(f"utterances must be a non-empty list, got {utterances!r}")
-    ids, speakers, texts, read = [], [], [], {m: [] for m in ("audio", "visual")}
-    for i, utterance in enumerate(utterances):
-        what = f"utterance {i}"
-        _keys(utterance, UTTERANCE_KEYS, _REQUIRED_UTTERANCE_KEYS, what)
-        ids.append(_nonempty_string(utterance.get("id", f"{dialogue_id}_{i}"), f"{what}: id"))
-        speakers.append(_nonempty_string(utterance["speaker"], f"{what}: speaker"))
-        texts.append(_nonempty_string(utterance["text"], f"{what}: text"))
-        for modality, values in read.items():
-            spec = features.get(modality)
-            values.append(None if spec is None else
-                          _features(utterance.get(modality), base_dir, f"{what}: {modality}", spec, allow_outside))
-    if len(set(ids)) != len(ids):
-        raise ValueError(f"utterance ids {ids} repeat; expected each id once in a dialogue")
-    dialogue = schema.Dialogue(dialogue_id=dialogue_id, utterance_ids=ids,
-                               speakers=speakers, texts=texts, tokens=tokenizer.encode_batch(texts),
-                               audio=read["audio"], visual=read["visual"], labels={})
-    try:
-        dialogue.validate(*(features[m].dim if m in features else 0 for m in ("audio", "visual")))
-    except RecordError as e:
-        raise ValueError(str(e)) from None
-    return dialogue
+        raise ValueError("JSON nested too deeply; the format needs 2 levels") from None
+    _keys(value, REQUIRED + OPTIONAL, REQUIRED, "the utterance")
+    dialogue, turn = value["dialogue"], value["turn"]
+    if isinstance(dialogue, bool) or not isinstance(dialogue, (str, int)) or dialogue == "":
+        raise ValueError(f"dialogue must be a non-empty string or an integer, got {dialogue!r}")
+    if isinstance(turn, bool) or not isinstance(turn, int) or turn < 0:
+        raise ValueError(f"turn must be an integer >= 0, got {turn!r}")
+    if not isinstance(value.get("labels", {}), dict):
+        raise ValueError(f"labels must be an object, got {value['labels']!r}")
+    read = {m: None if m not in features else _features(value.get(m), base_dir, m, features[m], allow_outside)
+            for m in ("audio", "visual")}
+    return Utterance(str(dialogue), turn, _nonempty_string(value.get("id", f"{dialogue}_{turn}"), "id"),
+                     _nonempty_string(value["speaker"], "speaker"), _nonempty_string(value["text"], "text"),
+                     read["audio"], read["visual"])
 
 
-def read(path: str, tokenizer, features: Mapping[str, FeatureSpec], allow_outside: bool = False) -> Dialogues:
-    """Every dialogue of the JSONL file at ``path``; the first bad line raises InputError."""
-    base_dir = os.path.dirname(os.path.abspath(path))
-    dialogues, first_line = Dialogues(), {}
+def _lines(path: str):
+    """(line number, text) of every non-blank line of the regular file ``path``."""
     try:
         if not stat.S_ISREG(os.stat(path).st_mode):
             raise InputError(f"the input {path!r} is not a regular file; expected a JSONL file")
@@ -142,16 +137,42 @@ def read(path: str, tokenizer, features: Mapping[str, FeatureSpec], allow_outsid
                 if len(raw) > MAX_LINE_BYTES:
                     raise ValueError(f"line longer than {MAX_LINE_BYTES:,} bytes")
                 line = raw.decode("utf-8")
-                if not line.strip():
-                    continue
-                dialogue = parse_line(line, tokenizer, features, base_dir, allow_outside)
-                if dialogue.dialogue_id in first_line:
-                    raise ValueError(f"dialogue_id {dialogue.dialogue_id!r} repeats line "
-                                     f"{first_line[dialogue.dialogue_id]}")
             except ValueError as e:  # UnicodeDecodeError included
                 raise InputError(f"{path}:{number}: {e}") from None
-            first_line[dialogue.dialogue_id] = number
-            dialogues.append(dialogue)
+            if line.strip():
+                yield number, line
+
+
+def read(path: str, tokenizer, features: Mapping[str, FeatureSpec], allow_outside: bool = False) -> Dialogues:
+    """Every dialogue of the JSONL file at ``path``; the first bad line raises InputError."""
+    base_dir = os.path.dirname(os.path.abspath(path))
+    dialogues: dict[str, dict[int, tuple[int, Utterance]]] = {}
+    id_lines: dict[str, int] = {}
+    for number, line in _lines(path):
+        try:
+            u = parse_line(line, features, base_dir, allow_outside)
+            turns = dialogues.setdefault(u.dialogue, {})
+            if u.turn in turns:
+                raise ValueError(f"dialogue {u.dialogue!r} turn {u.turn} repeats line {turns[u.turn][0]}")
+            if u.id in id_lines:
+                raise ValueError(f"utterance id {u.id!r} repeats line {id_lines[u.id]}")
+        except ValueError as e:
+            raise InputError(f"{path}:{number}: {e}") from None
+        turns[u.turn] = number, u
+        id_lines[u.id] = number
     if not dialogues:
         raise InputError(f"{path}: holds no dialogues")
-    return dialogues
+    out = Dialogues()
+    for dialogue_id, turns in dialogues.items():
+        lines, utterances = zip(*(turns[t] for t in sorted(turns)))
+        texts = [u.text for u in utterances]
+        dialogue = schema.Dialogue(dialogue_id=dialogue_id, utterance_ids=[u.id for u in utterances],
+                                   speakers=[u.speaker for u in utterances], texts=texts,
+                                   tokens=tokenizer.encode_batch(texts), audio=[u.audio for u in utterances],
+                                   visual=[u.visual for u in utterances], labels={})
+        try:
+            dialogue.validate(*(features[m].dim if m in features else 0 for m in ("audio", "visual")))
+        except RecordError as e:
+            raise InputError(f"{path}:{min(lines)}: dialogue {dialogue_id!r}: {e}") from None
+        out.append(dialogue)
+    return out

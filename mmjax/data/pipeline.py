@@ -1,5 +1,7 @@
 """grain pipeline: context windows -> shuffle -> pad to static shapes -> batch -> share per host.
 
+Takes its shapes and settings as arguments; ``mmjax.inputs`` derives them from a config.
+
 A training example is a *window* of at most ``max_turns`` consecutive turns of one dialogue.
 Dialogues longer than that are cut into windows that overlap by ``context_turns`` turns; the
 overlapping turns are context only (labels masked), so every utterance is labelled exactly once
@@ -11,8 +13,8 @@ Padded example (``T`` = max_turns, ``L`` = max_tokens, ``F*`` = max frames, ``D*
     audio        float32 [T, Fa, Da] audio_mask   bool [T, Fa]   all False: modality absent
     visual       float32 [T, Fv, Dv] visual_mask  bool [T, Fv]   (feature keys only for the
                                                                  modalities the model uses)
-    text_states  float16 [T, L, H]   with config.model.text_encoder="cached" only: the records'
-                                     cached encoder states, aligned with tokens (zero on padding)
+    text_states  float16 [T, L, H]   only where Shapes.text_states_dim > 0: the records' cached
+                                     encoder states, aligned with tokens (zero on padding)
     speakers     int32   [T]         speaker index within the window (-1 on padding)
     turn_mask    bool    [T]
     labels/<task> int32  [T]         -1: unlabelled, context-only or padding
@@ -25,15 +27,14 @@ rows, so every utterance maps back to exactly one output row. Training batches n
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 
 import grain
 import jax
 import numpy as np
 
-from mmjax.data import arrays, records, schema
+from mmjax.data import arrays, schema
 from mmjax.errors import ConfigError
-from mmjax.models import text_states
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,7 +96,7 @@ def empty_example(shapes: Shapes) -> dict:
                "speakers": np.full(T, -1, np.int32), "turn_mask": np.zeros(T, bool),
                "labels": {task: np.full(T, schema.UNLABELLED, np.int32) for task in shapes.tasks}}
     if shapes.text_states_dim:
-        example["text_states"] = np.zeros((T, shapes.max_tokens, shapes.text_states_dim), text_states.DTYPE)
+        example["text_states"] = np.zeros((T, shapes.max_tokens, shapes.text_states_dim), schema.TEXT_STATES_DTYPE)
     for modality in shapes.feature_modalities:
         example[modality], example[f"{modality}_mask"] = _pad_features([None] * T, *shapes.frames(modality))
     return example
@@ -174,44 +175,23 @@ class WindowSource:
         return example
 
 
-def shapes_from_config(config, manifest: Mapping) -> Shapes:
-    features = manifest["features"]
-    return Shapes(max_turns=config.data.max_turns, max_tokens=config.data.max_tokens,
-                  max_audio_frames=config.data.max_audio_frames,
-                  max_visual_frames=config.data.max_visual_frames,
-                  audio_dim=max(1, features["audio_dim"]), visual_dim=max(1, features["visual_dim"]),
-                  text_states_dim=text_states.dim_for(config, manifest),
-                  tasks=tuple(config.tasks), modalities=tuple(config.model.modalities))
-
-
-def window_source(config, manifest: Mapping, split: str, positions: bool = False) -> WindowSource:
-    dialogues = records.DialogueSource(config.data.dir, split, manifest)
-    return WindowSource(dialogues, shapes_from_config(config, manifest), config.model.context_turns, positions)
-
-
-def train_dataset(config, manifest: Mapping, process_index: int, process_count: int) -> grain.IterDataset:
-    """Infinite, seeded, shuffled batches of ``batch_size // process_count`` windows for this host.
+def shuffled_batches(source: WindowSource, batch_size: int, seed: int, process_index: int, process_count: int,
+                     read_threads: int = 1, worker_count: int = 0) -> grain.IterDataset:
+    """Infinite, seeded, shuffled batches of ``batch_size // process_count`` windows of ``source``
+    for this host; ``worker_count`` > 0 adds grain worker processes.
 
     The windows are shuffled globally (a new permutation each epoch) and cut into host-sized
     chunks; host h takes chunks h, h + n, h + 2n, ... So global batch b is the same windows in
     the same order however many hosts there are, while each host reads and decodes only its own
     disjoint share of the records.
     """
-    source = window_source(config, manifest, "train")
-    per_host = config.batch_size // process_count
-    ds = grain.MapDataset.source(source).shuffle(seed=config.seed).repeat()
+    per_host = batch_size // process_count
+    ds = grain.MapDataset.source(source).shuffle(seed=seed).repeat()
     ds = ds.batch(per_host, drop_remainder=True)[process_index::process_count]
-    ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=config.data.read_threads, prefetch_buffer_size=4))
-    if config.data.worker_count > 0:
-        ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=config.data.worker_count))
+    ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=read_threads, prefetch_buffer_size=4))
+    if worker_count > 0:
+        ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=worker_count))
     return ds
-
-
-def eval_batches(config, manifest: Mapping, split: str, process_index: int,
-                 process_count: int) -> Iterator[dict]:
-    """Every window of ``split`` once, in order, with positions (see ``ordered_batches``)."""
-    return ordered_batches(window_source(config, manifest, split, positions=True), config.eval_batch_size,
-                           process_index, process_count, config.data.read_threads)
 
 
 def num_ordered_batches(num_windows: int, batch_size: int, process_count: int) -> int:

@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 
 from mmjax.errors import ConfigError
-from mmjax.models import context, encoders, fusion, layers, pretrained, text_states, towers
+from mmjax.models import context, encoders, fusion, layers, pretrained, towers
 from mmjax.tasks import Task, resolve_tasks
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -143,7 +143,6 @@ def build_model(config, manifest) -> AffectModel:
                           "has no text")
     if m.text_encoder == "pretrained":
         text_config = check_text_vocabulary(config, manifest["text"])
-    text_states.dim_for(config, manifest)  # cached states: the records must carry them
     return AffectModel(
         tasks=resolve_tasks(config.tasks, manifest), modalities=modalities,
         vocab_size=layers.padded_vocab_size(manifest["text"]["vocab_size"]), width=m.width, mlp_dim=m.mlp_dim,

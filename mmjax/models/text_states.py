@@ -15,6 +15,7 @@ whole utterance, then are cut like its token ids; the live encoder sees only the
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping, Sequence
 
@@ -23,10 +24,10 @@ import numpy as np
 
 from mmjax import progress as progress_lib
 from mmjax.data import schema, text
-from mmjax.errors import ConfigError, RecordError
+from mmjax.errors import RecordError
 from mmjax.models import encoders, pretrained
 
-DTYPE = np.float16  # half the bytes of float32; the model computes in its own dtype
+DTYPE = schema.TEXT_STATES_DTYPE  # the model computes in its own dtype
 ROWS = 128  # utterances per forward pass
 LENGTH_MULTIPLE = 16  # utterances are padded to a multiple of this: few distinct compiled shapes
 
@@ -44,19 +45,22 @@ def describe(checkpoint: str, config: encoders.BertConfig) -> dict:
             "dim": config.hidden_size, "dtype": np.dtype(DTYPE).name}
 
 
-def dim_for(config, manifest: Mapping) -> int:
-    """Width of the cached states ``config`` reads from the records of ``manifest``; 0 if none."""
-    if config.model.text_encoder != "cached":
-        return 0
-    if "text_states" not in manifest:
-        raise ConfigError(f"config.model.text_encoder='cached' reads cached text states, but the records in "
-                          f"config.data.dir={config.data.dir!r} have none: prepare them with "
-                          "`python -m mmjax.prepare ... --text_states=minilm` (or a checkpoint directory)")
-    cached = manifest["text_states"]["checkpoint"]
-    if cached != checkpoint_key(config.model.pretrained.path):
-        raise ConfigError(f"config.model.pretrained.path={config.model.pretrained.path!r}, but the records in "
-                          f"config.data.dir={config.data.dir!r} cache the text states of {cached or text.MINILM_NAME!r}")
-    return manifest["text_states"]["dim"]
+@dataclasses.dataclass(frozen=True)
+class Cache:
+    """What ``prepare`` (and the synthetic generator) call to cache the frozen states of
+    ``checkpoint`` ("" all-MiniLM-L6-v2) in records being written: ``embed`` on their dialogues.
+    The data layer receives it as a callable and never imports the encoder."""
+
+    checkpoint: str
+
+    def __call__(self, splits: Mapping[str, Sequence[schema.Dialogue]], text_section: Mapping,
+                 progress: bool = True) -> dict:
+        return embed(splits, text_section, self.checkpoint, progress)
+
+
+def from_flag(flag: str) -> Cache | None:
+    """``prepare --text_states``: '' none, 'minilm' all-MiniLM-L6-v2, else a checkpoint directory."""
+    return None if not flag else Cache("" if flag == "minilm" else flag)
 
 
 def embed(splits: Mapping[str, Sequence[schema.Dialogue]], text_section: Mapping, checkpoint: str,

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from mmjax import inputs
 from mmjax.data import pipeline, records
 from mmjax.data.corpora import synthetic
 from tests.tiny import SMALL_CORPUS, tiny_config
@@ -21,7 +22,7 @@ def test_windows_label_every_turn_once_with_its_context(max_turns, context):
 
 
 def _shapes(config, manifest):
-    return pipeline.shapes_from_config(config, manifest)
+    return inputs.shapes(config, manifest)
 
 
 def test_pad_window_shapes_masks_and_labels(records_dir):
@@ -53,10 +54,10 @@ def test_pad_window_shapes_masks_and_labels(records_dir):
 def test_train_batches_are_static_and_seeded(records_dir):
     config = tiny_config(records_dir)
     manifest = records.load_manifest(records_dir)
-    first = next(iter(pipeline.train_dataset(config, manifest, 0, 1)))
-    again = next(iter(pipeline.train_dataset(config, manifest, 0, 1)))
+    first = next(iter(inputs.train_dataset(config, manifest, 0, 1)))
+    again = next(iter(inputs.train_dataset(config, manifest, 0, 1)))
     config.seed = 1
-    other = next(iter(pipeline.train_dataset(config, manifest, 0, 1)))
+    other = next(iter(inputs.train_dataset(config, manifest, 0, 1)))
     assert first["tokens"].shape == (8, config.data.max_turns, config.data.max_tokens)
     assert first["labels"]["emotion"].shape == (8, config.data.max_turns)
     np.testing.assert_array_equal(first["tokens"], again["tokens"])
@@ -69,7 +70,7 @@ def test_eval_over_two_hosts_covers_every_utterance_once(records_dir):
     manifest = records.load_manifest(records_dir)
     per_host = []
     for host in range(2):
-        batches = list(pipeline.eval_batches(config, manifest, "validation", host, 2))
+        batches = list(inputs.eval_batches(config, manifest, "validation", host, 2))
         per_host.append(batches)
         assert all(b["tokens"].shape[0] == config.eval_batch_size // 2 for b in batches)
     assert len(per_host[0]) == len(per_host[1])
@@ -82,8 +83,8 @@ def test_hosts_read_disjoint_shares_of_the_same_global_batches(records_dir):
     """Concatenating the hosts' batches gives the one-host batch: each host decodes only its rows."""
     config = tiny_config(records_dir)
     manifest = records.load_manifest(records_dir)
-    one = iter(pipeline.train_dataset(config, manifest, 0, 1))
-    hosts = [iter(pipeline.train_dataset(config, manifest, h, 2)) for h in range(2)]
+    one = iter(inputs.train_dataset(config, manifest, 0, 1))
+    hosts = [iter(inputs.train_dataset(config, manifest, h, 2)) for h in range(2)]
     for _ in range(7):  # crosses an epoch boundary (the small corpus has ~50 windows)
         whole = next(one)
         shares = [next(h) for h in hosts]

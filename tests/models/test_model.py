@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from configs import hard_share, soft_share, text_only
-from mmjax.data import pipeline, records
+from mmjax import inputs
+from mmjax.data import records
 from mmjax.models import model as model_lib
 from mmjax.tasks import TASKS
 from tests.tiny import tiny_config
@@ -15,7 +16,7 @@ def _setup(records_dir, base=soft_share):
     config = tiny_config(records_dir, base)
     manifest = records.load_manifest(records_dir)
     model = model_lib.build_model(config, manifest)
-    batch = next(pipeline.eval_batches(config, manifest, "validation", 0, 1))
+    batch = next(inputs.eval_batches(config, manifest, "validation", 0, 1))
     params = model.init(jax.random.key(0), batch)["params"]
     return config, model, nn.meta.unbox(params), batch
 
@@ -90,7 +91,7 @@ def test_every_parameter_has_logical_axis_names(records_dir, base):
     config = tiny_config(records_dir, base)
     manifest = records.load_manifest(records_dir)
     model = model_lib.build_model(config, manifest)
-    batch = next(pipeline.eval_batches(config, manifest, "validation", 0, 1))
+    batch = next(inputs.eval_batches(config, manifest, "validation", 0, 1))
     boxed = jax.eval_shape(lambda: model.init(jax.random.key(0), batch))["params"]
     leaves = jax.tree_util.tree_leaves_with_path(boxed, is_leaf=lambda x: isinstance(x, nn.Partitioned))
     assert len(leaves) > 20

@@ -5,8 +5,8 @@ import jax
 import numpy as np
 import pytest
 
-from mmjax import optim, prepared_records, setup as setup_lib, sharding
-from mmjax.data import pipeline, records
+from mmjax import inputs, optim, prepared_records, setup as setup_lib, sharding
+from mmjax.data import records
 from mmjax.errors import CheckpointError, ConfigError
 from mmjax.models import encoders, model as model_lib, pretrained
 from tests.tiny import tiny_config
@@ -140,7 +140,7 @@ def test_fresh_state_holds_the_checkpoint_and_frozen_training_never_changes_it(t
     projection = np.asarray(state.params["text_projection"]["kernel"])
 
     step, _ = setup_lib.compile_train_step(s, config)
-    data = iter(pipeline.train_dataset(config, s.manifest, 0, 1))
+    data = iter(inputs.train_dataset(config, s.manifest, 0, 1))
     for _ in range(3):
         state, metrics = step(state, sharding.global_batch(next(data), s.mesh))
     assert np.isfinite(float(metrics["loss"]))

@@ -1,6 +1,7 @@
 """Cached text states: the frozen encoder run once at prepare time gives the model the same input
 as running it live (text_encoder="pretrained", mode="frozen"), and prediction computes them too."""
 
+import json
 import os
 
 import flax.linen as nn
@@ -8,7 +9,7 @@ import jax
 import numpy as np
 import pytest
 
-from mmjax import configuration, prediction, prepared_records
+from mmjax import configuration, inputs, prediction, prepared_records
 from mmjax.data import pipeline, records
 from mmjax.errors import ConfigError, RecordError
 from mmjax.models import encoders, model as model_lib, pretrained, text_states
@@ -53,7 +54,7 @@ def test_cached_model_computes_what_the_live_frozen_encoder_does(cached, tiny_ch
     live_config = _config(config.data.dir, tiny_checkpoint, "pretrained")
     live = model_lib.build_model(live_config, manifest)
     fast = model_lib.build_model(config, manifest)
-    source = pipeline.window_source(config, manifest, "validation")
+    source = inputs.window_source(config, manifest, "validation")
     batch = pipeline.stack([source[i] for i in range(8)])
     assert batch["text_states"].shape == (8, config.data.max_turns, 64, 32)
 
@@ -77,9 +78,8 @@ def test_prediction_computes_the_states_of_new_dialogues(cached, tmp_path):
     dialogues = records.DialogueSource(config.data.dir, "validation", manifest)
     path = tmp_path / "input.jsonl"
     path.write_text("".join(
-        '{"dialogue_id": "d%d", "utterances": [%s]}\n' % (i, ", ".join(
-            '{"speaker": "%s", "text": "%s"}' % (s, t) for s, t in zip(d.speakers, d.texts)))
-        for i, d in enumerate(dialogues[j] for j in range(2))))
+        json.dumps({"dialogue": f"d{i}", "turn": k, "speaker": s, "text": t}) + "\n"
+        for i, d in enumerate(dialogues[j] for j in range(2)) for k, (s, t) in enumerate(zip(d.speakers, d.texts))))
     read = prediction.read_input(str(path), config, manifest)
     for new, old in zip(read, (dialogues[0], dialogues[1])):
         for x, y in zip(new.text_states, old.text_states):
@@ -90,10 +90,10 @@ def test_missing_or_mismatched_states_are_clear_errors(cached, records_dir, tiny
     config, manifest = cached
     plain = _config(records_dir, tiny_checkpoint, "cached")
     with pytest.raises(ConfigError, match="records in config.data.dir=.* have none: prepare them with .*--text_states"):
-        model_lib.build_model(plain, records.load_manifest(records_dir))
+        inputs.shapes(plain, records.load_manifest(records_dir))
     other = _config(config.data.dir, "", "cached")  # all-MiniLM-L6-v2's, not the tiny checkpoint's
     with pytest.raises(ConfigError, match="cache the text states of"):
-        model_lib.build_model(other, manifest)
+        inputs.shapes(other, manifest)
     long = records.DialogueSource(config.data.dir, "train", manifest)[0]
     long.tokens = [np.ones(65, np.int32)] + long.tokens[1:]  # the tiny checkpoint has 64 positions
     with pytest.raises(RecordError, match=f"dialogue {long.dialogue_id!r}, utterance .*: 65 tokens, more than "
@@ -108,7 +108,7 @@ def test_cut_utterances_keep_one_state_per_kept_token(cached):
     config, manifest = cached
     config = config.copy_and_resolve_references()
     config.data.max_tokens = 6  # most synthetic utterances are longer
-    batch = pipeline.stack([pipeline.window_source(config, manifest, "validation")[i] for i in range(4)])
+    batch = pipeline.stack([inputs.window_source(config, manifest, "validation")[i] for i in range(4)])
     assert batch["token_mask"].all(-1).any(), "some utterances are cut"
     np.testing.assert_array_equal(np.abs(batch["text_states"].astype(np.float32)).sum(-1) > 0, batch["token_mask"])
 

@@ -37,7 +37,6 @@ import numpy as np
 from mmjax import progress as progress_lib
 from mmjax.data import arrays, records, schema, text
 from mmjax.errors import ConfigError, RecordError
-from mmjax.models import text_states as cached_text
 from mmjax.tasks import TASKS, Task
 
 SPLITS = ("train", "validation", "test")
@@ -393,13 +392,13 @@ def _auxiliary_counts(corpus: Corpus) -> dict:
 
 def prepare(converter, input_path: str, output_dir: str, options: Options = Options(), *,
             tokenizer: str = "", audio: str = "", visual: str = "", name: str = "",
-            text_states: str | None = None) -> dict:
+            text_states=None) -> dict:
     """Reads ``input_path`` with ``converter`` and writes records to ``output_dir``; the manifest.
 
     ``tokenizer``: see ``text.for_corpus``; ``audio``/``visual``: FeatureFile paths; ``name``: the
     corpus name in the manifest (``config.data.corpus``), default the converter's;
-    ``text_states``: a BERT-family checkpoint directory ("" all-MiniLM-L6-v2) whose frozen states
-    the records cache (``mmjax.models.text_states``), None for none.
+    ``text_states``: None, or the callable that caches a frozen encoder's states in the records
+    (``mmjax.models.text_states.Cache``: (splits, text section) -> the manifest's entry).
     """
     problems = Problems(options.skip_bad)
     corpus = converter.read(input_path, options, problems)
@@ -415,7 +414,7 @@ def prepare(converter, input_path: str, output_dir: str, options: Options = Opti
     dims = check_features(corpus, problems)
     tok = text.for_corpus(tokenizer, corpus.language, [t.text for d in corpus.splits["train"] for t in d.turns])
     splits, tokens = _tokenize(corpus, tok)
-    states = None if text_states is None else cached_text.embed(splits, tok.describe(), text_states)
+    states = None if text_states is None else text_states(splits, tok.describe())
     report = {"tokens": tokens, "features": {
         modality: {"source": sources[modality] or ("corpus" if dims[modality] else None),
                    "absent": {s: sum(getattr(t, modality) is None for d in raws for t in d.turns)

@@ -45,7 +45,6 @@ import numpy as np
 from mmjax import progress as progress_lib
 from mmjax.data import records, text
 from mmjax.data.schema import Dialogue
-from mmjax.models import text_states as cached_text
 from mmjax.tasks import TASKS
 
 GENERATOR_VERSION = 2  # bump whenever the generative story changes: prepared copies are then rebuilt
@@ -193,16 +192,17 @@ def spec(dialogues: Mapping[str, int], seed: int, features: Mapping | None = Non
 
 
 def write(output_dir: str, dialogues: Mapping[str, int], seed: int = 0, features: Mapping | None = None,
-          tokenizer: str = "", progress: bool = True, text_states: str | None = None) -> dict:
+          tokenizer: str = "", progress: bool = True, text_states=None) -> dict:
     """Generates every split (name -> number of dialogues), tokenised by the tokenizer named as
-    in ``config.data.tokenizer``, and writes it as records (with cached ``text_states`` of that
-    checkpoint unless None); the manifest."""
-    corpus = spec(dialogues, seed, features, tokenizer, text_states)
+    in ``config.data.tokenizer``, and writes it as records; the manifest. ``text_states``: None,
+    or the callable that caches a frozen encoder's states in them (``mmjax.models.text_states.Cache``,
+    whose ``checkpoint`` the manifest records)."""
+    corpus = spec(dialogues, seed, features, tokenizer, None if text_states is None else text_states.checkpoint)
     features = corpus["features"]
     tok = text.from_config(tokenizer, TOKENIZER)
     splits = {split: generate(split, n, seed, features, tok)
               for split, n in progress_lib.bar(dialogues.items(), desc="generating splits", unit="split", leave=False, enabled=progress)}
-    states = None if text_states is None else cached_text.embed(splits, tok.describe(), text_states, progress)
+    states = None if text_states is None else text_states(splits, tok.describe(), progress)
     return records.write_corpus(
         output_dir, "synthetic", splits, tasks=list(TASKS.values()), audio_dim=features["audio_dim"],
         visual_dim=features["visual_dim"], text=tok.describe(), text_states=states, extra={"synthetic": corpus})

@@ -10,6 +10,7 @@ import pytest
 
 from mmjax.data import records
 from mmjax.data.corpora import common, jsonl
+from mmjax.models import text_states
 from mmjax.errors import ConfigError, RecordError
 
 ROWS = [
@@ -165,13 +166,13 @@ def test_config_tasks_the_corpus_does_not_label_are_one_config_error(tmp_path):
 
 
 def test_text_states_of_a_checkpoint_are_cached_per_utterance(tmp_path, tiny_checkpoint):
-    manifest = _prepare(tmp_path, tokenizer=tiny_checkpoint, text_states=tiny_checkpoint)
+    manifest = _prepare(tmp_path, tokenizer=tiny_checkpoint, text_states=text_states.Cache(tiny_checkpoint))
     assert manifest["text_states"]["dim"] == 32
     for d in _dialogues(tmp_path):
         assert [s.shape for s in d.text_states] == [(len(t), 32) for t in d.tokens]
         assert all(np.isfinite(s).all() and np.abs(s).max() > 0 for s in d.text_states)
     with pytest.raises(ConfigError, match="tokenised by .*word.*--tokenizer"):
-        _prepare(tmp_path, text_states=tiny_checkpoint)  # a word vocabulary of the corpus, not the checkpoint's
+        _prepare(tmp_path, text_states=text_states.Cache(tiny_checkpoint))  # a word vocabulary of the corpus, not the checkpoint's
 
 
 EMORY = [  # a corpus with its own emotion classes (EmoryNLP's) and a task mmjax has never had
