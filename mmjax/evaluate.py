@@ -14,21 +14,15 @@ evaluated as above, and the mean and sample standard deviation of every score go
 ``eval_<split>_seeds.json`` in the directory named by the workdir with ``{seed}`` replaced by the
 seeds joined with "-" (``runs/soft_s0-1-2/`` above).
 
-This is the only place the test split is read.
+The work is done by ``mmjax.run_evaluation``, the only place the test split is read.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import re
-
-import jax
 from absl import app, flags
 from ml_collections import config_flags
 
-from mmjax import cli, evaluation, inference, report as report_lib, saved_run, setup as setup_lib
-from mmjax.data import records
+from mmjax import cli, run_evaluation
 from mmjax.errors import MmjaxError
 
 
@@ -44,72 +38,6 @@ def _define_flags():
                                              "are grouped.")
     flags.mark_flags_as_required(["workdir"])
 
-SEED = "{seed}"
-
-
-def evaluate(config, workdir: str, split: str = "test", step: int | str = "latest", top_speakers: int = 10,
-             verbose: bool = True) -> dict:
-    """Restores ``step`` ("latest", "best" or a step number) of ``workdir``, evaluates it on
-    ``split`` and writes the report and PNGs there; ``config=None`` uses the workdir's own."""
-    return _evaluate(config, workdir, split, step, top_speakers, verbose)[0]
-
-
-def _evaluate(config, workdir: str, split: str, step: int | str, top_speakers: int, verbose: bool) -> tuple[dict, int]:
-    """``evaluate``'s report and the step it evaluated (what "latest" or "best" resolved to)."""
-    run = inference.restore(workdir, step, config)
-    s = run.setup
-    # The one place the test split may be opened (records.DialogueSource refuses it elsewhere).
-    allow = records.reading_test_split() if split == records.TEST_SPLIT else contextlib.nullcontext()
-    with allow:
-        result = evaluation.run(setup_lib.jit_eval_step(s), run.params, run.config, s.manifest, split, s.mesh,
-                                s.rules, details=True, top_speakers=top_speakers)
-    relations = evaluation.learned_task_relations(run.params, run.config, run.setup.manifest)
-    if jax.process_index() == 0:
-        pngs = report_lib.write_confusion_pngs(result, workdir, split, f"step {run.step}")
-        evaluation.write_report(result, os.path.join(workdir, f"eval_{split}.json"), split=split, step=run.step,
-                                confusion_png=pngs, task_relations=relations)
-        if verbose:
-            print("\n\n".join([evaluation.format_table(result, f"{workdir}: {split} split, checkpoint step {run.step}"),
-                               report_lib.format_per_class(result),
-                               report_lib.format_breakdown(result, "by_speaker", "speaker"),
-                               report_lib.format_breakdown(result, "by_modalities", "modalities present"),
-                               evaluation.format_task_relations(relations)]))
-    return result, run.step
-
-
-def seed_workdirs(template: str, seeds: list[str]) -> list[str]:
-    """The workdir of each seed: ``template`` with ``{seed}`` replaced."""
-    if SEED not in template:
-        raise MmjaxError(f"--seeds needs {SEED} in --workdir (got {template!r}), e.g. --workdir=runs/soft_s{SEED}")
-    if len(seeds) < 2 or len(set(seeds)) != len(seeds):
-        raise MmjaxError(f"--seeds={','.join(seeds)}: give at least two different seeds")
-    bad = [seed for seed in seeds if not re.fullmatch(r"[A-Za-z0-9_.-]+", seed)]
-    if bad:
-        raise MmjaxError(f"--seeds: {bad} are not names made of letters, digits, '_', '.' or '-'")
-    return [template.replace(SEED, seed) for seed in seeds]
-
-
-def evaluate_seeds(config, template: str, seeds: list[str], split: str = "test", step: int | str = "latest",
-                   top_speakers: int = 10) -> dict:
-    """Evaluates every seed's run and writes the mean and std over them (see module docstring)."""
-    workdirs = seed_workdirs(template, seeds)
-    evaluated = [_evaluate(config, w, split, step, top_speakers, verbose=False) for w in workdirs]
-    reports = [report for report, _ in evaluated]
-    aggregated = report_lib.aggregate(reports)
-    runs = [report_lib.run_scores(seed, workdir, at, report)
-            for seed, workdir, (report, at) in zip(seeds, workdirs, evaluated)]
-    if jax.process_index() == 0:
-        directory = template.replace(SEED, "-".join(seeds))
-        os.makedirs(directory, exist_ok=True)
-        path = os.path.join(directory, f"eval_{split}_seeds.json")
-        saved_run.write_json(path, {"split": split, "step": step, "seeds": seeds, "workdirs": workdirs, "runs": runs,
-                                    **aggregated})
-        print(report_lib.format_runs(runs, f"{split} split, each seed (--step={step})"))
-        print(report_lib.format_aggregate(aggregated, f"{split} split over seeds {', '.join(seeds)} "
-                                                      f"(mean ± sample std), written to {path}"))
-    return aggregated
-
-
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -117,11 +45,11 @@ def main(argv):
     f = flags.FLAGS
     with cli.user_errors("mmjax.evaluate"):
         if f.seeds is not None:
-            evaluate_seeds(f.config, f.workdir, f.seeds, f.split, f.step, f.top_speakers)
-        elif SEED in f.workdir:
-            raise MmjaxError(f"--workdir={f.workdir} contains {SEED}: give the seeds with --seeds")
+            run_evaluation.evaluate_seeds(f.config, f.workdir, f.seeds, f.split, f.step, f.top_speakers)
+        elif run_evaluation.SEED in f.workdir:
+            raise MmjaxError(f"--workdir={f.workdir} contains {run_evaluation.SEED}: give the seeds with --seeds")
         else:
-            evaluate(f.config, f.workdir, f.split, f.step, f.top_speakers)
+            run_evaluation.evaluate(f.config, f.workdir, f.split, f.step, f.top_speakers)
 
 
 def command():

@@ -20,7 +20,7 @@ import json
 import jax
 import numpy as np
 
-from mmjax import atomic, inference, inputs, setup as setup_lib, sharding
+from mmjax import atomic, inputs, restored_run, setup as setup_lib, sharding
 from mmjax import progress as progress_lib
 from mmjax.data import dialogue_jsonl, pipeline, text
 from mmjax.models import text_states
@@ -42,7 +42,7 @@ def read_input(path: str, config, manifest, allow_outside: bool = False) -> dial
     return dialogues
 
 
-def probabilities(run: inference.RestoredRun, dialogues, progress: bool = True) -> list[dict[str, np.ndarray]]:
+def probabilities(run: restored_run.RestoredRun, dialogues, progress: bool = True) -> list[dict[str, np.ndarray]]:
     """Per dialogue: {task: float32 [turns, classes]} class probabilities."""
     s, config = run.setup, run.config
     source = pipeline.WindowSource(dialogues, inputs.shapes(config, s.manifest),
@@ -88,10 +88,10 @@ def predict(workdir: str, input_path: str, output_path: str, step: int | str = "
     """Predicts every utterance of ``input_path`` with ``step`` of ``workdir``; writes
     ``output_path`` (process 0) and returns the number of utterances. ``allow_outside_paths``:
     feature paths may leave the input's directory."""
-    config = inference.run_config(workdir, config)
-    manifest = inference.training_manifest(workdir, config)
+    config = restored_run.run_config(workdir, config)
+    manifest = restored_run.training_manifest(workdir, config)
     dialogues = read_input(input_path, config, manifest, allow_outside_paths)  # every line checked first
-    run = inference.restore(workdir, step, config, manifest=manifest)
+    run = restored_run.restore(workdir, step, config, manifest=manifest)
     probs = probabilities(run, dialogues, progress)
     if jax.process_index() == 0:
         write_lines(output_path, output_lines(dialogues, probs, manifest))

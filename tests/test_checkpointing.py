@@ -9,7 +9,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from mmjax import checkpointing, evaluate, inference, inputs, setup as setup_lib, trainer
+from mmjax import checkpointing, inputs, restored_run, run_evaluation, setup as setup_lib, trainer
 from mmjax.errors import MmjaxError
 from tests.tiny import run_module, run_on_a_small_disk, tiny_config
 
@@ -97,7 +97,7 @@ def test_keeps_latest_and_best_and_never_picks_up_an_incomplete_save(records_dir
     best = max(scores, key=scores.get)
     assert set(mngr.all_steps()) == {8, best}
     assert checkpointing.best_step(mngr) == best
-    assert evaluate.evaluate(config, workdir, split="validation", step="best") == evaluate.evaluate(
+    assert run_evaluation.evaluate(config, workdir, split="validation", step="best") == run_evaluation.evaluate(
         config, workdir, split="validation", step=best)
 
     # What a save killed half-way leaves: Orbax's temporary directory, never renamed.
@@ -106,13 +106,13 @@ def test_keeps_latest_and_best_and_never_picks_up_an_incomplete_save(records_dir
     shutil.copytree(os.path.join(checkpoints, "8"), partial)
     os.remove(os.path.join(partial, "commit_success.txt"))
     assert checkpointing.manager(workdir, create=False).latest_step() == 8
-    assert evaluate.evaluate(config, workdir, split="validation")["sarcasm"]["support"] > 0
+    assert run_evaluation.evaluate(config, workdir, split="validation")["sarcasm"]["support"] > 0
 
     # A flipped byte in the latest step: evaluating it stops with one line; the rerun resumes
     # from the best step (the one before), keeps the damaged step aside and saves it anew.
     _flip_a_byte(os.path.join(checkpoints, "8"))
     with pytest.raises(checkpointing.DamagedCheckpoint, match="step 8 is damaged"):
-        evaluate.evaluate(config, workdir, split="validation", step=8)
+        run_evaluation.evaluate(config, workdir, split="validation", step=8)
     config.num_train_steps = 10
     trainer.train_and_evaluate(config, workdir)
     assert os.listdir(os.path.join(checkpoints, checkpointing.DAMAGED)) == ["8"]
@@ -188,10 +188,10 @@ def test_damaged_checkpoints_are_named_skipped_and_kept_aside(one_device_state, 
 
     with pytest.raises(checkpointing.DamagedCheckpoint, match=r"step 4 is damaged: state/.* differs from its checksum"):
         checkpointing.checked_restore(mngr, 4, restore_train_state)
-    restored = inference.restore(workdir, "latest", config, manifest=s.manifest)
+    restored = restored_run.restore(workdir, "latest", config, manifest=s.manifest)
     assert restored.step == 1 and sorted(mngr.all_steps()) == [1, 2, 3, 4]  # read-only
     with pytest.raises(MmjaxError, match="step 3 is damaged: it does not restore"):
-        inference.restore(workdir, 3, config, manifest=s.manifest)
+        restored_run.restore(workdir, 3, config, manifest=s.manifest)
     capsys.readouterr()
 
     step, restored = checkpointing.restore_newest(mngr, restore_train_state, set_aside=True)

@@ -5,7 +5,7 @@ import matplotlib.image
 
 import pytest
 
-from mmjax import errors, evaluate, evaluation, inference, setup as setup_lib
+from mmjax import errors, evaluation, restored_run, run_evaluation, setup as setup_lib
 from mmjax.data import records
 from tests.tiny import run_module
 
@@ -28,7 +28,7 @@ def test_restored_evaluation_matches_in_memory_and_one_device_matches_eight(trai
     with records.reading_test_split():
         in_memory = evaluation.run(setup_lib.jit_eval_step(s), state.eval_params(), config, s.manifest, "test", s.mesh,
                                    s.rules, details=True)
-    eight = evaluate.evaluate(None, workdir, split="test")  # the workdir's own config, latest step
+    eight = run_evaluation.evaluate(None, workdir, split="test")  # the workdir's own config, latest step
     assert eight == in_memory
     assert {"by_speaker", "by_modalities", "per_class"} <= set(eight["sentiment"])
     assert sum(r["support"] for r in eight.values()) > 0
@@ -76,10 +76,10 @@ def test_mesh_that_does_not_fit_falls_back_to_data_parallel(trained_run):
     config = trained_run[0].copy_and_resolve_references()
     config.mesh.shape.data, config.mesh.shape.fsdp = 2, 4
     config.eval_batch_size = 6
-    fitted = inference.fit_to_devices(config, 4)
+    fitted = restored_run.fit_to_devices(config, 4)
     assert dict(fitted.mesh.shape) == {"data": -1, "fsdp": 1, "model": 1}
     assert fitted.eval_batch_size == 8
-    assert inference.fit_to_devices(fitted, 4) is fitted and config.mesh.shape.data == 2
+    assert restored_run.fit_to_devices(fitted, 4) is fitted and config.mesh.shape.data == 2
 
 
 @pytest.mark.parametrize("workdir, seeds, message", [
@@ -89,9 +89,9 @@ def test_mesh_that_does_not_fit_falls_back_to_data_parallel(trained_run):
 ])
 def test_bad_seed_arguments_are_one_clear_error(workdir, seeds, message):
     with pytest.raises(errors.MmjaxError, match=message.replace("{", r"\{").replace("}", r"\}")):
-        evaluate.seed_workdirs(workdir, seeds)
+        run_evaluation.seed_workdirs(workdir, seeds)
 
 
 def test_unknown_step_names_what_exists(trained_run):
     with pytest.raises(errors.MmjaxError, match=r"no checkpoint for step 3; it has \[2, 4\]"):
-        evaluate.evaluate(None, trained_run[1], split="validation", step=3)
+        run_evaluation.evaluate(None, trained_run[1], split="validation", step=3)

@@ -6,7 +6,7 @@ import jax
 import numpy as np
 import pytest
 
-from mmjax import checkpointing, inference, prepared_records, setup as setup_lib, trainer
+from mmjax import checkpointing, prepared_records, restored_run, setup as setup_lib, trainer
 from mmjax.errors import ConfigError, TrainingDivergedError
 from tests.tiny import tiny_config
 
@@ -32,7 +32,7 @@ def test_batch_must_split_over_devices_and_micro_batches(records_dir):
     with pytest.raises(ConfigError, match=r"config.batch_size=8 is not divisible by the 8 data-parallel devices"):
         setup_lib.build(config)
     # Evaluation and prediction never run the train step: 3 devices restore a batch-8 run.
-    config = inference.fit_to_devices(tiny_config(records_dir), 3)
+    config = restored_run.fit_to_devices(tiny_config(records_dir), 3)
     with pytest.raises(ConfigError, match=r"config.batch_size=8 is not divisible by the 3 data-parallel devices"):
         setup_lib.build(config, jax.devices()[:3])
     assert setup_lib.build(config, jax.devices()[:3], training=False).mesh.size == 3

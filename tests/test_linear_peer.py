@@ -1,4 +1,4 @@
-"""The linear peer (mmjax.baseline): evaluate's report format, C chosen on validation, analyzer
+"""The linear peer (mmjax.linear_peer, run by mmjax.baseline): evaluate's report format, C chosen on validation, analyzer
 detection, and bad input reported as one line."""
 
 import json
@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pytest
 
-from mmjax import baseline, report as report_lib
+from mmjax import linear_peer, report as report_lib
 from mmjax.data import records, schema
 from mmjax.errors import ConfigError, ForbiddenSplitError, RecordError
 from mmjax.tasks import TASKS
@@ -50,13 +50,13 @@ def test_baseline_learns_the_keyword_and_writes_evaluates_report(keyword_records
     # Without the test files: choosing C and reporting on validation never reads the test split.
     no_test = str(tmp_path / "no_test")
     shutil.copytree(keyword_records, no_test, ignore=lambda _, names: [n for n in names if n.startswith("test")])
-    out = baseline.run(no_test, str(tmp_path / "val"), split="validation")
+    out = linear_peer.run(no_test, str(tmp_path / "val"), split="validation")
     assert list(out["tasks"]) == ["sentiment"]  # sarcasm: in the manifest, labelled nowhere in train
     assert out["analyzer"] == "latin" and out["model"] == "tfidf_logistic_regression"
-    assert out["selection"]["sentiment"] == {"C": baseline.C_GRID[0], "validation_macro_f1": 1.0}  # ties: smallest C
+    assert out["selection"]["sentiment"] == {"C": linear_peer.C_GRID[0], "validation_macro_f1": 1.0}  # ties: smallest C
     assert out["tasks"]["sentiment"]["macro_f1"] == 1.0
 
-    out = baseline.run(keyword_records, str(tmp_path / "test"), split="test")
+    out = linear_peer.run(keyword_records, str(tmp_path / "test"), split="test")
     written = json.loads((tmp_path / "test" / "eval_test.json").read_text())
     assert written == json.loads(json.dumps(out))
     assert {"split", "model", "analyzer", "selection", "tasks"} <= set(written) and written["split"] == "test"
@@ -75,27 +75,27 @@ def test_baseline_learns_the_keyword_and_writes_evaluates_report(keyword_records
 
 
 def test_analyzer_detection():
-    assert baseline.detect_analyzer(["我错了", "从今以后我要养成独自去超市的好习惯!", "OK 好的"]) == "cjk"
-    assert baseline.detect_analyzer(["You must've had your hands full.", "That I did. 好"]) == "latin"
-    assert baseline.detect_analyzer(["", "   "]) == "latin"
+    assert linear_peer.detect_analyzer(["我错了", "从今以后我要养成独自去超市的好习惯!", "OK 好的"]) == "cjk"
+    assert linear_peer.detect_analyzer(["You must've had your hands full.", "That I did. 好"]) == "latin"
+    assert linear_peer.detect_analyzer(["", "   "]) == "latin"
 
 
 def test_bad_input_is_one_error(keyword_records, tmp_path):
     with pytest.raises(ConfigError, match=r"task 'humor' is not in .*its manifest has \['sentiment', 'sarcasm'\]"):
-        baseline.run(keyword_records, str(tmp_path), tasks=["humor"])
+        linear_peer.run(keyword_records, str(tmp_path), tasks=["humor"])
     with pytest.raises(ConfigError, match="task 'mood' is not in"):
-        baseline.run(keyword_records, str(tmp_path), tasks=["mood"])
+        linear_peer.run(keyword_records, str(tmp_path), tasks=["mood"])
     with pytest.raises(RecordError, match="task 'sarcasm' needs two classes"):
-        baseline.run(keyword_records, str(tmp_path), tasks=["sarcasm"], split="validation")
+        linear_peer.run(keyword_records, str(tmp_path), tasks=["sarcasm"], split="validation")
     with pytest.raises(RecordError, match="manifest.json is missing"):
-        baseline.run(str(tmp_path), str(tmp_path))
+        linear_peer.run(str(tmp_path), str(tmp_path))
     no_test = str(tmp_path / "no_test")
     records.write_corpus(no_test, "keywords", {s: _dialogues(s, 3) for s in ("train", "validation")},
                          tasks=[TASKS["sentiment"]], audio_dim=0, visual_dim=0, text={"kind": "word"})
     with pytest.raises(RecordError, match=r"has no split 'test'; it has \['train', 'validation'\]"):
-        baseline.run(no_test, str(tmp_path))
+        linear_peer.run(no_test, str(tmp_path))
     with pytest.raises(ConfigError, match="--split='train'"):
-        baseline.run(keyword_records, str(tmp_path), split="train")
+        linear_peer.run(keyword_records, str(tmp_path), split="train")
     code, out = run_module("mmjax.baseline", f"--data_dir={keyword_records}", f"--output={tmp_path}/out",
                            "--tasks=humor")
     assert code == 2 and "Traceback" not in out, out

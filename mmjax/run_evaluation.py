@@ -1,0 +1,86 @@
+"""Evaluation of trained runs: one checkpoint of a workdir on a split, or the runs of several
+seeds with the mean and standard deviation of every score (``python -m mmjax.evaluate``).
+
+Writes into the workdir ``eval_<split>.json`` (per task: accuracy, macro- and weighted-F1, loss,
+majority baseline, per-class precision/recall/F1, confusion matrix, scores by speaker and by
+modalities present, the learned task relations) and one confusion-matrix PNG per task. Over seeds,
+``eval_<split>_seeds.json`` goes to the directory named by the workdir template with ``{seed}``
+replaced by the seeds joined with "-". The test split is read here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+
+import jax
+
+from mmjax import evaluation, report as report_lib, restored_run, saved_run, setup as setup_lib
+from mmjax.data import records
+from mmjax.errors import MmjaxError
+
+SEED = "{seed}"
+
+
+def evaluate(config, workdir: str, split: str = "test", step: int | str = "latest", top_speakers: int = 10,
+             verbose: bool = True) -> dict:
+    """Restores ``step`` ("latest", "best" or a step number) of ``workdir``, evaluates it on
+    ``split`` and writes the report and PNGs there; ``config=None`` uses the workdir's own."""
+    return _evaluate(config, workdir, split, step, top_speakers, verbose)[0]
+
+
+def _evaluate(config, workdir: str, split: str, step: int | str, top_speakers: int, verbose: bool) -> tuple[dict, int]:
+    """``evaluate``'s report and the step it evaluated (what "latest" or "best" resolved to)."""
+    run = restored_run.restore(workdir, step, config)
+    s = run.setup
+    # The one place the test split may be opened (records.DialogueSource refuses it elsewhere).
+    allow = records.reading_test_split() if split == records.TEST_SPLIT else contextlib.nullcontext()
+    with allow:
+        result = evaluation.run(setup_lib.jit_eval_step(s), run.params, run.config, s.manifest, split, s.mesh,
+                                s.rules, details=True, top_speakers=top_speakers)
+    relations = evaluation.learned_task_relations(run.params, run.config, run.setup.manifest)
+    if jax.process_index() == 0:
+        pngs = report_lib.write_confusion_pngs(result, workdir, split, f"step {run.step}")
+        evaluation.write_report(result, os.path.join(workdir, f"eval_{split}.json"), split=split, step=run.step,
+                                confusion_png=pngs, task_relations=relations)
+        if verbose:
+            print("\n\n".join([evaluation.format_table(result, f"{workdir}: {split} split, checkpoint step {run.step}"),
+                               report_lib.format_per_class(result),
+                               report_lib.format_breakdown(result, "by_speaker", "speaker"),
+                               report_lib.format_breakdown(result, "by_modalities", "modalities present"),
+                               evaluation.format_task_relations(relations)]))
+    return result, run.step
+
+
+def seed_workdirs(template: str, seeds: list[str]) -> list[str]:
+    """The workdir of each seed: ``template`` with ``{seed}`` replaced."""
+    if SEED not in template:
+        raise MmjaxError(f"--seeds needs {SEED} in --workdir (got {template!r}), e.g. --workdir=runs/soft_s{SEED}")
+    if len(seeds) < 2 or len(set(seeds)) != len(seeds):
+        raise MmjaxError(f"--seeds={','.join(seeds)}: give at least two different seeds")
+    bad = [seed for seed in seeds if not re.fullmatch(r"[A-Za-z0-9_.-]+", seed)]
+    if bad:
+        raise MmjaxError(f"--seeds: {bad} are not names made of letters, digits, '_', '.' or '-'")
+    return [template.replace(SEED, seed) for seed in seeds]
+
+
+def evaluate_seeds(config, template: str, seeds: list[str], split: str = "test", step: int | str = "latest",
+                   top_speakers: int = 10) -> dict:
+    """Evaluates every seed's run and writes the mean and std over them (see module docstring)."""
+    workdirs = seed_workdirs(template, seeds)
+    evaluated = [_evaluate(config, w, split, step, top_speakers, verbose=False) for w in workdirs]
+    reports = [report for report, _ in evaluated]
+    aggregated = report_lib.aggregate(reports)
+    runs = [report_lib.run_scores(seed, workdir, at, report)
+            for seed, workdir, (report, at) in zip(seeds, workdirs, evaluated)]
+    if jax.process_index() == 0:
+        directory = template.replace(SEED, "-".join(seeds))
+        os.makedirs(directory, exist_ok=True)
+        path = os.path.join(directory, f"eval_{split}_seeds.json")
+        saved_run.write_json(path, {"split": split, "step": step, "seeds": seeds, "workdirs": workdirs, "runs": runs,
+                                    **aggregated})
+        print(report_lib.format_runs(runs, f"{split} split, each seed (--step={step})"))
+        print(report_lib.format_aggregate(aggregated, f"{split} split over seeds {', '.join(seeds)} "
+                                                      f"(mean ± sample std), written to {path}"))
+    return aggregated
