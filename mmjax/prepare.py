@@ -19,21 +19,13 @@ per split and class, then the report (rules applied, input skipped, absent featu
 
 from __future__ import annotations
 
-import json
 import sys
-from collections.abc import Mapping
 
 from absl import app, flags
 
-from mmjax import cli
-from mmjax.data import records
-from mmjax.data.corpora import cmma, common, jsonl, meld, mmsa, mustard, synthetic
-from mmjax.errors import ConfigError
-from mmjax.models import text_states
-from mmjax.tasks import corpus_tasks
-
-CONVERTERS = {"cmma": cmma, "meld": meld, "mustard": mustard, "jsonl": jsonl, "mmsa": mmsa}
-CORPORA = {"synthetic": synthetic, **CONVERTERS}
+from mmjax import cli, preparation
+from mmjax.data.corpora import common, mustard
+from mmjax.preparation import CORPORA, DEFAULT_DIALOGUES
 
 
 def _define_flags():
@@ -65,86 +57,24 @@ def _define_flags():
     flags.DEFINE_integer("max_tokens", 40, "The summary says how many utterances a config.data.max_tokens of "
                          "this many tokens would cut (the records keep every token).")
     flags.DEFINE_integer("seed", 0, "Seed of the synthetic generator and of MUStARD's splits.")
-    flags.DEFINE_list("dialogues", ["train:1600", "validation:250", "test:250"],
+    flags.DEFINE_list("dialogues", [f"{split}:{n}" for split, n in DEFAULT_DIALOGUES.items()],
                       "Synthetic corpus: dialogues per split, as split:count.")
     flags.mark_flags_as_required(["output"])
-
-
-def parse_counts(items) -> dict[str, int]:
-    counts = {}
-    for item in items:
-        split, _, count = item.partition(":")
-        if not count.isdigit() or int(count) <= 0:
-            raise ConfigError(f"--dialogues entry {item!r}: expected split:positive_count")
-        counts[split] = int(count)
-    return counts
-
-
-def summary_table(manifest: Mapping, max_tokens: int = 40) -> str:
-    """Utterances per split and per class of every task, then the preparation report, with the
-    utterances longer than ``max_tokens`` tokens."""
-    splits = manifest["splits"]
-    names = list(splits)
-    lines = [f"corpus {manifest['corpus']}  (schema v{manifest['schema_version']})",
-             f"{'':<32}" + "".join(f"{s:>12}" for s in names),
-             f"{'dialogues':<32}" + "".join(f"{splits[s]['dialogues']:>12,}" for s in names),
-             f"{'utterances':<32}" + "".join(f"{splits[s]['utterances']:>12,}" for s in names)]
-    for task, spec in corpus_tasks(manifest).items():
-        for label in spec.labels:
-            lines.append(f"{task + ' / ' + label:<32}" + "".join(
-                f"{splits[s]['class_counts'][task][label]:>12,}" for s in names))
-    report = manifest.get("report")
-    if report:
-        for modality, info in report["features"].items():
-            lines.append(f"{modality + ' absent':<32}" + "".join(f"{info['absent'][s]:>12,}" for s in names)
-                         + (f"   (dim {manifest['features'][modality + '_dim']}, from {info['source']})"
-                            if info["source"] else "   (no features)"))
-        for title, counts in (("rules applied", report["rules_applied"]), ("skipped (--skip-bad)", report["skipped"])):
-            lines += [f"{title}:"] + [f"  {count:>8,}  {what}" for what, count in counts.items()] if counts else []
-    tokens = (report or {}).get("tokens", {})
-    if tokens:
-        lines.append("tokens per utterance (p50 / p90 / p99 / max), and how many utterances "
-                     f"--config.data.max_tokens={max_tokens} would cut:")
-        for split, info in tokens.items():
-            cut = records.tokens_cut(manifest, split, max_tokens)
-            lengths = " / ".join(str(info["per_utterance"].get(k, 0)) for k in ("p50", "p90", "p99", "max"))
-            lines.append(f"  {split:<12}{lengths:>20}   cut: {cut[0]:,} of {cut[1]:,}" if cut else f"  {split:<12}{lengths:>20}")
-    if "text_states" in manifest:
-        states = manifest["text_states"]
-        lines.append(f"text states: {states['model']} (dim {states['dim']}, {states['dtype']}) per token")
-    if "protocol" in manifest:
-        protocol = {k: v for k, v in manifest["protocol"].items() if k not in ("fold_of", "validation_ids")}
-        lines.append(f"protocol: {json.dumps(protocol)}")
-    return "\n".join(lines)
-
-
-def options_from_flags(FLAGS) -> common.Options:
-    return common.Options(skip_bad=FLAGS.skip_bad, encoding=FLAGS.encoding, protocol=FLAGS.protocol,
-                          fold=FLAGS.fold, seed=FLAGS.seed, validation_fraction=FLAGS.validation_fraction,
-                          allow_outside_paths=FLAGS.allow_outside_paths)
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    FLAGS = flags.FLAGS
+    f = flags.FLAGS
     with cli.user_errors("mmjax.prepare"):
-        if FLAGS.corpus not in CORPORA:
-            raise ConfigError(f"--corpus={FLAGS.corpus!r} is not one of {sorted(CORPORA)}")
-        print(f"writing {FLAGS.corpus} records to {FLAGS.output}", file=sys.stderr)
-        if FLAGS.corpus == "synthetic":
-            if FLAGS.tokenizer in ("char", "word"):
-                raise ConfigError(f"--tokenizer={FLAGS.tokenizer} builds a vocabulary of a converted corpus; the "
-                                  "synthetic corpus takes '' (its own words), 'minilm' or a tokenizer directory")
-            manifest = synthetic.write(FLAGS.output, parse_counts(FLAGS.dialogues), FLAGS.seed,
-                                       tokenizer=FLAGS.tokenizer, text_states=text_states.from_flag(FLAGS.text_states))
-        else:
-            if not FLAGS.input:
-                raise ConfigError(f"--corpus={FLAGS.corpus} needs --input (the corpus files)")
-            manifest = common.prepare(CONVERTERS[FLAGS.corpus], FLAGS.input, FLAGS.output, options_from_flags(FLAGS),
-                                      tokenizer=FLAGS.tokenizer, audio=FLAGS.audio, visual=FLAGS.visual,
-                                      name=FLAGS.name, text_states=text_states.from_flag(FLAGS.text_states))
-        print(summary_table(manifest, flags.FLAGS.max_tokens))
+        print(f"writing {f.corpus} records to {f.output}", file=sys.stderr)
+        options = common.Options(skip_bad=f.skip_bad, encoding=f.encoding, protocol=f.protocol, fold=f.fold,
+                                 seed=f.seed, validation_fraction=f.validation_fraction,
+                                 allow_outside_paths=f.allow_outside_paths)
+        manifest = preparation.prepare(f.corpus, f.output, input_path=f.input, options=options, tokenizer=f.tokenizer,
+                                       text_states=f.text_states, audio=f.audio, visual=f.visual, name=f.name,
+                                       dialogues=preparation.parse_counts(f.dialogues))
+        print(preparation.summary_table(manifest, f.max_tokens))
 
 
 def command():

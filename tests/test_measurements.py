@@ -1,18 +1,18 @@
 import jax
 import numpy as np
 
-from mmjax import benchmark
+from mmjax import measurements
 
 
 def test_parameter_counts_per_module_add_up():
     shape = lambda *s: jax.ShapeDtypeStruct(s, np.float32)  # noqa: E731
     params = {"encoder": {"layer_0": {"kernel": shape(4, 8), "bias": shape(8)}, "norm": {"scale": shape(8)}},
               "heads": {"sentiment": {"kernel": shape(8, 3)}}, "log_variance": shape(6)}
-    counts = benchmark.parameter_counts(params, depth=2)
+    counts = measurements.parameter_counts(params, depth=2)
     assert counts == {"encoder": 48, "encoder/layer_0": 40, "encoder/norm": 8, "heads": 24,
                       "heads/sentiment": 24, "log_variance": 6, "total": 78}
-    assert list(benchmark.parameter_counts(params, depth=1)) == ["encoder", "heads", "log_variance", "total"]
-    lines = benchmark.format_parameter_counts(counts).splitlines()
+    assert list(measurements.parameter_counts(params, depth=1)) == ["encoder", "heads", "log_variance", "total"]
+    lines = measurements.format_parameter_counts(counts).splitlines()
     assert lines[1].startswith("  layer_0") and lines[1].endswith(" 40") and lines[-1].endswith(" 78")
 
 
@@ -21,7 +21,7 @@ def test_timed_steps_count_real_tokens_utterances_and_windows():
     mask = lambda *shape_and_true: np.arange(np.prod(shape_and_true[:-1])).reshape(shape_and_true[:-1]) < shape_and_true[-1]  # noqa: E731
     batches = [{"turn_mask": mask(2, 3, 4), "token_mask": mask(2, 3, 5, 7)},
                {"turn_mask": mask(2, 3, 2), "token_mask": mask(2, 3, 5, 11)}]
-    result = benchmark._timed(lambda batch: calls.append(batch) or batch["turn_mask"], batches, steps=4, warmup=1)
+    result = measurements._timed(lambda batch: calls.append(batch) or batch["turn_mask"], batches, steps=4, warmup=1)
     assert len(calls) == 5 and calls[1] is batches[1] and calls[2] is batches[0]  # cycles after warm-up
     median = result["median_step_seconds"]
     assert median > 0 and result["step_seconds_p10_p90"][0] <= median <= result["step_seconds_p10_p90"][1]

@@ -1,0 +1,137 @@
+"""Measurements of a config (``python -m mmjax.benchmark``): parameters per module, the
+machine's matmul peak, the input pipeline's throughput, and the compiled train and eval steps'
+time, FLOPs and memory. Medians, because shared machines are noisy."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mmjax import inputs, setup as setup_lib, sharding
+from mmjax.models import model as model_lib
+
+def parameter_counts(params: Mapping, depth: int = 2) -> dict[str, int]:
+    """"module/child" -> number of parameters beneath it, for every entry of the parameter tree
+    down to ``depth`` levels (parents before their children), then "total".
+
+    params: nested mapping whose leaves have a ``shape`` (arrays or jax.ShapeDtypeStruct).
+    """
+    counts: dict[str, int] = {}
+
+    def visit(tree, path: str, level: int) -> int:
+        if level <= depth:
+            counts[path] = 0  # placeholder: keeps a parent before its children
+        if isinstance(tree, Mapping):
+            n = sum(visit(value, f"{path}/{key}", level + 1) for key, value in tree.items())
+        else:
+            n = math.prod(tree.shape)
+        if level <= depth:
+            counts[path] = n
+        return n
+
+    total = sum(visit(value, key, 1) for key, value in params.items())
+    return {**counts, "total": total}
+
+
+def format_parameter_counts(counts: Mapping[str, int]) -> str:
+    """One line per entry, indented by its depth, counts right-aligned."""
+    names = ["  " * path.count("/") + path.rsplit("/", 1)[-1] for path in counts]
+    width = max(map(len, names)) + 2
+    return "\n".join(f"{name:<{width}}{n:>12,}" for name, n in zip(names, counts.values()))
+
+
+def matmul_peak_flops(dtype=jnp.float32, size: int | None = None, repeats: int = 5) -> float:
+    """Measured FLOP/s of a jitted size^3 matmul in ``dtype`` on the default device (median);
+    size 2048 on a CPU, 8192 on an accelerator (large enough to reach its peak)."""
+    size = size or (2048 if jax.default_backend() == "cpu" else 8192)
+    a = jax.random.normal(jax.random.key(0), (size, size), dtype)
+    matmul = jax.jit(lambda x: x @ x)
+    matmul(a).block_until_ready()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        matmul(a).block_until_ready()
+        times.append(time.perf_counter() - start)
+    return 2 * size**3 / float(np.median(times))
+
+
+def input_pipeline(config, manifest, batches: int) -> dict:
+    """Windows per second this host's pipeline delivers (after one warm-up batch)."""
+    data = iter(inputs.train_dataset(config, manifest, jax.process_index(), jax.process_count()))
+    first = next(data)
+    start = time.perf_counter()
+    utterances = 0
+    for _ in range(batches):
+        utterances += int(next(data)["turn_mask"].sum())
+    seconds = time.perf_counter() - start
+    windows = batches * len(first["turn_mask"])
+    return {"windows_per_second": windows / seconds, "utterances_per_second": utterances / seconds}
+
+
+def _timed(step, batches, steps: int, warmup: int) -> dict:
+    """Median seconds (and p10/p90) of ``step(batch)`` over ``steps`` calls after ``warmup``, each
+    synced; ``step`` cycles through ``batches``. Adds utterances, real text tokens (not padding)
+    and windows per second of those batches."""
+    times = []
+    for i in range(steps + warmup):
+        start = time.perf_counter()
+        jax.block_until_ready(step(batches[i % len(batches)]))
+        if i >= warmup:
+            times.append(time.perf_counter() - start)
+    median = float(np.median(times))
+    mean = lambda key: float(np.mean([np.asarray(b[key]).sum() for b in batches]) if key in batches[0] else 0)  # noqa: E731
+    return {"median_step_seconds": median,
+            "step_seconds_p10_p90": [float(np.percentile(times, 10)), float(np.percentile(times, 90))],
+            "utterances_per_second": mean("turn_mask") / median, "real_tokens_per_second": mean("token_mask") / median,
+            "windows_per_second": len(batches[0]["turn_mask"]) / median}
+
+
+def train_and_eval_steps(config, s, steps: int, warmup: int) -> dict:
+    """The compiled train step's timings (``_timed``) on prefetched training batches, with its
+    compile seconds and FLOP and memory figures; and the eval step's on up to 8 validation
+    batches of ``config.eval_batch_size`` windows."""
+    start = time.perf_counter()
+    compiled, stats = setup_lib.compile_train_step(s, config)
+    stats["compile_seconds"] = time.perf_counter() - start
+    state = setup_lib.initial_state(s)
+    data = iter(inputs.train_dataset(config, s.manifest, jax.process_index(), jax.process_count()))
+    batches = [sharding.global_batch(next(data), s.mesh) for _ in range(min(steps + warmup, 8))]
+
+    def train(batch):
+        nonlocal state
+        state, metrics = compiled(state, batch)
+        return state, metrics
+
+    result = {**_timed(train, batches, steps, warmup), **stats}
+    if stats.get("flops"):
+        result["achieved_flops_per_second"] = stats["flops"] / result["median_step_seconds"]
+    validation = inputs.eval_batches(config, s.manifest, "validation", jax.process_index(), jax.process_count())
+    eval_batches = [sharding.global_batch(b, s.mesh) for b, _ in zip(validation, range(8))]
+    eval_step = setup_lib.jit_eval_step(s)
+    with sharding.activate(s.mesh, s.rules):
+        evaluation = _timed(lambda batch: eval_step(state.params, batch), eval_batches, steps, warmup)
+    return result, evaluation
+
+
+def measure(config, s: setup_lib.Setup, steps: int, warmup: int, input_batches: int, input_only: bool = False) -> dict:
+    """What ``python -m mmjax.benchmark`` prints: the input pipeline's throughput and, unless
+    ``input_only``, the train and eval steps' (``train_and_eval_steps``) with the utilisation of
+    the matmul peak measured in the model's dtype, and the pipeline's ratio to the step's need."""
+    results = {"devices": f"{jax.device_count()} x {jax.devices()[0].device_kind}", "batch_size": config.batch_size,
+               "input": input_pipeline(config, s.manifest, input_batches)}
+    if input_only:
+        return results
+    step, evaluation = train_and_eval_steps(config, s, steps, warmup)
+    results["step"], results["eval_step"] = step, evaluation
+    results["matmul_dtype"] = config.model.dtype
+    results["matmul_peak_flops_per_second"] = matmul_peak_flops(model_lib.DTYPES[config.model.dtype])
+    if "achieved_flops_per_second" in step:
+        step["utilisation_of_matmul_peak"] = step["achieved_flops_per_second"] / results["matmul_peak_flops_per_second"]
+    results["input"]["ratio_to_step_consumption"] = (
+        results["input"]["windows_per_second"] * jax.process_count() / step["windows_per_second"])
+    return results
