@@ -8,7 +8,7 @@ import json
 from collections.abc import Mapping
 
 from mmjax.data import records
-from mmjax.data.corpora import cmma, common, jsonl, meld, mmsa, mustard, synthetic
+from mmjax.data.corpora import cmma, common, conversion, jsonl, meld, mmsa, mustard, synthetic
 from mmjax.errors import ConfigError
 from mmjax.models import text_states as text_states_lib
 from mmjax.tasks import corpus_tasks
@@ -25,7 +25,7 @@ def prepare(corpus: str, output: str, *, input_path: str | None = None, options:
 
     ``input_path``: the corpus files (not for "synthetic"); ``text_states``: as ``prepare
     --text_states`` ('' none, 'minilm' or a checkpoint directory); ``dialogues``: the synthetic
-    corpus's dialogues per split (seeded by ``options.seed``); the rest as ``common.prepare``.
+    corpus's dialogues per split (seeded by ``options.seed``); the rest as ``conversion.convert``.
     """
     if corpus not in CORPORA:
         raise ConfigError(f"--corpus={corpus!r} is not one of {sorted(CORPORA)}")
@@ -38,7 +38,7 @@ def prepare(corpus: str, output: str, *, input_path: str | None = None, options:
                                text_states=cache)
     if not input_path:
         raise ConfigError(f"--corpus={corpus} needs --input (the corpus files)")
-    return common.prepare(CONVERTERS[corpus], input_path, output, options, tokenizer=tokenizer, audio=audio,
+    return conversion.convert(CONVERTERS[corpus], input_path, output, options, tokenizer=tokenizer, audio=audio,
                           visual=visual, name=name, text_states=cache)
 
 

@@ -99,10 +99,10 @@ def shared_data() -> str:
 def prepared_corpora(shared_data, tmp_path_factory) -> dict[str, dict]:
     """name -> manifest of cmma, meld and mustard (speaker-independent) prepared from shared_data;
     each manifest's records directory is under its "dir" key."""
-    from mmjax.data.corpora import cmma, common, meld, mustard
+    from mmjax.data.corpora import cmma, conversion, meld, mustard
     out = {}
     for module in (cmma, meld, mustard):
         name = module.__name__.rsplit(".", 1)[-1]
         path = str(tmp_path_factory.mktemp("real") / name)
-        out[name] = {**common.prepare(module, os.path.join(shared_data, name), path), "dir": path}
+        out[name] = {**conversion.convert(module, os.path.join(shared_data, name), path), "dir": path}
     return out

@@ -4,7 +4,7 @@ GB18030 files; bad rows are one error naming file, line and the expected value."
 import pytest
 
 from mmjax.data import records
-from mmjax.data.corpora import cmma, common
+from mmjax.data.corpora import cmma, common, conversion
 from mmjax.errors import RecordError
 
 HEADER = ("ConversationID,UtteranceID,Utterance,Speaker,StartTime,EndTime,Emotion,Sentiment,Sarcasm,Humor,"
@@ -44,7 +44,7 @@ def _corpus(tmp_path, train=TRAIN, encoding="gb18030", tables=True):
 
 
 def _prepare(tmp_path, options=common.Options(), **kwargs):
-    return common.prepare(cmma, _corpus(tmp_path, **kwargs), str(tmp_path / "out"), options)
+    return conversion.convert(cmma, _corpus(tmp_path, **kwargs), str(tmp_path / "out"), options)
 
 
 def test_quirk_rules_order_and_side_tables(tmp_path):

@@ -9,7 +9,7 @@ import pytest
 
 
 from mmjax.data import records
-from mmjax.data.corpora import common, jsonl
+from mmjax.data.corpora import common, conversion, jsonl
 from mmjax.models import text_states
 from mmjax.errors import ConfigError, RecordError
 
@@ -28,7 +28,7 @@ def _write(directory, rows, split="train"):
 
 def _prepare(tmp_path, rows=ROWS, skip_bad=False, tokenizer="word", **kwargs):
     corpus = _write(tmp_path / "corpus", rows)
-    return common.prepare(jsonl, corpus, str(tmp_path / "out"), common.Options(skip_bad=skip_bad),
+    return conversion.convert(jsonl, corpus, str(tmp_path / "out"), common.Options(skip_bad=skip_bad),
                           tokenizer=tokenizer, **kwargs)
 
 
@@ -120,7 +120,7 @@ def test_wrong_encoding_names_the_line_and_the_expected_encoding(tmp_path):
     with open(corpus / "train.jsonl", "ab") as f:
         f.write('{"dialogue": "d", "turn": 0, "speaker": "A", "text": "caf\u00e9"}\n'.encode("latin-1"))
     with pytest.raises(RecordError, match=r"train.jsonl line 4: byte 0xe9 is not valid utf-8; expected a utf-8 file"):
-        common.prepare(jsonl, str(corpus), str(tmp_path / "out"), tokenizer="word")
+        conversion.convert(jsonl, str(corpus), str(tmp_path / "out"), tokenizer="word")
 
 
 def test_skip_bad_skips_and_counts_every_kind(tmp_path):

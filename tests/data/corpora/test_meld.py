@@ -3,7 +3,7 @@
 import pytest
 
 from mmjax.data import records
-from mmjax.data.corpora import common, meld
+from mmjax.data.corpora import common, conversion, meld
 from mmjax.errors import RecordError
 
 HEADER = "Sr No.,Utterance,Speaker,Emotion,Sentiment,Dialogue_ID,Utterance_ID,Season,Episode,StartTime,EndTime"
@@ -23,7 +23,7 @@ def _prepare(tmp_path, train=TRAIN, options=common.Options(), encoding="utf-8"):
     for name, lines in {"train_sent_emo.csv": train, "dev_sent_emo.csv": [HEADER, _row(0, 0, "Dev")],
                         "test_sent_emo.csv": [HEADER, _row(0, 0, "Test", emotion="joy", sentiment="positive")]}.items():
         (directory / name).write_bytes("\r\n".join(lines).encode(encoding) + b"\r\n")
-    return common.prepare(meld, str(directory), str(tmp_path / "out"), options, tokenizer="word")
+    return conversion.convert(meld, str(directory), str(tmp_path / "out"), options, tokenizer="word")
 
 
 def test_ids_order_labels_and_info(tmp_path):

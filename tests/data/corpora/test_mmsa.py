@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from mmjax.data import records
-from mmjax.data.corpora import common, mmsa
+from mmjax.data.corpora import common, conversion, mmsa
 from mmjax.errors import RecordError
 
 
@@ -27,7 +27,7 @@ DATA = {"train": _split(["v1$_$10", "v1$_$2", "v2$_$1"], [-1.2, 0.0, 2.6]),
 def _prepare(tmp_path, data=DATA, protocol=pickle.HIGHEST_PROTOCOL, **options):
     path = tmp_path / "mosi.pkl"
     path.write_bytes(pickle.dumps(data, protocol=protocol))
-    return common.prepare(mmsa, str(path), str(tmp_path / "out"), common.Options(**options), tokenizer="word")
+    return conversion.convert(mmsa, str(path), str(tmp_path / "out"), common.Options(**options), tokenizer="word")
 
 
 @pytest.mark.parametrize("protocol", [2, pickle.HIGHEST_PROTOCOL])

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from mmjax.data import records
-from mmjax.data.corpora import common, mustard
+from mmjax.data.corpora import common, conversion, mustard
 from mmjax.errors import ConfigError, RecordError
 
 SHOWS = ["FRIENDS", "BBT", "GOLDENGIRLS"]
@@ -20,7 +20,7 @@ def _records(n=60):
 def _prepare(tmp_path, data=None, text=None, **options):
     path = tmp_path / "sarcasm_data.json"
     path.write_text(text if text is not None else json.dumps(data or _records()), encoding="utf-8")
-    return common.prepare(mustard, str(path), str(tmp_path / "out"), common.Options(**options), tokenizer="word")
+    return conversion.convert(mustard, str(path), str(tmp_path / "out"), common.Options(**options), tokenizer="word")
 
 
 def test_a_record_is_context_then_the_labelled_target(tmp_path):
