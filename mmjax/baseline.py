@@ -24,10 +24,9 @@ validation macro-F1), and one confusion-matrix PNG per task; prints evaluate's t
 from __future__ import annotations
 
 import os
-import sys
 import time
 
-from absl import app, flags
+from absl import app, flags, logging
 
 from mmjax import cli, evaluation
 from mmjax.linear_peer import ANALYZERS, MODEL, run
@@ -52,7 +51,7 @@ def main(argv):
     print(evaluation.format_table(out["tasks"], f"{f.data_dir}: {f.split} split, {MODEL} ({out['analyzer']})"))
     for t, s in out["selection"].items():
         print(f"{t:<20}C={s['C']:<6g} validation macro_f1 {s['validation_macro_f1']:.4f}")
-    print(f"wrote {os.path.join(f.output, f'eval_{f.split}.json')} in {time.time() - start:.1f}s", file=sys.stderr)
+    logging.info("wrote %s in %.1f s", os.path.join(f.output, f"eval_{f.split}.json"), time.time() - start)
 
 
 def command():

@@ -5,9 +5,9 @@ class-balanced logistic regression per task, its C chosen on the validation spli
 from __future__ import annotations
 
 import os
-import sys
 
 import numpy as np
+from absl import logging
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import FeatureUnion
@@ -96,20 +96,19 @@ def run(data_dir: str, output: str, tasks=None, split: str = "test", analyzer: s
     labelled = np.any([train_y[t] >= 0 for t in tasks], axis=0)
     fit_texts = [s for s, keep in zip(train_texts, labelled) if keep]
     analyzer = detect_analyzer(fit_texts) if analyzer == "auto" else analyzer
-    print(f"{data_dir}: {len(fit_texts)} labelled training utterances, analyzer {analyzer}", file=sys.stderr)
+    logging.info("%s: %d labelled training utterances, analyzer %s", data_dir, len(fit_texts), analyzer)
     vectorizer = make_vectorizer(analyzer).fit(fit_texts)
     x_train, x_val = vectorizer.transform(train_texts), vectorizer.transform(val_texts)
     models, selection = {}, {}
     for t in tasks:
         tr, va = train_y[t] >= 0, val_y[t] >= 0
         for c in C_GRID:
-            print(f"fitting {t}, C={c}: ", end="", file=sys.stderr, flush=True)
             model = LogisticRegression(C=c, class_weight="balanced", solver="lbfgs", max_iter=5000)
             model.fit(x_train[tr], train_y[t][tr])
             predicted = predict(model, x_val[va], declared[t].num_classes).argmax(1)
             score = metrics.scores(metrics.confusion_from_predictions(
                 val_y[t][va], predicted, declared[t].num_classes))["macro_f1"]
-            print(f"validation macro_f1 {score:.4f}", file=sys.stderr)
+            logging.info("fitted %s, C=%g: validation macro_f1 %.4f", t, c, score)
             if t not in selection or score > selection[t]["validation_macro_f1"]:
                 models[t], selection[t] = model, {"C": c, "validation_macro_f1": score}
     if split == records.TEST_SPLIT:  # read once, after every C is chosen

@@ -11,10 +11,9 @@ replaces the config); the records it was trained on are not needed.
 
 from __future__ import annotations
 
-import sys
 
 import jax
-from absl import app, flags
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 from mmjax import cli, prediction
@@ -42,7 +41,7 @@ def main(argv):
         count = prediction.predict(f.workdir, f.input, f.output, f.step, f.config,
                                    allow_outside_paths=f.allow_outside_paths)
         if jax.process_index() == 0:
-            print(f"wrote predictions for {count} utterances to {f.output}", file=sys.stderr)
+            logging.info("wrote predictions for %d utterances to %s", count, f.output)
 
 
 def command():

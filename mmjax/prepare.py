@@ -19,9 +19,8 @@ per split and class, then the report (rules applied, input skipped, absent featu
 
 from __future__ import annotations
 
-import sys
 
-from absl import app, flags
+from absl import app, flags, logging
 
 from mmjax import cli, preparation
 from mmjax.data.corpora import common, mustard
@@ -67,7 +66,7 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     f = flags.FLAGS
     with cli.user_errors("mmjax.prepare"):
-        print(f"writing {f.corpus} records to {f.output}", file=sys.stderr)
+        logging.info("writing %s records to %s", f.corpus, f.output)
         options = common.Options(skip_bad=f.skip_bad, encoding=f.encoding, protocol=f.protocol, fold=f.fold,
                                  seed=f.seed, validation_fraction=f.validation_fraction,
                                  allow_outside_paths=f.allow_outside_paths)

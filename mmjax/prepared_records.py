@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 
 import jax
+from absl import logging
 from jax.experimental import multihost_utils
 
 from mmjax.data import records, text
@@ -65,7 +65,7 @@ def load_or_prepare(config) -> dict:
             stale = existing is not None and existing.get("corpus") == "synthetic" and (
                 existing.get("synthetic") != wanted or existing.get("schema_version") != SCHEMA_VERSION)
             if existing is None or stale:
-                print(f"preparing the synthetic corpus {wanted} in {path}", file=sys.stderr)
+                logging.info("preparing the synthetic corpus %s in %s", wanted, path)
                 synthetic.write(path, wanted["dialogues"], wanted["seed"], wanted["features"],
                                 wanted["tokenizer"], text_states=None if "text_states" not in wanted
                                 else text_states.Cache(wanted["text_states"]))

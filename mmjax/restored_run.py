@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import sys
 from collections.abc import Mapping
 
 import jax
+from absl import logging
 
 from mmjax import checkpointing, prepared_records, saved_run, setup as setup_lib, sharding
 from mmjax.errors import ConfigError, MmjaxError
@@ -34,7 +34,7 @@ class RestoredRun:
 
 def _note(message: str) -> None:
     if jax.process_index() == 0:
-        print(message, file=sys.stderr)
+        logging.info("%s", message)
 
 
 def fit_to_devices(config, num_devices: int):

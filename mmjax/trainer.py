@@ -3,15 +3,15 @@ setup it runs is ``mmjax.setup``'s, the records ``mmjax.prepared_records``')."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 import json
 import os
-import sys
 import time
+from collections.abc import Mapping
 
 import jax
 import numpy as np
 import tensorboardX
+from absl import logging
 
 from mmjax import (atomic, checkpointing, evaluation, figures, inputs, optim, preemption, prepared_records,
                    progress as progress_lib, saved_run, setup as setup_lib, sharding, workdir_lock)
@@ -189,7 +189,7 @@ def _train(config, workdir: str):
         start, state = checkpointing.restore_newest(
             mngr, lambda step: checkpointing.restore(mngr, step, s.abstract_state, data), set_aside=True)
         if is_main:
-            print(f"resuming {workdir} from its checkpoint at step {start}", file=sys.stderr)
+            logging.info("resuming %s from its checkpoint at step %d", workdir, start)
         stalled_since = stopped_early(config, mngr, start)
         if stalled_since is not None:
             _note_early_stop(config, start, stalled_since, "stopped early")
@@ -197,11 +197,11 @@ def _train(config, workdir: str):
             return state
     step_fn, stats = setup_lib.compile_train_step(s, config)
     if is_main:
-        print(setup_lib.format_stats(stats), file=sys.stderr)
+        logging.info("%s", setup_lib.format_stats(stats))
         cut = records.tokens_cut(s.manifest, "train", config.data.max_tokens)
         if cut and cut[0]:
-            print(f"config.data.max_tokens={config.data.max_tokens} cuts {cut[0]:,} of {cut[1]:,} training utterances "
-                  "(their later tokens are not read)", file=sys.stderr)
+            logging.info(f"config.data.max_tokens={config.data.max_tokens} cuts {cut[0]:,} of {cut[1]:,} training "
+                         "utterances (their later tokens are not read)")
     eval_fn = setup_lib.jit_eval_step(s)
     writer = _Writer(workdir, is_main, start)
     try:
@@ -256,8 +256,8 @@ def _loop(config, s: setup_lib.Setup, state, start: int, step_fn, eval_fn, data,
             if preempted and not last:
                 progress.close()
                 if jax.process_index() == 0:
-                    print(f"stopped by {watch.reason} at step {step}, saved in its checkpoint; run the same "
-                          "command again to resume", file=sys.stderr)
+                    logging.warning(f"stopped by {watch.reason} at step {step}, saved in its checkpoint; run the "
+                                    "same command again to resume")
                 return state
             stalled_since = stopped_early(config, mngr, step)
             if stalled_since is not None:
@@ -281,5 +281,5 @@ def stopped_early(config, mngr, step: int) -> int | None:
 
 def _note_early_stop(config, step: int, best: int, what: str) -> None:
     if jax.process_index() == 0:
-        print(f"{what} at step {step}: no better validation score than step {best}'s in "
-              f"config.early_stopping_patience={config.early_stopping_patience} checkpoints", file=sys.stderr)
+        logging.info(f"{what} at step {step}: no better validation score than step {best}'s in "
+                     f"config.early_stopping_patience={config.early_stopping_patience} checkpoints")

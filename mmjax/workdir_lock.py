@@ -14,8 +14,9 @@ import contextlib
 import json
 import os
 import socket
-import sys
 import time
+
+from absl import logging
 
 from mmjax.errors import MmjaxError
 
@@ -79,7 +80,7 @@ def hold(workdir: str, enabled: bool = True):
         if not _is_stale(holder):
             raise MmjaxError(f"workdir {workdir!r} is in use by another mmjax.train ({_describe(holder)}); "
                              f"wait for it to finish, or delete {path} if that process is gone")
-        print(f"taking over the stale lock {path} ({_describe(holder)}: no such process)", file=sys.stderr)
+        logging.warning("taking over the stale lock %s (%s: no such process)", path, _describe(holder))
         if _read(path) == holder:  # not replaced by another taker meanwhile
             with contextlib.suppress(FileNotFoundError):
                 os.remove(path)
