@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 
 import jax
 import numpy as np
+from absl import logging
 
 from mmjax import breakdowns, inputs, losses, metrics, saved_run, sharding
 from mmjax import progress as progress_lib
@@ -19,16 +21,25 @@ def run(eval_step, params, config, manifest, split: str, mesh, rules, details: b
     """Per task: scores, mean loss, the confusion matrix and per-class scores over every labelled
     utterance; with ``details``, also scores by speaker (the ``top_speakers`` most frequent) and
     by modalities present (``by_speaker``, ``by_modalities``)."""
-    totals, rows = None, []
+    totals, rows, utterances = None, [], 0
+    started = time.perf_counter()
     with sharding.activate(mesh, rules):
         batches = inputs.eval_batches(config, manifest, split, jax.process_index(), jax.process_count())
-        for local_batch in progress_lib.bar(batches, desc=f"evaluate {split}", unit="batch", leave=False):
+        for i, local_batch in enumerate(progress_lib.bar(batches, desc=f"evaluate {split}", unit="batch", leave=False)):
             out = eval_step(params, sharding.global_batch(local_batch, mesh))
             batch_rows = out.pop("rows")
             if details:
                 rows.append(batch_rows)  # fetched once at the end: no host sync per batch
             totals = out if totals is None else jax.tree.map(lambda a, b: a + b, totals, out)
+            utterances += int((local_batch["position"][..., 0] >= 0).sum())
+            if i == 0:  # the first batch compiles the step (once per process): timed apart
+                jax.block_until_ready(totals)
+                first = time.perf_counter()
     totals = jax.device_get(totals)
+    if jax.process_index() == 0:
+        done = time.perf_counter()
+        logging.info(f"{split}: {utterances:,} utterances (this host's) evaluated in {done - started:.1f} s, the first "
+                     f"batch {first - started:.1f} s with compilation, the rest {done - first:.1f} s")
     report = {}
     for task in config.tasks:
         count = float(totals[f"{task}/count"])
