@@ -20,6 +20,6 @@ bench() {  # NAME then config flags
   $python -m mmjax.benchmark --steps="$steps" --warmup=3 --input_batches=20 "$@" --json="$out/$name.json" >/dev/null
 }
 bench tiny_f32_b32 --config=configs/tiny.py
-bench base_bf16_b128 --config=configs/base.py "${m[@]}" --config.model.dtype=bfloat16 --config.batch_size=128 --config.eval_batch_size=128
+bench base_bf16_b128 --config=configs/base.py ${m[@]+"${m[@]}"} --config.model.dtype=bfloat16 --config.batch_size=128 --config.eval_batch_size=128
 bench large_bf16_b64 --config=configs/large.py --config.model.dtype=bfloat16 --config.batch_size=64 --config.eval_batch_size=64
 bench tiny_bf16_b256 --config=configs/tiny.py --config.model.dtype=bfloat16 --config.batch_size=256 --config.eval_batch_size=256

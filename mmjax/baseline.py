@@ -23,13 +23,16 @@ validation macro-F1), and one confusion-matrix PNG per task; prints evaluate's t
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 
-from absl import app, flags, logging
+from absl import app, flags
 
 from mmjax import cli, evaluation
 from mmjax.linear_peer import ANALYZERS, MODEL, run
+
+_log = logging.getLogger(__name__)  # status lines; shown by the commands (mmjax.cli)
 
 
 def _define_flags():
@@ -51,7 +54,7 @@ def main(argv):
     print(evaluation.format_table(out["tasks"], f"{f.data_dir}: {f.split} split, {MODEL} ({out['analyzer']})"))
     for t, s in out["selection"].items():
         print(f"{t:<20}C={s['C']:<6g} validation macro_f1 {s['validation_macro_f1']:.4f}")
-    logging.info("wrote %s in %.1f s", os.path.join(f.output, f"eval_{f.split}.json"), time.time() - start)
+    _log.info("wrote %s in %.1f s", os.path.join(f.output, f"eval_{f.split}.json"), time.time() - start)
 
 
 def command():

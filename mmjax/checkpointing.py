@@ -25,12 +25,13 @@ from collections.abc import Callable
 import grain
 import jax
 import orbax.checkpoint as ocp
-from absl import logging as absl_logging
 from jax.experimental import multihost_utils
 from orbax.checkpoint.checkpoint_managers import preservation_policy
 
 from mmjax.atomic import write_atomically
 from mmjax.errors import MmjaxError, chain, out_of_space
+
+_log = logging.getLogger(__name__)  # status lines; shown by the commands (mmjax.cli)
 
 STATE, DATA = "state", "data"
 CHECKSUMS = "mmjax_checksums.json"  # in each step directory: {relative path: blake2b hex digest}
@@ -128,7 +129,7 @@ def restore(mngr: ocp.CheckpointManager, step: int, abstract_state, data_iterato
     ema = fields.get("ema_params") if saved == "arrays" else None
     if wanted and ema is None:
         ema = fields["params"]
-        absl_logging.warning("the checkpoint at step %d has no moving average of the params: it starts from them", step)
+        _log.warning("the checkpoint at step %d has no moving average of the params: it starts from them", step)
     return abstract_state.replace(step=fields["step"], params=fields["params"], opt_state=fields["opt_state"],
                                   ema_params=ema if wanted else None)
 
@@ -260,7 +261,7 @@ def restore_newest(mngr: ocp.CheckpointManager, restore_fn: Callable[[int], obje
         except DamagedCheckpoint as e:
             failures.append(str(e))
             if jax.process_index() == 0:
-                absl_logging.warning("%s; %strying the one before", e, "moved aside, " if set_aside else "")
+                _log.warning("%s; %strying the one before", e, "moved aside, " if set_aside else "")
             if set_aside:
                 _set_aside(mngr, step)
     raise MmjaxError(f"no checkpoint in {mngr.directory} restores: {'; '.join(failures)}")

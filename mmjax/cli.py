@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import logging as pylogging
 import os
 import sys
 
 import jax
 from absl import app, flags, logging
+from absl.logging import converter
 
 from mmjax.errors import MmjaxError, out_of_space
 
@@ -25,7 +27,8 @@ def initialize() -> None:
             explicit = {"num_processes": int(os.environ["MMJAX_NUM_PROCESSES"]),
                         "process_id": int(os.environ["MMJAX_PROCESS_ID"])}
         jax.distributed.initialize(**explicit)
-    # Orbax and XLA log every save and backend probe at INFO; keep the console to progress and results.
+    # Orbax and XLA log every save and backend probe at INFO; keep the console to progress, results
+    # and mmjax's own status lines (show_status_lines).
     logging.set_verbosity(logging.WARNING)
     if jax.process_index() == 0:
         print(f"JAX {jax.__version__}: {jax.process_count()} process(es), {jax.device_count()} "
@@ -59,9 +62,24 @@ def _unquote(error: Exception) -> str:
 
 
 def run(program: str, define_flags, main) -> None:
-    """Defines a command's flags and runs ``main`` under absl with ``flags_parser``."""
+    """Defines a command's flags and runs ``main`` under absl with ``flags_parser``, mmjax's status
+    lines shown (``show_status_lines``)."""
     define_flags()
-    app.run(main, flags_parser=flags_parser(program))
+
+    def main_with_status_lines(argv):
+        show_status_lines()
+        return main(argv)
+
+    app.run(main_with_status_lines, flags_parser=flags_parser(program))
+
+
+def show_status_lines() -> None:
+    """mmjax's status lines (the loggers ``mmjax.*``) go to stderr through absl's handler at INFO,
+    or at the level ``--verbosity`` gives (-1: warnings only); Orbax's and XLA's own INFO lines
+    stay hidden (``initialize``)."""
+    verbosity = flags.FLAGS["verbosity"]
+    level = converter.absl_to_standard(verbosity.value) if verbosity.present else pylogging.INFO
+    pylogging.getLogger("mmjax").setLevel(level)
 
 
 def _find_sibling_configs(argv) -> None:

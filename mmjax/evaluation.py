@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping
 
 import jax
 import numpy as np
-from absl import logging
 
 from mmjax import breakdowns, inputs, losses, metrics, saved_run, sharding
 from mmjax import progress as progress_lib
 from mmjax.data import records
+from mmjax.errors import RecordError
 from mmjax.models import towers
 from mmjax.tasks import get_task, resolve_tasks
+
+_log = logging.getLogger(__name__)  # status lines; shown by the commands (mmjax.cli)
 
 
 def run(eval_step, params, config, manifest, split: str, mesh, rules, details: bool = False,
@@ -22,7 +25,7 @@ def run(eval_step, params, config, manifest, split: str, mesh, rules, details: b
     utterance; with ``details``, also scores by speaker (the ``top_speakers`` most frequent) and
     by modalities present (``by_speaker``, ``by_modalities``)."""
     totals, rows, utterances = None, [], 0
-    started = time.perf_counter()
+    started = first = time.perf_counter()
     with sharding.activate(mesh, rules):
         batches = inputs.eval_batches(config, manifest, split, jax.process_index(), jax.process_count())
         for i, local_batch in enumerate(progress_lib.bar(batches, desc=f"evaluate {split}", unit="batch", leave=False)):
@@ -35,10 +38,12 @@ def run(eval_step, params, config, manifest, split: str, mesh, rules, details: b
             if i == 0:  # the first batch compiles the step (once per process): timed apart
                 jax.block_until_ready(totals)
                 first = time.perf_counter()
+    if totals is None:
+        raise RecordError(f"the {split} split of {config.data.dir!r} has no dialogues to evaluate")
     totals = jax.device_get(totals)
     if jax.process_index() == 0:
         done = time.perf_counter()
-        logging.info(f"{split}: {utterances:,} utterances (this host's) evaluated in {done - started:.1f} s, the first "
+        _log.info(f"{split}: {utterances:,} utterances (this host's) evaluated in {done - started:.1f} s, the first "
                      f"batch {first - started:.1f} s with compilation, the rest {done - first:.1f} s")
     report = {}
     for task in config.tasks:

@@ -4,10 +4,10 @@ class-balanced logistic regression per task, its C chosen on the validation spli
 
 from __future__ import annotations
 
+import logging
 import os
 
 import numpy as np
-from absl import logging
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import FeatureUnion
@@ -16,6 +16,8 @@ from mmjax import evaluation, metrics, report as report_lib
 from mmjax.data import records
 from mmjax.errors import ConfigError, RecordError
 from mmjax.tasks import corpus_tasks
+
+_log = logging.getLogger(__name__)  # status lines; shown by the commands (mmjax.cli)
 
 MODEL = "tfidf_logistic_regression"
 C_GRID = (0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0)
@@ -96,7 +98,7 @@ def run(data_dir: str, output: str, tasks=None, split: str = "test", analyzer: s
     labelled = np.any([train_y[t] >= 0 for t in tasks], axis=0)
     fit_texts = [s for s, keep in zip(train_texts, labelled) if keep]
     analyzer = detect_analyzer(fit_texts) if analyzer == "auto" else analyzer
-    logging.info("%s: %d labelled training utterances, analyzer %s", data_dir, len(fit_texts), analyzer)
+    _log.info("%s: %d labelled training utterances, analyzer %s", data_dir, len(fit_texts), analyzer)
     vectorizer = make_vectorizer(analyzer).fit(fit_texts)
     x_train, x_val = vectorizer.transform(train_texts), vectorizer.transform(val_texts)
     models, selection = {}, {}
@@ -108,7 +110,7 @@ def run(data_dir: str, output: str, tasks=None, split: str = "test", analyzer: s
             predicted = predict(model, x_val[va], declared[t].num_classes).argmax(1)
             score = metrics.scores(metrics.confusion_from_predictions(
                 val_y[t][va], predicted, declared[t].num_classes))["macro_f1"]
-            logging.info("fitted %s, C=%g: validation macro_f1 %.4f", t, c, score)
+            _log.info("fitted %s, C=%g: validation macro_f1 %.4f", t, c, score)
             if t not in selection or score > selection[t]["validation_macro_f1"]:
                 models[t], selection[t] = model, {"C": c, "validation_macro_f1": score}
     if split == records.TEST_SPLIT:  # read once, after every C is chosen

@@ -130,8 +130,9 @@ def measure(config, s: setup_lib.Setup, steps: int, warmup: int, input_batches: 
     results["step"], results["eval_step"] = step, evaluation
     results["matmul_dtype"] = config.model.dtype
     results["matmul_peak_flops_per_second"] = matmul_peak_flops(model_lib.DTYPES[config.model.dtype])
-    if "achieved_flops_per_second" in step:
-        step["utilisation_of_matmul_peak"] = step["achieved_flops_per_second"] / results["matmul_peak_flops_per_second"]
+    if "achieved_flops_per_second" in step:  # the whole step's FLOPs, over every device's peak
+        step["utilisation_of_matmul_peak"] = step["achieved_flops_per_second"] / (
+            results["matmul_peak_flops_per_second"] * jax.device_count())
     results["input"]["ratio_to_step_consumption"] = (
         results["input"]["windows_per_second"] * jax.process_count() / step["windows_per_second"])
     return results

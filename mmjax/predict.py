@@ -11,12 +11,15 @@ replaces the config); the records it was trained on are not needed.
 
 from __future__ import annotations
 
+import logging
 
 import jax
-from absl import app, flags, logging
+from absl import app, flags
 from ml_collections import config_flags
 
 from mmjax import cli, prediction
+
+_log = logging.getLogger(__name__)  # status lines; shown by the commands (mmjax.cli)
 
 
 def _define_flags():
@@ -41,7 +44,7 @@ def main(argv):
         count = prediction.predict(f.workdir, f.input, f.output, f.step, f.config,
                                    allow_outside_paths=f.allow_outside_paths)
         if jax.process_index() == 0:
-            logging.info("wrote predictions for %d utterances to %s", count, f.output)
+            _log.info("wrote predictions for %d utterances to %s", count, f.output)
 
 
 def command():

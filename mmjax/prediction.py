@@ -2,7 +2,8 @@
 
 Utterances are cut into the same context windows as in training and evaluation
 (``pipeline.WindowSource``), so each is predicted once, with its preceding turns as context.
-One output line per utterance, in input order::
+One output line per utterance, dialogue by dialogue (in the order of their first input line),
+each dialogue's utterances in turn order (``utterance_index``: the position in that order)::
 
     {"dialogue_id": "d1", "utterance_id": "d1_0", "utterance_index": 0,
      "sentiment": {"label": "positive", "probabilities": {"negative": 0.01, "neutral": 0.04, "positive": 0.95}},

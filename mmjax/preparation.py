@@ -5,7 +5,7 @@ frozen encoder where asked for, and the summary table printed afterwards."""
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from mmjax.data import records
 from mmjax.data.corpora import cmma, common, conversion, jsonl, meld, mmsa, mustard, synthetic
@@ -20,12 +20,13 @@ DEFAULT_DIALOGUES = {"train": 1600, "validation": 250, "test": 250}  # the synth
 
 def prepare(corpus: str, output: str, *, input_path: str | None = None, options: common.Options = common.Options(),
             tokenizer: str = "", text_states: str = "", audio: str = "", visual: str = "", name: str = "",
-            dialogues: Mapping[str, int] | None = None) -> dict:
+            dialogues: Mapping[str, int] | Sequence[str] | None = None) -> dict:
     """Writes the records of ``corpus`` (a name of ``CORPORA``) to ``output``; the manifest.
 
     ``input_path``: the corpus files (not for "synthetic"); ``text_states``: as ``prepare
     --text_states`` ('' none, 'minilm' or a checkpoint directory); ``dialogues``: the synthetic
-    corpus's dialogues per split (seeded by ``options.seed``); the rest as ``conversion.convert``.
+    corpus's dialogues per split, or "split:count" strings (seeded by ``options.seed``); the rest
+    as ``conversion.convert``.
     """
     if corpus not in CORPORA:
         raise ConfigError(f"--corpus={corpus!r} is not one of {sorted(CORPORA)}")
@@ -34,8 +35,8 @@ def prepare(corpus: str, output: str, *, input_path: str | None = None, options:
         if tokenizer in ("char", "word"):
             raise ConfigError(f"--tokenizer={tokenizer} builds a vocabulary of a converted corpus; the "
                               "synthetic corpus takes '' (its own words), 'minilm' or a tokenizer directory")
-        return synthetic.write(output, dialogues or DEFAULT_DIALOGUES, options.seed, tokenizer=tokenizer,
-                               text_states=cache)
+        counts = parse_counts(dialogues) if isinstance(dialogues, (list, tuple)) else dialogues or DEFAULT_DIALOGUES
+        return synthetic.write(output, counts, options.seed, tokenizer=tokenizer, text_states=cache)
     if not input_path:
         raise ConfigError(f"--corpus={corpus} needs --input (the corpus files)")
     return conversion.convert(CONVERTERS[corpus], input_path, output, options, tokenizer=tokenizer, audio=audio,

@@ -19,12 +19,15 @@ per split and class, then the report (rules applied, input skipped, absent featu
 
 from __future__ import annotations
 
+import logging
 
-from absl import app, flags, logging
+from absl import app, flags
 
 from mmjax import cli, preparation
 from mmjax.data.corpora import common, mustard
 from mmjax.preparation import CORPORA, DEFAULT_DIALOGUES
+
+_log = logging.getLogger(__name__)  # status lines; shown by the commands (mmjax.cli)
 
 
 def _define_flags():
@@ -66,13 +69,13 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     f = flags.FLAGS
     with cli.user_errors("mmjax.prepare"):
-        logging.info("writing %s records to %s", f.corpus, f.output)
+        _log.info("writing %s records to %s", f.corpus, f.output)
         options = common.Options(skip_bad=f.skip_bad, encoding=f.encoding, protocol=f.protocol, fold=f.fold,
                                  seed=f.seed, validation_fraction=f.validation_fraction,
                                  allow_outside_paths=f.allow_outside_paths)
         manifest = preparation.prepare(f.corpus, f.output, input_path=f.input, options=options, tokenizer=f.tokenizer,
                                        text_states=f.text_states, audio=f.audio, visual=f.visual, name=f.name,
-                                       dialogues=preparation.parse_counts(f.dialogues))
+                                       dialogues=f.dialogues)
         print(preparation.summary_table(manifest, f.max_tokens))
 
 

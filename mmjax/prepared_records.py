@@ -6,10 +6,10 @@ layers, so it lives here, not in the setup or the pipeline."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 
 import jax
-from absl import logging
 from jax.experimental import multihost_utils
 
 from mmjax.data import records, text
@@ -17,6 +17,8 @@ from mmjax.data.corpora import synthetic
 from mmjax.data.schema import SCHEMA_VERSION
 from mmjax.errors import ConfigError
 from mmjax.models import model as model_lib, text_states
+
+_log = logging.getLogger(__name__)  # status lines; shown by the commands (mmjax.cli)
 
 
 def load(config) -> dict:
@@ -65,7 +67,7 @@ def load_or_prepare(config) -> dict:
             stale = existing is not None and existing.get("corpus") == "synthetic" and (
                 existing.get("synthetic") != wanted or existing.get("schema_version") != SCHEMA_VERSION)
             if existing is None or stale:
-                logging.info("preparing the synthetic corpus %s in %s", wanted, path)
+                _log.info("preparing the synthetic corpus %s in %s", wanted, path)
                 synthetic.write(path, wanted["dialogues"], wanted["seed"], wanted["features"],
                                 wanted["tokenizer"], text_states=None if "text_states" not in wanted
                                 else text_states.Cache(wanted["text_states"]))

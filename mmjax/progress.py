@@ -24,3 +24,10 @@ def bar(iterable=None, *, desc: str, unit: str, total: int | None = None, initia
     """A tqdm bar on stderr, drawn where ``shown()`` and ``enabled``."""
     return tqdm.tqdm(iterable, desc=desc, unit=unit, total=total, initial=initial, leave=leave, file=sys.stderr,
                      disable=not (enabled and shown()), dynamic_ncols=True)
+
+
+def exclude_pause(progress: tqdm.tqdm, seconds: float) -> None:
+    """Leaves ``seconds`` of other work (validation, checkpoints) out of a bar's rate and ETA."""
+    if not progress.disable:
+        progress.start_t += seconds
+        progress.last_print_t += seconds

@@ -10,14 +10,16 @@ average, with ``config.ema_decay``), not the optimizer state.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 from collections.abc import Mapping
 
 import jax
-from absl import logging
 
 from mmjax import checkpointing, prepared_records, saved_run, setup as setup_lib, sharding
 from mmjax.errors import ConfigError, MmjaxError
+
+_log = logging.getLogger(__name__)  # status lines; shown by the commands (mmjax.cli)
 
 _DATA_PARALLEL = {"data": -1, "fsdp": 1, "model": 1}
 # Manifest sections that must match between the training records and the records evaluated.
@@ -34,7 +36,7 @@ class RestoredRun:
 
 def _note(message: str) -> None:
     if jax.process_index() == 0:
-        logging.info("%s", message)
+        _log.info("%s", message)
 
 
 def fit_to_devices(config, num_devices: int):

@@ -4,6 +4,7 @@ setup it runs is ``mmjax.setup``'s, the records ``mmjax.prepared_records``')."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from collections.abc import Mapping
@@ -11,12 +12,13 @@ from collections.abc import Mapping
 import jax
 import numpy as np
 import tensorboardX
-from absl import logging
 
 from mmjax import (atomic, checkpointing, evaluation, figures, inputs, optim, preemption, prepared_records,
                    progress as progress_lib, saved_run, setup as setup_lib, sharding, workdir_lock)
 from mmjax.data import records
 from mmjax.errors import ConfigError, MmjaxError, TrainingDivergedError
+
+_log = logging.getLogger(__name__)  # status lines; shown by the commands (mmjax.cli)
 
 
 def make_workdir(workdir: str) -> None:
@@ -189,7 +191,7 @@ def _train(config, workdir: str):
         start, state = checkpointing.restore_newest(
             mngr, lambda step: checkpointing.restore(mngr, step, s.abstract_state, data), set_aside=True)
         if is_main:
-            logging.info("resuming %s from its checkpoint at step %d", workdir, start)
+            _log.info("resuming %s from its checkpoint at step %d", workdir, start)
         stalled_since = stopped_early(config, mngr, start)
         if stalled_since is not None:
             _note_early_stop(config, start, stalled_since, "stopped early")
@@ -197,10 +199,10 @@ def _train(config, workdir: str):
             return state
     step_fn, stats = setup_lib.compile_train_step(s, config)
     if is_main:
-        logging.info("%s", setup_lib.format_stats(stats))
+        _log.info("%s", setup_lib.format_stats(stats))
         cut = records.tokens_cut(s.manifest, "train", config.data.max_tokens)
         if cut and cut[0]:
-            logging.info(f"config.data.max_tokens={config.data.max_tokens} cuts {cut[0]:,} of {cut[1]:,} training "
+            _log.info(f"config.data.max_tokens={config.data.max_tokens} cuts {cut[0]:,} of {cut[1]:,} training "
                          "utterances (their later tokens are not read)")
     eval_fn = setup_lib.jit_eval_step(s)
     writer = _Writer(workdir, is_main, start)
@@ -250,13 +252,14 @@ def _loop(config, s: setup_lib.Setup, state, start: int, step_fn, eval_fn, data,
         if save:
             checkpointing.save(mngr, step, state, data, score)
         if pause:  # the logged rate and the bar's leave validation and checkpoint time out
-            log.exclude_pause(time.perf_counter() - paused)
-            progress.unpause()
+            pause_seconds = time.perf_counter() - paused
+            log.exclude_pause(pause_seconds)
+            progress_lib.exclude_pause(progress, pause_seconds)
         if save:
             if preempted and not last:
                 progress.close()
                 if jax.process_index() == 0:
-                    logging.warning(f"stopped by {watch.reason} at step {step}, saved in its checkpoint; run the "
+                    _log.warning(f"stopped by {watch.reason} at step {step}, saved in its checkpoint; run the "
                                     "same command again to resume")
                 return state
             stalled_since = stopped_early(config, mngr, step)
@@ -281,5 +284,5 @@ def stopped_early(config, mngr, step: int) -> int | None:
 
 def _note_early_stop(config, step: int, best: int, what: str) -> None:
     if jax.process_index() == 0:
-        logging.info(f"{what} at step {step}: no better validation score than step {best}'s in "
+        _log.info(f"{what} at step {step}: no better validation score than step {best}'s in "
                      f"config.early_stopping_patience={config.early_stopping_patience} checkpoints")

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import socket
 import time
 
-from absl import logging
-
 from mmjax.errors import MmjaxError
+
+_log = logging.getLogger(__name__)  # status lines; shown by the commands (mmjax.cli)
 
 LOCK = "train.lock"
 
@@ -80,7 +81,7 @@ def hold(workdir: str, enabled: bool = True):
         if not _is_stale(holder):
             raise MmjaxError(f"workdir {workdir!r} is in use by another mmjax.train ({_describe(holder)}); "
                              f"wait for it to finish, or delete {path} if that process is gone")
-        logging.warning("taking over the stale lock %s (%s: no such process)", path, _describe(holder))
+        _log.warning("taking over the stale lock %s (%s: no such process)", path, _describe(holder))
         if _read(path) == holder:  # not replaced by another taker meanwhile
             with contextlib.suppress(FileNotFoundError):
                 os.remove(path)

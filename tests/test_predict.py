@@ -145,6 +145,14 @@ def test_only_the_frames_the_model_reads_are_read_and_outside_paths_need_the_fla
         dialogue_jsonl.read(path, tokenizer, _FEATURES)
 
 
+def test_a_vector_is_one_frame_and_an_empty_id_is_the_default_as_in_training(tmp_path):
+    np.save(tmp_path / "vector.npy", np.arange(24, dtype=np.float32))
+    path = _input(tmp_path, _utterances(audio="vector.npy", id="", speaker=""))
+    dialogue = dialogue_jsonl.read(path, text.VocabularyTokenizer(list(text.SPECIAL_TOKENS), "word"), _FEATURES)[1]
+    np.testing.assert_array_equal(dialogue.audio[0], np.arange(24, dtype=np.float32)[None])
+    assert dialogue.utterance_ids == ["d2_0"] and dialogue.speakers == [""]
+
+
 def test_a_line_longer_than_the_limit_is_refused_without_reading_on(tmp_path, monkeypatch):
     monkeypatch.setattr(dialogue_jsonl, "MAX_LINE_BYTES", 100)
     path = _input(tmp_path, _utterances(text="x" * 200))

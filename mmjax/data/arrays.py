@@ -66,6 +66,6 @@ def load_npy(path: str, max_frames: int | None = None) -> np.ndarray:
     if claimed == 0:
         return np.zeros(shape, dtype)
     array = np.memmap(path, dtype, "r", offset, shape, "F" if fortran else "C")
-    if max_frames is not None and array.ndim >= 1 and len(array) > max_frames:
+    if max_frames is not None and array.ndim >= 2 and len(array) > max_frames:  # [dim]: one frame
         array = array[frame_indices(len(array), max_frames)]
     return np.array(array)

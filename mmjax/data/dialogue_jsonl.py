@@ -4,12 +4,13 @@
     {"dialogue": "d1", "turn": 0, "speaker": "A", "text": "...", "audio": "d1_0_audio.npy"}
     {"dialogue": "d1", "turn": 1, "speaker": "B", "text": "...", "id": "clip_7"}
 
-``dialogue`` (string or integer), ``turn`` (integer >= 0), ``speaker`` and ``text`` (non-empty
-strings) are required; ``id`` (the utterance id, default ``<dialogue>_<turn>``; the predictions
-carry it), ``labels`` (an object) and ``audio``/``visual`` are optional. Dialogues keep the order
+``dialogue`` (string or integer), ``turn`` (integer >= 0), ``speaker`` (a string) and ``text`` (a
+non-empty string) are required; ``id`` (the utterance id, default ``<dialogue>_<turn>``; the
+predictions carry it), ``labels`` (an object) and ``audio``/``visual`` are optional. Dialogues keep the order
 of their first line, utterances are ordered by turn. ``audio``/``visual``: paths of ``.npy``
 float arrays [frames, dim], relative to the input file's directory and inside it (absolute
-paths, ``..`` and symlinks leading out are refused unless ``allow_outside``); ``null`` or absent:
+paths, ``..`` and symlinks leading out are refused unless ``allow_outside``; a [dim] array is one
+frame); ``null`` or absent:
 the modality is missing, as in training. Features of modalities the model does not read are not
 loaded; of a long utterance only the frames the model reads are (``data.arrays``). Blank lines
 are ignored; anything else that breaks the spec (JSON syntax or nesting too deep for the parser,
@@ -71,16 +72,24 @@ class FeatureSpec:
 
 
 def _features(path, base_dir: str, what: str, spec: FeatureSpec, allow_outside: bool) -> np.ndarray | None:
-    """float32 [frames <= spec.max_frames, dim] from a .npy path, or None for an absent modality."""
+    """float32 [frames <= spec.max_frames, dim] from a .npy path of a [frames, dim] or [dim] array
+    (one frame, as in training), or None for an absent modality."""
     if path is None:
         return None
     if not isinstance(path, str) or not path:
         raise ValueError(f"{what} must be the path of a .npy file or null, got {path!r}")
     full = arrays.confined(path, base_dir, what, allow_outside)  # RecordError is a ValueError
     try:
-        return np.asarray(arrays.load_npy(full, spec.max_frames), np.float32)
+        features = np.asarray(arrays.load_npy(full, spec.max_frames), np.float32)
     except (ValueError, TypeError) as e:
         raise ValueError(f"{what}: cannot read a numeric array from {path!r}: {e}") from None
+    features = features[None] if features.ndim == 1 else features
+    if features.ndim != 2 or not len(features) or features.shape[1] != spec.dim:
+        raise ValueError(f"{what} features have shape {features.shape}, expected [frames>0, {spec.dim}] "
+                         "(the training records' dim)")
+    if not np.isfinite(features).all():
+        raise ValueError(f"{what} features contain NaN or inf")
+    return features
 
 
 @dataclasses.dataclass
@@ -118,9 +127,11 @@ def parse_line(line: str, features: Mapping[str, FeatureSpec], base_dir: str,
         raise ValueError(f"labels must be an object, got {value['labels']!r}")
     read = {m: None if m not in features else _features(value.get(m), base_dir, m, features[m], allow_outside)
             for m in ("audio", "visual")}
-    return Utterance(str(dialogue), turn, _nonempty_string(value.get("id", f"{dialogue}_{turn}"), "id"),
-                     _nonempty_string(value["speaker"], "speaker"), _nonempty_string(value["text"], "text"),
-                     read["audio"], read["visual"])
+    if not isinstance(value["speaker"], str) or not isinstance(value.get("id", ""), str):
+        raise ValueError("speaker and id must be strings")
+    # As in training: an empty id is the default one, a speaker may be unnamed, text may not be empty.
+    return Utterance(str(dialogue), turn, value.get("id") or f"{dialogue}_{turn}", value["speaker"],
+                     _nonempty_string(value["text"], "text"), read["audio"], read["visual"])
 
 
 def _lines(path: str):
