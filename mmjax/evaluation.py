@@ -28,7 +28,8 @@ def run(eval_step, params, config, manifest, split: str, mesh, rules, details: b
     started = first = time.perf_counter()
     with sharding.activate(mesh, rules):
         batches = inputs.eval_batches(config, manifest, split, jax.process_index(), jax.process_count())
-        for i, local_batch in enumerate(progress_lib.bar(batches, desc=f"evaluate {split}", unit="batch", leave=False)):
+        bar = progress_lib.bar(batches, desc=f"evaluate {split}", unit="batch", leave=False)
+        for i, local_batch in enumerate(bar):
             out = eval_step(params, sharding.global_batch(local_batch, mesh))
             batch_rows = out.pop("rows")
             if details:
@@ -44,7 +45,7 @@ def run(eval_step, params, config, manifest, split: str, mesh, rules, details: b
     if jax.process_index() == 0:
         done = time.perf_counter()
         _log.info(f"{split}: {utterances:,} utterances (this host's) evaluated in {done - started:.1f} s, the first "
-                     f"batch {first - started:.1f} s with compilation, the rest {done - first:.1f} s")
+                  f"batch {first - started:.1f} s with compilation, the rest {done - first:.1f} s")
     report = {}
     for task in config.tasks:
         count = float(totals[f"{task}/count"])

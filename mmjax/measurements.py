@@ -15,6 +15,7 @@ import numpy as np
 from mmjax import inputs, setup as setup_lib, sharding
 from mmjax.models import model as model_lib
 
+
 def parameter_counts(params: Mapping, depth: int = 2) -> dict[str, int]:
     """"module/child" -> number of parameters beneath it, for every entry of the parameter tree
     down to ``depth`` levels (parents before their children), then "total".
@@ -84,7 +85,10 @@ def _timed(step, batches, steps: int, warmup: int) -> dict:
         if i >= warmup:
             times.append(time.perf_counter() - start)
     median = float(np.median(times))
-    mean = lambda key: float(np.mean([np.asarray(b[key]).sum() for b in batches]) if key in batches[0] else 0)  # noqa: E731
+
+    def mean(key: str) -> float:  # per batch: how many of ``key``'s mask entries are set
+        return float(np.mean([np.asarray(b[key]).sum() for b in batches])) if key in batches[0] else 0.0
+
     return {"median_step_seconds": median,
             "step_seconds_p10_p90": [float(np.percentile(times, 10)), float(np.percentile(times, 90))],
             "utterances_per_second": mean("turn_mask") / median, "real_tokens_per_second": mean("token_mask") / median,

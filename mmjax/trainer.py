@@ -203,7 +203,7 @@ def _train(config, workdir: str):
         cut = records.tokens_cut(s.manifest, "train", config.data.max_tokens)
         if cut and cut[0]:
             _log.info(f"config.data.max_tokens={config.data.max_tokens} cuts {cut[0]:,} of {cut[1]:,} training "
-                         "utterances (their later tokens are not read)")
+                      "utterances (their later tokens are not read)")
     eval_fn = setup_lib.jit_eval_step(s)
     writer = _Writer(workdir, is_main, start)
     try:
@@ -236,11 +236,9 @@ def _loop(config, s: setup_lib.Setup, state, start: int, step_fn, eval_fn, data,
             progress.set_postfix(loss=f"{summary['loss']:.4f}")
             # The rate of this step's update (optax counts updates from 0).
             writer.write("train", step, {**summary, "learning_rate": float(learning_rate(step - 1))})
-        pause = step % config.eval_every_steps == 0 or save
-        if pause:  # the train steps so far are done: what follows is not training
-            jax.block_until_ready(metrics)
-            paused = time.perf_counter()
         if step % config.eval_every_steps == 0 or save:
+            jax.block_until_ready(metrics)  # the train steps so far are done: what follows is not training
+            paused = time.perf_counter()
             report = evaluation.run(eval_fn, state.eval_params(), config, s.manifest, "validation", s.mesh, s.rules)
             score = validation_score(report, config)
             writer.write("validation", step, {"score": score, **{
@@ -249,9 +247,9 @@ def _loop(config, s: setup_lib.Setup, state, start: int, step_fn, eval_fn, data,
                 writer.confusion_figures(step, report)
             if jax.process_index() == 0:
                 progress.write(evaluation.format_table(report, f"validation at step {step} (score {score:.4f})"))
-        if save:
-            checkpointing.save(mngr, step, state, data, score)
-        if pause:  # the logged rate and the bar's leave validation and checkpoint time out
+            if save:
+                checkpointing.save(mngr, step, state, data, score)
+            # The logged rate and the bar's leave validation and checkpoint time out.
             pause_seconds = time.perf_counter() - paused
             log.exclude_pause(pause_seconds)
             progress_lib.exclude_pause(progress, pause_seconds)
@@ -260,7 +258,7 @@ def _loop(config, s: setup_lib.Setup, state, start: int, step_fn, eval_fn, data,
                 progress.close()
                 if jax.process_index() == 0:
                     _log.warning(f"stopped by {watch.reason} at step {step}, saved in its checkpoint; run the "
-                                    "same command again to resume")
+                                 "same command again to resume")
                 return state
             stalled_since = stopped_early(config, mngr, step)
             if stalled_since is not None:
@@ -285,4 +283,4 @@ def stopped_early(config, mngr, step: int) -> int | None:
 def _note_early_stop(config, step: int, best: int, what: str) -> None:
     if jax.process_index() == 0:
         _log.info(f"{what} at step {step}: no better validation score than step {best}'s in "
-                     f"config.early_stopping_patience={config.early_stopping_patience} checkpoints")
+                  f"config.early_stopping_patience={config.early_stopping_patience} checkpoints")

@@ -6,18 +6,18 @@
 
 ``dialogue`` (string or integer), ``turn`` (integer >= 0), ``speaker`` (a string) and ``text`` (a
 non-empty string) are required; ``id`` (the utterance id, default ``<dialogue>_<turn>``; the
-predictions carry it), ``labels`` (an object) and ``audio``/``visual`` are optional. Dialogues keep the order
-of their first line, utterances are ordered by turn. ``audio``/``visual``: paths of ``.npy``
-float arrays [frames, dim], relative to the input file's directory and inside it (absolute
-paths, ``..`` and symlinks leading out are refused unless ``allow_outside``; a [dim] array is one
-frame); ``null`` or absent:
-the modality is missing, as in training. Features of modalities the model does not read are not
-loaded; of a long utterance only the frames the model reads are (``data.arrays``). Blank lines
-are ignored; anything else that breaks the spec (JSON syntax or nesting too deep for the parser,
-a line longer than ``MAX_LINE_BYTES``, a missing or unknown key, a wrong type, an empty text, a
-repeated turn or utterance id, a feature file that is unreadable, not a regular file or claims
-more bytes than it holds, a feature dimension that differs from the training records', NaN or
-inf) raises InputError naming ``file:line``. The input must be a regular file (a FIFO would block).
+predictions carry it), ``labels`` (an object) and ``audio``/``visual`` are optional. Dialogues
+keep the order of their first line, utterances are ordered by turn. ``audio``/``visual``: paths
+of ``.npy`` float arrays [frames, dim] (a [dim] array is one frame), relative to the input file's
+directory and inside it (absolute paths, ``..`` and symlinks leading out are refused unless
+``allow_outside``); ``null`` or absent: the modality is missing, as in training. Features of
+modalities the model does not read are not loaded; of a long utterance only the frames the model
+reads are (``data.arrays``). Blank lines are ignored; anything else that breaks the spec (JSON
+syntax or nesting too deep for the parser, a line longer than ``MAX_LINE_BYTES``, a missing or
+unknown key, a wrong type, an empty text, a repeated turn or utterance id, a feature file that is
+unreadable, not a regular file or claims more bytes than it holds, a feature dimension that
+differs from the training records', NaN or inf) raises InputError naming ``file:line``. The input
+must be a regular file (a FIFO would block).
 """
 
 from __future__ import annotations
@@ -84,11 +84,9 @@ def _features(path, base_dir: str, what: str, spec: FeatureSpec, allow_outside: 
     except (ValueError, TypeError) as e:
         raise ValueError(f"{what}: cannot read a numeric array from {path!r}: {e}") from None
     features = features[None] if features.ndim == 1 else features
-    if features.ndim != 2 or not len(features) or features.shape[1] != spec.dim:
-        raise ValueError(f"{what} features have shape {features.shape}, expected [frames>0, {spec.dim}] "
-                         "(the training records' dim)")
-    if not np.isfinite(features).all():
-        raise ValueError(f"{what} features contain NaN or inf")
+    problem = schema.feature_problem(features, what, spec.dim)  # here, to name the utterance's line
+    if problem:
+        raise ValueError(problem)
     return features
 
 

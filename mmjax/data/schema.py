@@ -74,15 +74,9 @@ class Dialogue:
                 raise RecordError(f"{where}, utterance {self.utterance_ids[i]!r}: empty or non-1-D token ids")
         for modality, dim in (("audio", audio_dim), ("visual", visual_dim)):
             for i, feats in enumerate(getattr(self, modality)):
-                if feats is None:
-                    continue
-                uid = self.utterance_ids[i]
-                if feats.ndim != 2 or feats.shape[0] == 0 or feats.shape[1] != dim:
-                    raise RecordError(
-                        f"{where}, utterance {uid!r}: {modality} features have shape {feats.shape}, "
-                        f"expected [frames>0, {dim}]")
-                if not np.all(np.isfinite(feats)):
-                    raise RecordError(f"{where}, utterance {uid!r}: {modality} features contain NaN or inf")
+                problem = None if feats is None else feature_problem(feats, modality, dim)
+                if problem:
+                    raise RecordError(f"{where}, utterance {self.utterance_ids[i]!r}: {problem}")
         if (self.text_states is None) != (text_states_dim == 0):
             raise RecordError(f"{where}: text states {'missing' if self.text_states is None else 'unexpected'} "
                               f"(the corpus has text states of dim {text_states_dim})")
@@ -93,6 +87,16 @@ class Dialogue:
                                   f"({len(self.tokens[i])}, {text_states_dim}): one state per token")
             if not np.all(np.isfinite(states)):
                 raise RecordError(f"{where}, utterance {uid!r}: text states contain NaN or inf")
+
+
+def feature_problem(features: np.ndarray, modality: str, dim: int) -> str | None:
+    """What is wrong with one utterance's ``modality`` features for a corpus of feature ``dim``
+    (they must be finite float [frames>0, dim]); None when nothing is."""
+    if features.ndim != 2 or features.shape[0] == 0 or features.shape[1] != dim:
+        return f"{modality} features have shape {features.shape}, expected [frames>0, {dim}]"
+    if not np.all(np.isfinite(features)):
+        return f"{modality} features contain NaN or inf"
+    return None
 
 
 def _flatten(arrays: list[np.ndarray | None], dim: int, dtype=np.float32) -> tuple[np.ndarray, np.ndarray]:
