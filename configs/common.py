@@ -20,6 +20,9 @@ def get_config() -> ml_collections.ConfigDict:
     # Per-class weights of the training cross-entropy from the train split's class counts:
     # "none", "inverse_frequency" (n / (classes * n_c)) or "sqrt_inverse"; they average 1.
     config.class_weights = "none"
+    # The loss of regression tasks, on the label scaled to [-1, 1] over the task's range: "l1"
+    # (MMSA's) or "mse".
+    config.regression_loss = "l1"
 
     config.batch_size = 32  # dialogue windows per step, global over all hosts
     config.grad_accum_steps = 1  # >1: the batch runs as this many micro-batches (less memory)
@@ -39,7 +42,8 @@ def get_config() -> ml_collections.ConfigDict:
     config.checkpoint_every_steps = 300
     config.max_checkpoints_to_keep = 2
     # The best checkpoint (and early stopping) maximises this validation score, averaged over the
-    # tasks: "macro_f1" or "weighted_f1" (what MELD reports).
+    # tasks: "macro_f1" or "weighted_f1" (what MELD reports) of classification and multi-label
+    # tasks; regression tasks contribute their Pearson r.
     config.selection_metric = "macro_f1"
     # > 0: stop once this many checkpoints in a row have not improved the best validation score.
     config.early_stopping_patience = 0

@@ -1,4 +1,4 @@
-"""The linear peer (``mmjax.linear_peer``): TF-IDF features of each utterance's text, one logistic regression per task::
+"""The linear peer (``mmjax.linear_peer``): TF-IDF features of each utterance's text, one linear model per task::
 
     python -m mmjax.baseline --data_dir=data_cache/cmma --output=runs/cmma/linear [--split=test]
     python -m mmjax.baseline --data_dir=data_cache/meld --output=runs/meld/linear --tasks=emotion \\
@@ -9,16 +9,18 @@ labelled for it: the utterance's own text only, no dialogue context, no audio or
 classic text peer). Features (fitted on the training split only): ``--analyzer=cjk`` character
 1-3-grams; ``latin`` lowercased word 1-2-grams plus char_wb 2-5-grams; ``auto`` (default) cjk
 when most non-space characters of the training texts are CJK ideographs, else latin. All TF-IDF
-with sublinear tf. Per task, ``LogisticRegression(class_weight="balanced")`` (lbfgs) is fitted
-on train for every C of ``C_GRID``; the C with the best validation macro-F1 is kept (ties: the
-smaller C), without refitting. Only then, and only with ``--split=test``, is the test split read.
+with sublinear tf. Per task, ``LogisticRegression(class_weight="balanced")`` (lbfgs; multi-label:
+one per label; regression: ``Ridge(alpha=1/C)`` on the value scaled to [-1, 1]) is fitted on train
+for every C of ``C_GRID``; the C with the best validation headline score (macro-F1; regression:
+Pearson r) is kept (ties: the smaller C), without refitting. Only then, and only with ``--split=test``, is the test split read.
 (``--split=validation`` reports on the split C was chosen on, so its scores are optimistic.)
 
-Writes ``<output>/eval_<split>.json`` in ``python -m mmjax.evaluate``'s format (per task:
-accuracy, macro- and weighted-F1, support, loss = mean negative log-likelihood of the true class,
-training-majority baseline, labels, confusion matrix, per-class scores; no by-speaker or
-by-modality breakdowns) plus "model", "analyzer" and "selection" (per task the chosen C and its
-validation macro-F1), and one confusion-matrix PNG per task; prints evaluate's table.
+Writes ``<output>/eval_<split>.json`` in ``python -m mmjax.evaluate``'s format (per task the
+scores of its kind, support, loss = mean negative log-likelihood of the true class (multi-label:
+binary cross-entropy; regression: L1 on [-1, 1]), the training baseline, labels, confusion matrix
+and per-class scores where they apply; no by-speaker or by-modality breakdowns) plus "model",
+"analyzer" and "selection" (per task the chosen C, the score that chose it and its validation
+value), and one confusion-matrix PNG per classification task; prints evaluate's table.
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ def main(argv):
         out = run(f.data_dir, f.output, f.tasks, f.split, f.analyzer)
     print(evaluation.format_table(out["tasks"], f"{f.data_dir}: {f.split} split, {MODEL} ({out['analyzer']})"))
     for t, s in out["selection"].items():
-        print(f"{t:<20}C={s['C']:<6g} validation macro_f1 {s['validation_macro_f1']:.4f}")
+        print(f"{t:<20}C={s['C']:<6g} validation {s['score']} {s['validation_score']:.4f}")
     _log.info("wrote %s in %.1f s", os.path.join(f.output, f"eval_{f.split}.json"), time.time() - start)
 
 

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from mmjax import metrics
+from mmjax.tasks import Task
 
 OTHER = "(other speakers)"
 
@@ -34,9 +35,9 @@ def modality_patterns(rows: dict[str, np.ndarray], modalities: Sequence[str]) ->
     return np.array(["+".join(m for m, p in zip(modalities, flags) if p) for flags in present.tolist()])
 
 
-def speaker_groups(rows: dict[str, np.ndarray], dialogues, top: int) -> np.ndarray:
+def speaker_groups(rows: dict[str, np.ndarray], dialogues, top: int, labelled: np.ndarray) -> np.ndarray:
     """str [N]: each utterance's speaker, or OTHER outside the ``top`` speakers with the most
-    utterances labelled for some task (context-only turns, e.g. MUStARD's, do not count).
+    utterances ``labelled`` (bool [N]) for some task (context-only turns, e.g. MUStARD's, do not count).
 
     dialogues: indexable by the dialogue index of ``rows["position"]`` (a records.DialogueSource).
     """
@@ -44,24 +45,22 @@ def speaker_groups(rows: dict[str, np.ndarray], dialogues, top: int) -> np.ndarr
     for d in np.unique(rows["position"][:, 0]).tolist():
         speakers_of[d] = dialogues[d].speakers
     names = np.array([speakers_of[d][t] for d, t in rows["position"].tolist()])
-    labelled = np.any([rows[k] >= 0 for k in rows if k.startswith("label/")], axis=0)
     counts = collections.Counter(names[labelled].tolist())
     kept = {name for name, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:top]}
     return np.where(np.isin(names, list(kept)), names, OTHER)
 
 
-def group_scores(groups: np.ndarray, labels: np.ndarray, predicted: np.ndarray,
-                 num_classes: int) -> dict[str, dict]:
-    """{group: accuracy, macro_f1, weighted_f1, support} over the labelled utterances of each group,
-    largest group first (OTHER last).
+def group_scores(groups: np.ndarray, labels: np.ndarray, predicted: np.ndarray, task: Task) -> dict[str, dict]:
+    """{group: the scores of ``metrics.SCORES[task.kind]`` and support} over the labelled
+    utterances of each group, largest group first (OTHER last).
 
-    groups: str [N]; labels: int [N], -1 where unlabelled; predicted: int [N].
+    groups: str [N]; labels: [N, ...] as stored; predicted: [N, ...] as from ``metrics.predict``.
     """
-    labelled = labels >= 0
+    labelled = task.is_labelled(labels)
     out = {}
     order = collections.Counter(groups[labelled].tolist())
     for group, _ in sorted(order.items(), key=lambda kv: (kv[0] == OTHER, -kv[1], kv[0])):
         member = labelled & (groups == group)
-        out[group] = metrics.scores(metrics.confusion_from_predictions(labels[member], predicted[member],
-                                                                       num_classes))
+        scores = metrics.task_scores(task, metrics.host_statistics(task, predicted[member], labels[member]))
+        out[group] = {k: scores[k] for k in (*metrics.SCORES[task.kind], "support")}
     return out

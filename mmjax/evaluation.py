@@ -1,4 +1,4 @@
-"""Evaluation over a split: confusion matrices summed over batches, scores and reports."""
+"""Evaluation over a split: each task's statistics summed over batches, scores and reports."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from mmjax import progress as progress_lib
 from mmjax.data import records
 from mmjax.errors import RecordError
 from mmjax.models import towers
-from mmjax.tasks import get_task, resolve_tasks
+from mmjax.tasks import CLASSIFICATION, KINDS, MULTILABEL, REGRESSION, Task, resolve_tasks
 
 _log = logging.getLogger(__name__)  # status lines; shown by the commands (mmjax.cli)
 
@@ -46,47 +46,79 @@ def run(eval_step, params, config, manifest, split: str, mesh, rules, details: b
         done = time.perf_counter()
         _log.info(f"{split}: {utterances:,} utterances (this host's) evaluated in {done - started:.1f} s, the first "
                   f"batch {first - started:.1f} s with compilation, the rest {done - first:.1f} s")
+    tasks = resolve_tasks(config.tasks, manifest)
     report = {}
-    for task in config.tasks:
-        count = float(totals[f"{task}/count"])
-        report[task] = task_report(task, np.asarray(totals[task]), float(totals[f"{task}/loss_sum"]) / max(count, 1.0),
-                                   manifest["splits"]["train"]["class_counts"][task])
+    for task in tasks:
+        count = float(totals[f"{task.name}/count"])
+        stats = {k.partition("/")[2]: v for k, v in totals.items() if k.startswith(f"{task.name}/")}
+        report[task.name] = task_report(task, stats, float(totals[f"{task.name}/loss_sum"]) / max(count, 1.0),
+                                        manifest["splits"]["train"])
     if details:
         _add_breakdowns(report, breakdowns.utterance_rows(jax.device_get(rows)), config, manifest, split,
                         top_speakers)
     return report
 
 
-def task_report(task: str, confusion: np.ndarray, loss: float, train_class_counts: Mapping[str, int]) -> dict:
-    """One task's scores from its [true, predicted] ``confusion``: accuracy, macro/weighted-F1,
-    support, mean ``loss``, the training-majority baseline (from ``train_class_counts``, label ->
-    count in label order), labels, the confusion matrix and per-class scores."""
-    majority = metrics.constant_prediction_scores(confusion.sum(1), int(np.argmax(list(train_class_counts.values()))))
-    labels = list(train_class_counts)
+def task_report(task: Task, stats: Mapping[str, np.ndarray], loss: float, train: Mapping) -> dict:
+    """One task's report from its summed ``metrics.statistics``: ``kind``, the scores of
+    ``metrics.SCORES[kind]``, ``support``, the mean ``loss`` and a baseline from the training
+    split (``train``, its manifest entry). classification: ``majority_baseline`` (always the
+    training majority class), ``labels``, ``confusion`` [true][predicted] and ``per_class``
+    scores; multilabel: ``majority_baseline`` (each label as in most training utterances),
+    ``labels`` and ``per_label`` scores; regression: ``range`` and ``mean_baseline`` (always
+    the training mean)."""
+    scores = metrics.task_scores(task, stats)
+    details = scores.pop("per_label", None)
+    report = {"kind": task.kind, **scores, "loss": loss}
+    if task.kind == REGRESSION:
+        mean = train["value_stats"][task.name]["mean"]
+        return {**report, "range": list(task.value_range),
+                "mean_baseline": metrics.constant_regression_scores(task, stats, mean)}
+    counts = np.array([train["class_counts"][task.name].get(label, 0) for label in task.labels])
+    if task.kind == MULTILABEL:
+        applies = 2 * counts > records.labelled_count(train, task.name)
+        return {**report, "labels": list(task.labels),
+                "majority_baseline": metrics.constant_multilabel_scores(stats["label_counts"], scores["support"], applies),
+                "per_label": {label: {k: v[i].item() for k, v in details.items()} for i, label in enumerate(task.labels)}}
+    confusion = np.asarray(stats["confusion"])
+    majority = metrics.constant_prediction_scores(confusion.sum(1), int(np.argmax(counts)))
     per_class = metrics.per_class(confusion)
-    return {**metrics.scores(confusion), "loss": loss,
-            "majority_baseline": {k: majority[k] for k in ("accuracy", "macro_f1", "weighted_f1")},
-            "labels": labels,
-            "confusion": confusion.tolist(),
-            "per_class": {label: {k: v[i].item() for k, v in per_class.items()} for i, label in enumerate(labels)}}
+    return {**report, "majority_baseline": {k: majority[k] for k in metrics.SCORES[CLASSIFICATION]},
+            "labels": list(task.labels), "confusion": confusion.tolist(),
+            "per_class": {label: {k: v[i].item() for k, v in per_class.items()} for i, label in enumerate(task.labels)}}
 
 
 def _add_breakdowns(report: dict, rows: dict, config, manifest, split: str, top_speakers: int) -> None:
     dialogues = records.DialogueSource(config.data.dir, split, manifest)
-    groups = {"by_speaker": breakdowns.speaker_groups(rows, dialogues, top_speakers),
+    tasks = resolve_tasks(config.tasks, manifest)
+    labelled = np.any([t.is_labelled(rows[f"label/{t.name}"]) for t in tasks], axis=0)
+    groups = {"by_speaker": breakdowns.speaker_groups(rows, dialogues, top_speakers, labelled),
               "by_modalities": breakdowns.modality_patterns(rows, config.model.modalities)}
-    for task in config.tasks:
+    for task in tasks:
         for key, members in groups.items():
-            report[task][key] = breakdowns.group_scores(members, rows[f"label/{task}"], rows[f"predicted/{task}"],
-                                                        get_task(task, manifest).num_classes)
+            report[task.name][key] = breakdowns.group_scores(members, rows[f"label/{task.name}"],
+                                                             rows[f"predicted/{task.name}"], task)
+
+
+# The baseline column of each kind's table: (report key, score).
+_BASELINE = {CLASSIFICATION: ("majority_baseline", "macro_f1"), MULTILABEL: ("majority_baseline", "macro_f1"),
+             REGRESSION: ("mean_baseline", "mse")}
 
 
 def format_table(report: Mapping, title: str) -> str:
-    lines = [title, f"{'task':<20}{'accuracy':>10}{'macro_f1':>10}{'weighted_f1':>13}{'support':>9}"
-                    f"{'majority macro_f1':>19}"]
-    for task, r in report.items():
-        lines.append(f"{task:<20}{r['accuracy']:>10.4f}{r['macro_f1']:>10.4f}{r['weighted_f1']:>13.4f}"
-                     f"{r['support']:>9d}{r['majority_baseline']['macro_f1']:>19.4f}")
+    """The scores of each task, one table per kind (with its baseline's headline score)."""
+    lines = [title]
+    for kind in KINDS:
+        tasks = {t: r for t, r in report.items() if r.get("kind", CLASSIFICATION) == kind}
+        if not tasks:
+            continue
+        key, score = _BASELINE[kind]
+        baseline = f"{key.split('_')[0]} {score}"
+        names = metrics.SCORES[kind]
+        lines.append(f"{'task':<20}" + "".join(f"{k:>12}" for k in names) + f"{'support':>9}{baseline:>19}")
+        for task, r in tasks.items():
+            lines.append(f"{task:<20}" + "".join(f"{r[k]:>12.4f}" for k in names)
+                         + f"{r['support']:>9d}{r[key][score]:>19.4f}")
     return "\n".join(lines)
 
 

@@ -12,6 +12,7 @@ from mmjax.data import pipeline, records
 from mmjax.data.text import MINILM_NAME
 from mmjax.errors import ConfigError
 from mmjax.models.text_states import checkpoint_key
+from mmjax.tasks import resolve_tasks
 
 
 def text_states_dim(config, manifest: Mapping) -> int:
@@ -38,7 +39,7 @@ def shapes(config, manifest: Mapping) -> pipeline.Shapes:
                            max_visual_frames=config.data.max_visual_frames,
                            audio_dim=max(1, features["audio_dim"]), visual_dim=max(1, features["visual_dim"]),
                            text_states_dim=text_states_dim(config, manifest),
-                           tasks=tuple(config.tasks), modalities=tuple(config.model.modalities))
+                           tasks=resolve_tasks(config.tasks, manifest), modalities=tuple(config.model.modalities))
 
 
 def window_source(config, manifest: Mapping, split: str, positions: bool = False) -> pipeline.WindowSource:

@@ -1,6 +1,8 @@
 """The linear peer of every results table: TF-IDF features of each utterance's text and one
-class-balanced logistic regression per task, its C chosen on the validation split
-(``python -m mmjax.baseline``, whose docstring gives the details and the report written)."""
+linear model per task, its regularisation chosen on the validation split (``python -m
+mmjax.baseline``, whose docstring gives the details and the report written): class-balanced
+logistic regression (classification), one per label (multi-label), ridge regression on the
+value scaled to [-1, 1] over the task's range (regression)."""
 
 from __future__ import annotations
 
@@ -9,18 +11,19 @@ import os
 
 import numpy as np
 from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.linear_model import LogisticRegression
+from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.multiclass import OneVsRestClassifier
 from sklearn.pipeline import FeatureUnion
 
 from mmjax import evaluation, metrics, report as report_lib
 from mmjax.data import records
 from mmjax.errors import ConfigError, RecordError
-from mmjax.tasks import corpus_tasks
+from mmjax.tasks import CLASSIFICATION, MULTILABEL, REGRESSION, Task, corpus_tasks
 
 _log = logging.getLogger(__name__)  # status lines; shown by the commands (mmjax.cli)
 
-MODEL = "tfidf_logistic_regression"
-C_GRID = (0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0)
+MODEL = "tfidf_logistic_regression"  # ridge regression for regression tasks
+C_GRID = (0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0)  # inverse regularisation; ridge's alpha is 1 / C
 ANALYZERS = ("auto", "cjk", "latin")
 SPLITS = ("validation", records.TEST_SPLIT)
 NLL_FLOOR = 1e-12  # probability floor for the loss: a class absent from train gets probability 0
@@ -46,32 +49,65 @@ def make_vectorizer(analyzer: str):
                          ("char", TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True))])
 
 
-def read_split(data_dir: str, split: str, manifest, tasks) -> tuple[list[str], dict[str, np.ndarray]]:
-    """Every utterance's text and, per task, its label (-1 unlabelled) in record order."""
+def read_split(data_dir: str, split: str, manifest, tasks: dict[str, Task]) -> tuple[list[str], dict[str, np.ndarray]]:
+    """Every utterance's text and, per task, its stored label (missing where unlabelled) in record order."""
     source = records.DialogueSource(data_dir, split, manifest)
-    texts, labels = [], {t: [] for t in tasks}
+    texts, labels = [], {t: [task.unlabelled(0)] for t, task in tasks.items()}
     for i in range(len(source)):
         d = source[i]
         texts += d.texts
-        for t in tasks:
-            labels[t].append(d.labels.get(t, np.full(d.num_turns, -1, np.int32)))
-    return texts, {t: np.concatenate(v) if v else np.zeros(0, np.int32) for t, v in labels.items()}
+        for t, task in tasks.items():
+            labels[t].append(d.labels.get(t, task.unlabelled(d.num_turns)))
+    return texts, {t: np.concatenate(v) for t, v in labels.items()}
 
 
-def predict(model, x, num_classes: int) -> np.ndarray:
-    """float64 [N, num_classes] class probabilities; a class absent from train gets 0."""
-    proba = np.zeros((x.shape[0], num_classes))
+def fit(task: Task, c: float, x, y: np.ndarray):
+    """The task's linear model at inverse regularisation ``c`` on labelled features ``x``, labels ``y``."""
+    if task.kind == REGRESSION:
+        return Ridge(alpha=1.0 / c).fit(x, task.to_unit(y))
+    classifier = LogisticRegression(C=c, class_weight="balanced", solver="lbfgs", max_iter=5000)
+    if task.kind == MULTILABEL:
+        return OneVsRestClassifier(classifier).fit(x, (y > 0).astype(np.int32))
+    return classifier.fit(x, y)
+
+
+def outputs(task: Task, model, x) -> np.ndarray:
+    """float64 [N, task.outputs]: class probabilities (a class absent from train gets 0), each
+    label's probability, or the value (clipped to the task's range)."""
+    if task.kind == REGRESSION:
+        return task.from_unit(model.predict(x))[:, None]
+    if task.kind == MULTILABEL:
+        return model.predict_proba(x)
+    proba = np.zeros((x.shape[0], task.num_classes))
     proba[:, model.classes_] = model.predict_proba(x)
     return proba
 
 
-def task_report(task: str, model, x, y: np.ndarray, train_class_counts) -> dict:
-    """``mmjax.evaluation.task_report`` of ``model`` on features ``x``, labels ``y``; the loss is
-    the mean negative log-likelihood of the true class."""
-    proba = predict(model, x, len(train_class_counts))
-    confusion = metrics.confusion_from_predictions(y, proba.argmax(1), proba.shape[1])
-    loss = float(-np.log(np.maximum(proba[np.arange(len(y)), y], NLL_FLOOR)).sum() / max(len(y), 1))
-    return evaluation.task_report(task, confusion, loss, train_class_counts)
+def _predicted_and_loss(task: Task, out: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
+    """``metrics.predict``'s decisions from ``outputs``, and the mean loss: negative
+    log-likelihood of the true class, the labels' mean binary cross-entropy, or L1 on [-1, 1]."""
+    n = max(len(y), 1)
+    if task.kind == REGRESSION:
+        return out[:, 0], float(np.abs(task.to_unit(out[:, 0]) - task.to_unit(y)).sum() / n)
+    p = np.clip(out, NLL_FLOOR, 1 - NLL_FLOOR)
+    if task.kind == MULTILABEL:
+        truth = y > 0
+        return (out > 0.5).astype(np.int32), float(-np.where(truth, np.log(p), np.log(1 - p)).mean(1).sum() / n)
+    return out.argmax(1), float(-np.log(p[np.arange(len(y)), y]).sum() / n)
+
+
+def task_report(task: Task, model, x, y: np.ndarray, train_split) -> dict:
+    """``mmjax.evaluation.task_report`` of ``model`` on labelled features ``x``, labels ``y``;
+    ``train_split``: the training split's manifest entry."""
+    predicted, loss = _predicted_and_loss(task, outputs(task, model, x), y)
+    return evaluation.task_report(task, metrics.host_statistics(task, predicted, y), loss, train_split)
+
+
+def _fittable(task: Task, y: np.ndarray) -> bool:
+    y = y[task.is_labelled(y)]
+    if task.kind == MULTILABEL:
+        return len(y) > 0 and bool((y > 0).any(0).any() and (y == 0).any(0).any())
+    return len(np.unique(y)) >= 2
 
 
 def run(data_dir: str, output: str, tasks=None, split: str = "test", analyzer: str = "auto") -> dict:
@@ -81,38 +117,38 @@ def run(data_dir: str, output: str, tasks=None, split: str = "test", analyzer: s
     if analyzer not in ANALYZERS:
         raise ConfigError(f"--analyzer={analyzer!r}: expected one of {list(ANALYZERS)}")
     manifest = records.load_manifest(data_dir)
-    train_counts = records.split_info(manifest, data_dir, "train")["class_counts"]
+    train_split = records.split_info(manifest, data_dir, "train")
     records.split_info(manifest, data_dir, split)
     declared = corpus_tasks(manifest)
     if not tasks:
-        tasks = [t for t in manifest["tasks"] if sum(train_counts.get(t, {}).values()) > 0]
+        tasks = [t for t in manifest["tasks"] if records.labelled_count(train_split, t) > 0]
     for t in tasks:
         if t not in declared:
             raise ConfigError(f"task {t!r} is not in {data_dir!r}: its manifest has {list(declared)}")
+    tasks = {t: declared[t] for t in tasks}
     train_texts, train_y = read_split(data_dir, "train", manifest, tasks)
     val_texts, val_y = read_split(data_dir, "validation", manifest, tasks)
-    for t in tasks:
-        if len(np.unique(train_y[t][train_y[t] >= 0])) < 2 or not (val_y[t] >= 0).any():
-            raise RecordError(f"{data_dir!r}: task {t!r} needs two classes labelled in train and labels in "
-                              "validation to fit and select a classifier")
-    labelled = np.any([train_y[t] >= 0 for t in tasks], axis=0)
+    for t, task in tasks.items():
+        if not _fittable(task, train_y[t]) or not task.is_labelled(val_y[t]).any():
+            raise RecordError(f"{data_dir!r}: task {t!r} needs two distinct labels (values) in train and labels in "
+                              "validation to fit and select a linear model")
+    labelled = np.any([task.is_labelled(train_y[t]) for t, task in tasks.items()], axis=0)
     fit_texts = [s for s, keep in zip(train_texts, labelled) if keep]
     analyzer = detect_analyzer(fit_texts) if analyzer == "auto" else analyzer
     _log.info("%s: %d labelled training utterances, analyzer %s", data_dir, len(fit_texts), analyzer)
     vectorizer = make_vectorizer(analyzer).fit(fit_texts)
     x_train, x_val = vectorizer.transform(train_texts), vectorizer.transform(val_texts)
     models, selection = {}, {}
-    for t in tasks:
-        tr, va = train_y[t] >= 0, val_y[t] >= 0
+    for t, task in tasks.items():
+        tr, va = task.is_labelled(train_y[t]), task.is_labelled(val_y[t])
+        score_name = metrics.HEADLINE[task.kind]
         for c in C_GRID:
-            model = LogisticRegression(C=c, class_weight="balanced", solver="lbfgs", max_iter=5000)
-            model.fit(x_train[tr], train_y[t][tr])
-            predicted = predict(model, x_val[va], declared[t].num_classes).argmax(1)
-            score = metrics.scores(metrics.confusion_from_predictions(
-                val_y[t][va], predicted, declared[t].num_classes))["macro_f1"]
-            _log.info("fitted %s, C=%g: validation macro_f1 %.4f", t, c, score)
-            if t not in selection or score > selection[t]["validation_macro_f1"]:
-                models[t], selection[t] = model, {"C": c, "validation_macro_f1": score}
+            model = fit(task, c, x_train[tr], train_y[t][tr])
+            predicted, _ = _predicted_and_loss(task, outputs(task, model, x_val[va]), val_y[t][va])
+            score = metrics.task_scores(task, metrics.host_statistics(task, predicted, val_y[t][va]))[score_name]
+            _log.info("fitted %s, C=%g: validation %s %.4f", t, c, score_name, score)
+            if t not in selection or score > selection[t]["validation_score"]:
+                models[t], selection[t] = model, {"C": c, "score": score_name, "validation_score": score}
     if split == records.TEST_SPLIT:  # read once, after every C is chosen
         with records.reading_test_split():
             eval_texts, eval_y = read_split(data_dir, split, manifest, tasks)
@@ -120,9 +156,9 @@ def run(data_dir: str, output: str, tasks=None, split: str = "test", analyzer: s
     else:
         x_eval, eval_y = x_val, val_y
     report = {}
-    for t in tasks:
-        keep = eval_y[t] >= 0
-        report[t] = task_report(t, models[t], x_eval[keep], eval_y[t][keep], train_counts[t])
+    for t, task in tasks.items():
+        keep = task.is_labelled(eval_y[t])
+        report[t] = task_report(task, models[t], x_eval[keep], eval_y[t][keep], train_split)
     os.makedirs(output, exist_ok=True)
     pngs = report_lib.write_confusion_pngs(report, output, split, MODEL)
     extra = {"split": split, "model": MODEL, "analyzer": analyzer, "data_dir": data_dir, "selection": selection,

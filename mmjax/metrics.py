@@ -1,5 +1,19 @@
 """Metrics as sums and counts (exact across devices and hosts), and scores computed from them.
 
+Each task's kind (``mmjax.tasks``) has its sufficient statistics (``statistics``, summed over
+batches, devices and hosts) and the scores its field reports (``task_scores``, ``SCORES``):
+
+* classification: a confusion matrix -> accuracy, macro-F1, weighted-F1 (below).
+* multi-label: per label true/false positives and false negatives, and exact matches -> exact
+  match (subset accuracy), micro-, macro- (every label) and weighted-F1, per-label F1, as
+  scikit-learn's with ``zero_division=0``; a label applies where its logit is > 0.
+* regression: sums of moments -> MAE, MSE and Pearson r (0 where either side is constant);
+  and MMSA's sentiment-intensity scores with the thresholds at the middle of the range (0 for
+  [-3, 3]): ``acc2_has0``/``f1_has0`` (below vs at-or-above the middle), ``acc2_non0``/
+  ``f1_non0`` (below vs above, utterances exactly at the middle left out), F1 weighted; and
+  ``acc7``, accuracy over the range cut into seven levels (MMSA's rounding of values clipped to
+  [-3, 3]). Predictions are clipped to the task's range.
+
 Classification scores come from a confusion matrix ``[true, predicted]`` and follow
 scikit-learn's ``zero_division=0`` convention: a class never predicted has precision 0, a class
 that never occurs has recall 0, and F1 is 0 where precision + recall is 0. Macro-F1 averages over
@@ -10,9 +24,42 @@ such a class weighs nothing either way.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from mmjax.tasks import CLASSIFICATION, MULTILABEL, REGRESSION, Task
+
+SCORES = {CLASSIFICATION: ("accuracy", "macro_f1", "weighted_f1"),
+          MULTILABEL: ("exact_match", "micro_f1", "macro_f1", "weighted_f1"),
+          REGRESSION: ("mae", "mse", "corr", "acc2_has0", "f1_has0", "acc2_non0", "f1_non0", "acc7")}
+# Each kind's headline score (higher is better): what the seed summaries average and the
+# breakdown tables show; regression tasks also select checkpoints by it.
+HEADLINE = {CLASSIFICATION: "macro_f1", MULTILABEL: "macro_f1", REGRESSION: "corr"}
+
+
+def headline(task_report: Mapping) -> float:
+    """A task report's headline score (reports saved before kinds existed: classification)."""
+    return task_report[HEADLINE[task_report.get("kind", CLASSIFICATION)]]
+
+
+def predict(task: Task, outputs: jax.Array) -> jax.Array:
+    """The model's decision from its outputs [..., task.outputs]: classification int32 [...]
+    class ids; multilabel int32 [..., labels] indicators; regression float32 [...] values."""
+    if task.kind == CLASSIFICATION:
+        return jnp.argmax(outputs, -1).astype(jnp.int32)
+    if task.kind == MULTILABEL:
+        return (outputs > 0).astype(jnp.int32)
+    return task.from_unit(outputs[..., 0].astype(jnp.float32))
+
+
+def _confusion(truth: jax.Array, predicted: jax.Array, valid: jax.Array, num_classes: int) -> jax.Array:
+    """int32 [classes, classes] counts of (truth, predicted) class ids where ``valid``."""
+    index = jnp.where(valid, truth * num_classes + predicted, num_classes * num_classes)
+    counts = jnp.bincount(index.reshape(-1), length=num_classes * num_classes + 1)
+    return counts[:-1].reshape(num_classes, num_classes).astype(jnp.int32)
 
 
 def confusion_matrix(logits: jax.Array, labels: jax.Array) -> jax.Array:
@@ -20,12 +67,87 @@ def confusion_matrix(logits: jax.Array, labels: jax.Array) -> jax.Array:
 
     logits: [..., classes]; labels: int32 [...], negative where unlabelled.
     """
-    num_classes = logits.shape[-1]
-    predicted = jnp.argmax(logits, -1)
     valid = labels >= 0
-    index = jnp.where(valid, labels * num_classes + predicted, num_classes * num_classes)
-    counts = jnp.bincount(index.reshape(-1), length=num_classes * num_classes + 1)
-    return counts[:-1].reshape(num_classes, num_classes).astype(jnp.int32)
+    return _confusion(jnp.where(valid, labels, 0), jnp.argmax(logits, -1), valid, logits.shape[-1])
+
+
+def _levels(task: Task, values: jax.Array) -> jax.Array:
+    """int32 [...]: values on seven levels 0..6 over the task's range (MMSA's Acc-7)."""
+    return (jnp.round(jnp.clip(task.to_unit(values) * 3, -3, 3)) + 3).astype(jnp.int32)
+
+
+def statistics(task: Task, predicted: jax.Array, labels: jax.Array) -> dict[str, jax.Array]:
+    """The sums ``task_scores`` needs, over the labelled positions; summable over batches.
+
+    predicted: as from ``predict``; labels: as stored. jax or numpy arrays alike.
+    """
+    valid = task.is_labelled(labels)
+    if task.kind == CLASSIFICATION:
+        return {"confusion": _confusion(jnp.where(valid, labels, 0), predicted, valid, task.num_classes)}
+    if task.kind == MULTILABEL:
+        truth, guess, rows = labels > 0, predicted > 0, valid[..., None]
+        axes = tuple(range(labels.ndim - 1))
+        counts = [jnp.sum(rows & a & b, axes) for a, b in ((truth, guess), (~truth, guess), (truth, ~guess))]
+        exact = jnp.sum(valid & jnp.all(truth == guess, -1))
+        return {"label_counts": jnp.stack(counts, -1).astype(jnp.int32),  # [labels, (tp, fp, fn)]
+                "exact": jnp.stack([jnp.sum(valid), exact]).astype(jnp.int32)}
+    y = jnp.where(valid, labels, 0.0).astype(jnp.float32)
+    p = jnp.where(valid, predicted, 0.0).astype(jnp.float32)
+    middle = sum(task.value_range) / 2
+    moments = [valid, jnp.abs(p - y), jnp.square(p - y), p, y, p * p, y * y, p * y]
+    return {"moments": jnp.stack([jnp.sum(jnp.where(valid, m, 0.0)) for m in moments]),
+            "has0": _confusion((y >= middle).astype(jnp.int32), (p >= middle).astype(jnp.int32), valid, 2),
+            "non0": _confusion((y > middle).astype(jnp.int32), (p > middle).astype(jnp.int32),
+                               valid & (y != middle), 2),
+            "seven": _confusion(_levels(task, y), _levels(task, p), valid, 7)}
+
+
+def _multilabel_scores(label_counts: np.ndarray, exact: np.ndarray) -> dict:
+    tp, fp, fn = np.asarray(label_counts, np.float64).T
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = np.where(tp + fp > 0, tp / (tp + fp), 0.0)
+        recall = np.where(tp + fn > 0, tp / (tp + fn), 0.0)
+        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
+    support = tp + fn
+    micro = 2 * tp.sum() / (2 * tp.sum() + fp.sum() + fn.sum()) if tp.sum() + fp.sum() + fn.sum() else 0.0
+    labelled = int(exact[0])
+    return {"exact_match": float(exact[1] / labelled) if labelled else float("nan"),
+            "micro_f1": float(micro), "macro_f1": float(f1.mean()),
+            "weighted_f1": float((f1 * support).sum() / support.sum()) if support.sum() else 0.0,
+            "support": labelled,
+            "per_label": {"precision": precision, "recall": recall, "f1": f1,
+                          "support": support.astype(np.int64), "predicted": (tp + fp).astype(np.int64)}}
+
+
+def _regression_scores(moments: np.ndarray, has0: np.ndarray, non0: np.ndarray, seven: np.ndarray) -> dict:
+    n, abs_error, sq_error, sp, sy, spp, syy, spy = np.asarray(moments, np.float64)
+    if not n:
+        return {k: float("nan") for k in SCORES[REGRESSION]} | {"support": 0}
+    var_p, var_y = spp / n - (sp / n) ** 2, syy / n - (sy / n) ** 2
+    covariance = spy / n - sp * sy / n ** 2
+    constant = min(var_p, var_y) <= 1e-12 * max(1.0, syy / n)
+    two, two_non0 = scores(has0), scores(non0)
+    return {"mae": float(abs_error / n), "mse": float(sq_error / n),
+            "corr": 0.0 if constant else float(covariance / np.sqrt(var_p * var_y)),
+            "acc2_has0": two["accuracy"], "f1_has0": two["weighted_f1"],
+            "acc2_non0": two_non0["accuracy"], "f1_non0": two_non0["weighted_f1"],
+            "acc7": scores(seven)["accuracy"], "support": int(n)}
+
+
+def task_scores(task: Task, stats: Mapping[str, np.ndarray]) -> dict:
+    """The scores of ``SCORES[task.kind]`` and ``support`` (labelled utterances) from summed
+    ``statistics``; multi-label also ``per_label`` (float64/int64 [labels] arrays)."""
+    stats = {k: np.asarray(v) for k, v in stats.items()}
+    if task.kind == CLASSIFICATION:
+        return scores(stats["confusion"])
+    if task.kind == MULTILABEL:
+        return _multilabel_scores(stats["label_counts"], stats["exact"])
+    return _regression_scores(stats["moments"], stats["has0"], stats["non0"], stats["seven"])
+
+
+def host_statistics(task: Task, predicted: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:
+    """``statistics`` computed on the host: numpy in, numpy out."""
+    return {k: np.asarray(v) for k, v in statistics(task, np.asarray(predicted), np.asarray(labels)).items()}
 
 
 def confusion_from_predictions(labels: np.ndarray, predicted: np.ndarray, num_classes: int) -> np.ndarray:
@@ -68,3 +190,27 @@ def constant_prediction_scores(true_counts, predicted_class: int) -> dict[str, f
     confusion = np.zeros((len(counts), len(counts)))
     confusion[:, predicted_class] = counts
     return scores(confusion)
+
+
+def constant_multilabel_scores(label_counts: np.ndarray, labelled: int, applies: np.ndarray) -> dict[str, float]:
+    """micro/macro/weighted-F1 of always predicting the label set ``applies`` (bool [labels]),
+    from the true label counts of summed ``statistics`` and the labelled utterances."""
+    tp, _, fn = np.asarray(label_counts, np.int64).T
+    support, applies = tp + fn, np.asarray(applies, bool)
+    constant = np.stack([np.where(applies, support, 0), np.where(applies, labelled - support, 0),
+                         np.where(applies, 0, support)], -1)
+    out = _multilabel_scores(constant, np.array([labelled, 0]))
+    return {k: out[k] for k in ("micro_f1", "macro_f1", "weighted_f1")}
+
+
+def constant_regression_scores(task: Task, stats: Mapping[str, np.ndarray], value: float) -> dict[str, float]:
+    """MSE and the level scores of always predicting ``value`` (e.g. the training mean), from
+    summed ``statistics``."""
+    n, _, _, _, sy, _, syy, _ = np.asarray(stats["moments"], np.float64)
+    middle = sum(task.value_range) / 2
+    two = constant_prediction_scores(np.asarray(stats["has0"]).sum(1), int(value >= middle))
+    two_non0 = constant_prediction_scores(np.asarray(stats["non0"]).sum(1), int(value > middle))
+    seven = constant_prediction_scores(np.asarray(stats["seven"]).sum(1), int(_levels(task, np.float32(value))))
+    return {"mse": float((syy - 2 * value * sy) / n + value ** 2) if n else float("nan"),
+            "acc2_has0": two["accuracy"], "f1_has0": two["weighted_f1"],
+            "acc2_non0": two_non0["accuracy"], "f1_non0": two_non0["weighted_f1"], "acc7": seven["accuracy"]}

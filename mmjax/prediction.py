@@ -7,9 +7,14 @@ each dialogue's utterances in turn order (``utterance_index``: the position in t
 
     {"dialogue_id": "d1", "utterance_id": "d1_0", "utterance_index": 0,
      "sentiment": {"label": "positive", "probabilities": {"negative": 0.01, "neutral": 0.04, "positive": 0.95}},
+     "topics": {"labels": ["work"], "probabilities": {"family": 0.12, "work": 0.91}},
+     "intensity": {"value": 1.734},
      ...every task of the run...}
 
-Probabilities are softmax outputs in float32, rounded to 6 decimals. The whole input is read
+By kind (``mmjax.tasks``): a classification task gives its most probable label and every
+label's softmax probability; a multi-label task the labels whose probability is > 0.5 and
+every label's (sigmoid) probability; a regression task its value, clipped to the task's range.
+Numbers are float32, rounded to 6 decimals. The whole input is read
 and checked before the model is restored, and the output is written to a temporary file renamed
 at the end: a bad line or an interruption never leaves a partial output.
 """
@@ -25,7 +30,7 @@ from mmjax import atomic, inputs, restored_run, setup as setup_lib, sharding
 from mmjax import progress as progress_lib
 from mmjax.data import dialogue_jsonl, pipeline, text
 from mmjax.models import text_states
-from mmjax.tasks import corpus_tasks
+from mmjax.tasks import MULTILABEL, REGRESSION, Task, corpus_tasks
 
 DECIMALS = 6
 
@@ -44,7 +49,7 @@ def read_input(path: str, config, manifest, allow_outside: bool = False) -> dial
 
 
 def probabilities(run: restored_run.RestoredRun, dialogues, progress: bool = True) -> list[dict[str, np.ndarray]]:
-    """Per dialogue: {task: float32 [turns, classes]} class probabilities."""
+    """Per dialogue: {task: float32 [turns, Task.outputs]} class or label probabilities, or values."""
     s, config = run.setup, run.config
     source = pipeline.WindowSource(dialogues, inputs.shapes(config, s.manifest),
                                    config.model.context_turns, positions=True)
@@ -52,7 +57,7 @@ def probabilities(run: restored_run.RestoredRun, dialogues, progress: bool = Tru
                                        config.data.read_threads)
     step = setup_lib.jit_predict_step(s)
     tasks = corpus_tasks(s.manifest)
-    out = [{t: np.zeros((d.num_turns, tasks[t].num_classes), np.float32) for t in config.tasks} for d in dialogues]
+    out = [{t: np.zeros((d.num_turns, tasks[t].outputs), np.float32) for t in config.tasks} for d in dialogues]
     total = pipeline.num_ordered_batches(len(source), config.eval_batch_size, jax.process_count())
     with sharding.activate(s.mesh, s.rules):
         for local_batch in progress_lib.bar(batches, total=total, desc="predict", unit="batch", enabled=progress):
@@ -72,11 +77,18 @@ def output_lines(dialogues, probs: list[dict[str, np.ndarray]], manifest):
         for i in range(dialogue.num_turns):
             line = {"dialogue_id": dialogue.dialogue_id, "utterance_id": dialogue.utterance_ids[i],
                     "utterance_index": i}
-            for task, values in per_task.items():
-                labels = tasks[task].labels
-                line[task] = {"label": labels[int(np.argmax(values[i]))],
-                              "probabilities": {label: round(float(p), DECIMALS) for label, p in zip(labels, values[i])}}
+            line.update({task: _answer(tasks[task], values[i]) for task, values in per_task.items()})
             yield json.dumps(line, ensure_ascii=False) + "\n"
+
+
+def _answer(task: Task, values: np.ndarray) -> dict:
+    """One utterance's prediction for ``task`` from its [Task.outputs] probabilities or value."""
+    if task.kind == REGRESSION:
+        return {"value": round(float(values[0]), DECIMALS)}
+    probabilities = {label: round(float(p), DECIMALS) for label, p in zip(task.labels, values)}
+    if task.kind == MULTILABEL:
+        return {"labels": [label for label, p in zip(task.labels, values) if p > 0.5], "probabilities": probabilities}
+    return {"label": task.labels[int(np.argmax(values))], "probabilities": probabilities}
 
 
 def write_lines(path: str, lines) -> None:

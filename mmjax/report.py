@@ -9,18 +9,33 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from mmjax import figures
+from mmjax import figures, metrics
+from mmjax.tasks import CLASSIFICATION, KINDS
 
-SCORES = ("accuracy", "macro_f1", "weighted_f1", "loss")
 CLASS_SCORES = ("precision", "recall", "f1")
 
 
+def _kind(task_report: Mapping) -> str:
+    return task_report.get("kind", CLASSIFICATION)  # reports saved before kinds existed
+
+
+def scores_of(task_report: Mapping) -> tuple[str, ...]:
+    """The score names a task's report carries: its kind's ``metrics.SCORES`` and the loss."""
+    return (*metrics.SCORES[_kind(task_report)], "loss")
+
+
+def _details(task_report: Mapping) -> dict:
+    """Per class (classification) or per label (multi-label) scores; {} for regression."""
+    return task_report.get("per_class") or task_report.get("per_label") or {}
+
+
 def format_per_class(report: Mapping) -> str:
-    """One block per task: precision, recall, F1, support and predicted count of every class."""
-    lines = ["per class", f"{'task':<20}{'class':<14}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>9}"
-                          f"{'predicted':>11}"]
+    """One block per task: precision, recall, F1, support and predicted count of every class
+    (multi-label: of every label)."""
+    lines = ["per class (multi-label: per label)",
+             f"{'task':<20}{'class':<14}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>9}{'predicted':>11}"]
     for task, r in report.items():
-        for label, c in r["per_class"].items():
+        for label, c in _details(r).items():
             lines.append(f"{task:<20}{label:<14}{c['precision']:>10.4f}{c['recall']:>10.4f}{c['f1']:>10.4f}"
                          f"{c['support']:>9d}{c['predicted']:>11d}")
     return "\n".join(lines)
@@ -28,15 +43,19 @@ def format_per_class(report: Mapping) -> str:
 
 def format_breakdown(report: Mapping, key: str, group_name: str) -> str:
     """Rows: the groups of ``key`` ("by_speaker" or "by_modalities"); columns: each task's
-    macro-F1, and the group's labelled utterances (the largest count over tasks)."""
+    headline score (``metrics.HEADLINE``), and the group's labelled utterances (the largest
+    count over tasks)."""
     tasks = list(report)
     groups = list(dict.fromkeys(g for r in report.values() for g in r[key]))
     width = max([len(g) for g in groups] + [len(group_name)]) + 2
-    lines = [f"macro_f1 by {group_name}",
-             f"{group_name:<{width}}" + "".join(f"{t[:17]:>18}" for t in tasks) + f"{'utterances':>12}"]
+    heads = {t: metrics.HEADLINE[_kind(report[t])] for t in tasks}
+    lines = [f"by {group_name}",
+             f"{group_name:<{width}}" + "".join(f"{(t[:10] + ' ' + heads[t])[:17]:>18}" for t in tasks)
+             + f"{'utterances':>12}"]
     for g in groups:
         cells = [report[t][key].get(g) for t in tasks]
-        lines.append(f"{g:<{width}}" + "".join(f"{c['macro_f1']:>18.4f}" if c else f"{'-':>18}" for c in cells)
+        lines.append(f"{g:<{width}}" + "".join(f"{c[heads[t]]:>18.4f}" if c else f"{'-':>18}"
+                                               for t, c in zip(tasks, cells))
                      + f"{max(c['support'] for c in cells if c):>12d}")
     return "\n".join(lines)
 
@@ -47,10 +66,12 @@ def png_name(split: str, task: str) -> str:
 
 
 def write_confusion_pngs(report: Mapping, directory: str, split: str, model: str) -> dict[str, str]:
-    """Writes one confusion-matrix figure per task into ``directory``, titled with the task, split
+    """Writes one confusion-matrix figure per classification task into ``directory``, titled with the task, split
     and ``model`` (e.g. "step 1200"); returns {task: file name}."""
     names = {}
     for task, r in report.items():
+        if "confusion" not in r:  # regression and multi-label tasks have none
+            continue
         names[task] = png_name(split, task)
         figure = figures.confusion_figure(np.asarray(r["confusion"]), r["labels"], f"{task}: {split} split, {model}")
         figures.save_png(figure, os.path.join(directory, names[task]))
@@ -64,44 +85,54 @@ def _mean_std(values: Sequence[float]) -> dict[str, float]:
 
 def aggregate(reports: Sequence[Mapping]) -> dict:
     """Mean and sample standard deviation (ddof=1) over runs of each task's scores and per-class
-    precision/recall/F1, and of the mean macro-F1 over tasks (``"score"``); each run's support.
-    Needs >= 2 reports."""
+    (per-label) precision/recall/F1, and of the mean headline score over tasks (``"score"``,
+    ``metrics.HEADLINE``); each run's support. Needs >= 2 reports."""
     if len(reports) < 2:
         raise ValueError(f"aggregating needs at least 2 runs, got {len(reports)}")
     tasks = list(reports[0])
-    out = {"score": _mean_std([np.mean([r[t]["macro_f1"] for t in tasks]) for r in reports]), "tasks": {}}
+    out = {"score": _mean_std([np.mean([metrics.headline(r[t]) for t in tasks]) for r in reports]), "tasks": {}}
     for task in tasks:
         runs = [r[task] for r in reports]
         out["tasks"][task] = {
-            **{k: _mean_std([r[k] for r in runs]) for k in SCORES},
+            "kind": _kind(runs[0]),
+            **{k: _mean_std([r[k] for r in runs]) for k in scores_of(runs[0])},
             "support": [r["support"] for r in runs],  # per run: folds have different test sets
-            "per_class": {label: {k: _mean_std([r["per_class"][label][k] for r in runs]) for k in CLASS_SCORES}
-                          for label in runs[0]["per_class"]}}
+            "per_class": {label: {k: _mean_std([_details(r)[label][k] for r in runs]) for k in CLASS_SCORES}
+                          for label in _details(runs[0])}}
     return out
 
 
 def run_scores(seed: str, workdir: str, step: int, report: Mapping) -> dict:
     """One seed's line of a multi-seed evaluation: its workdir, the step evaluated, the mean
-    macro-F1 over tasks (``score``) and each task's SCORES."""
+    headline score over tasks (``score``) and each task's scores."""
     return {"seed": seed, "workdir": workdir, "step": step,
-            "score": float(np.mean([r["macro_f1"] for r in report.values()])),
-            "tasks": {t: {k: r[k] for k in SCORES} for t, r in report.items()}}
+            "score": float(np.mean([metrics.headline(r) for r in report.values()])),
+            "tasks": {t: {"kind": _kind(r), **{k: r[k] for k in scores_of(r)}} for t, r in report.items()}}
 
 
 def format_runs(runs: Sequence[Mapping], title: str) -> str:
-    """Each seed's step, mean macro-F1 and macro-F1 per task."""
-    tasks = list(runs[0]["tasks"])
-    lines = [title, f"{'seed':<10}{'step':>8}{'mean macro_f1':>15}" + "".join(f"{t[:18]:>20}" for t in tasks)]
+    """Each seed's step, mean headline score and each task's headline score."""
+    tasks = runs[0]["tasks"]
+    heads = {t: metrics.HEADLINE[_kind(r)] for t, r in tasks.items()}
+    lines = [title, f"{'seed':<10}{'step':>8}{'mean score':>15}"
+             + "".join(f"{(t[:10] + ' ' + heads[t])[:19]:>20}" for t in tasks)]
     for run in runs:
         lines.append(f"{run['seed']:<10}{run['step']:>8}{run['score']:>15.4f}"
-                     + "".join(f"{run['tasks'][t]['macro_f1']:>20.4f}" for t in tasks))
+                     + "".join(f"{run['tasks'][t][heads[t]]:>20.4f}" for t in tasks))
     return "\n".join(lines)
 
 
 def format_aggregate(aggregated: Mapping, title: str) -> str:
-    lines = [title, f"{'task':<20}" + "".join(f"{k:>20}" for k in SCORES)]
-    for task, r in aggregated["tasks"].items():
-        lines.append(f"{task:<20}" + "".join(f"{r[k]['mean']:>11.4f} ± {r[k]['std']:<6.4f}" for k in SCORES))
+    """Mean ± std of every score, one table per kind of task, and of the mean headline score."""
+    lines = [title]
+    for kind in KINDS:
+        tasks = {t: r for t, r in aggregated["tasks"].items() if _kind(r) == kind}
+        if not tasks:
+            continue
+        names = (*metrics.SCORES[kind], "loss")
+        lines.append(f"{'task':<20}" + "".join(f"{k:>20}" for k in names))
+        for task, r in tasks.items():
+            lines.append(f"{task:<20}" + "".join(f"{r[k]['mean']:>11.4f} ± {r[k]['std']:<6.4f}" for k in names))
     score = aggregated["score"]
-    lines.append(f"{'mean macro_f1':<20}{score['mean']:>31.4f} ± {score['std']:<6.4f}")
+    lines.append(f"{'mean score':<20}{score['mean']:>11.4f} ± {score['std']:<6.4f}")
     return "\n".join(lines)

@@ -89,17 +89,17 @@ def compile_train_step(s: Setup, config):
 
 
 def jit_eval_step(s: Setup):
-    """The jitted eval step: (params in their shardings, global batch) -> confusion sums and rows.
+    """The jitted eval step: (params in their shardings, global batch) -> metric sums and rows.
 
     Outputs are replicated, so every host can read the per-row outputs of the whole batch.
     """
-    return jax.jit(train_step.make_eval_step(s.model),
+    return jax.jit(train_step.make_eval_step(s.model, s.config.get("regression_loss", "l1")),
                    in_shardings=(s.state_shardings.params, sharding.batch_sharding(s.mesh)),
                    out_shardings=sharding.replicated(s.mesh))
 
 
 def jit_predict_step(s: Setup):
-    """The jitted predict step: (params, global batch) -> replicated class probabilities."""
+    """The jitted predict step: (params, global batch) -> replicated probabilities or values."""
     return jax.jit(train_step.make_predict_step(s.model),
                    in_shardings=(s.state_shardings.params, sharding.batch_sharding(s.mesh)),
                    out_shardings=sharding.replicated(s.mesh))

@@ -11,6 +11,7 @@ import optax
 
 from mmjax import losses, metrics
 from mmjax.state import TrainState
+from mmjax.tasks import CLASSIFICATION, MULTILABEL
 
 
 def _micro_batches(batch, num: int):
@@ -41,22 +42,25 @@ def make_train_step(model, tx: optax.GradientTransformation, config, class_weigh
     gradients are summed (a lax.scan): same update, 1/k of the activation memory. Dropout keys
     derive from (seed, step, micro-batch), so a resumed run replays them exactly.
     class_weights: task -> float32 [classes] (``losses.class_weights``) scaling the training
-    cross-entropy, or None; the per-task loss metrics are then the weighted ones. A state with
+    cross-entropy, or None; the per-task loss metrics are then the weighted ones; regression
+    tasks use ``config.regression_loss`` ("l1" or "mse"). A state with
     ``ema_params`` also updates that moving average (decay ``config.ema_decay``).
     """
     accum = config.grad_accum_steps
     decay = ema_decay(config)
+    tasks = {t.name: t for t in model.tasks}
+    regression_loss = config.get("regression_loss", "l1")
 
     def train_step(state: TrainState, batch):
-        counts = losses.label_counts(batch["labels"])
+        counts = losses.label_counts(tasks, batch["labels"])
         step_key = jax.random.fold_in(jax.random.key(config.seed), state.step)
 
         def micro_loss(params, micro, key):
             logits = model.apply({"params": params}, micro, train=True, rngs={"dropout": key})
-            loss, per_task = losses.task_loss(logits, micro["labels"], counts,
-                                              losses.task_weights(params, config), class_weights)
+            loss, per_task = losses.task_loss(tasks, logits, micro["labels"], counts,
+                                              losses.task_weights(params, config), class_weights, regression_loss)
             correct = {t: jnp.trace(metrics.confusion_matrix(logits[t], micro["labels"][t])).astype(jnp.float32)
-                       for t in logits}
+                       for t in logits if tasks[t].kind == CLASSIFICATION}  # for the training accuracy
             return loss, (per_task, correct)
 
         grad_fn = jax.value_and_grad(micro_loss, has_aux=True)
@@ -82,7 +86,8 @@ def make_train_step(model, tx: optax.GradientTransformation, config, class_weigh
         for task, (loss_sum, count) in per_task.items():
             step_metrics[f"{task}/loss_sum"] = loss_sum
             step_metrics[f"{task}/count"] = count
-            step_metrics[f"{task}/correct"] = correct[task]
+            if task in correct:
+                step_metrics[f"{task}/correct"] = correct[task]
         return state.replace(step=state.step + 1, params=params, opt_state=opt_state, ema_params=ema), step_metrics
 
     return train_step
@@ -97,27 +102,31 @@ def _presence(batch) -> dict:
     return present
 
 
-def make_eval_step(model):
+def make_eval_step(model, regression_loss: str = "l1"):
     """eval_step(params, batch) -> sums and per-row outputs of one global batch.
 
-    Sums (exact however the batch is sharded): ``{task}`` confusion int32 [C, C],
-    ``{task}/loss_sum``, ``{task}/count``. Per row, for breakdowns on the host: ``rows`` =
-    {``position`` int32 [B, T, 2] (the batch's, see pipeline), ``predicted/{task}`` and
-    ``label/{task}`` int32 [B, T], ``present/{modality}`` bool [B, T]}.
+    Sums (exact however the batch is sharded): ``{task}/{name}`` for each of the task's
+    ``metrics.statistics`` (classification: ``{task}/confusion`` int32 [C, C]),
+    ``{task}/loss_sum``, ``{task}/count`` (regression: ``regression_loss``). Per row, for breakdowns on the host: ``rows`` =
+    {``position`` int32 [B, T, 2] (the batch's, see pipeline), ``predicted/{task}`` (as from
+    ``metrics.predict``) and ``label/{task}`` [B, T, ...], ``present/{modality}`` bool [B, T]}.
     """
+    tasks = {t.name: t for t in model.tasks}
 
     def eval_step(params, batch):
         batch = dict(batch)
         position = batch.pop("position")
-        logits = model.apply({"params": params}, batch, train=False)
+        outputs = model.apply({"params": params}, batch, train=False)
         out = {}
         rows = {"position": position, **{f"present/{m}": v for m, v in _presence(batch).items()}}
-        for task, task_logits in logits.items():
-            labels = batch["labels"][task]
-            out[task] = metrics.confusion_matrix(task_logits, labels)
-            out[f"{task}/loss_sum"], out[f"{task}/count"] = losses.masked_cross_entropy(task_logits, labels)
-            rows[f"predicted/{task}"] = jnp.argmax(task_logits, -1).astype(jnp.int32)
-            rows[f"label/{task}"] = labels
+        for name, task_outputs in outputs.items():
+            task, labels = tasks[name], batch["labels"][name]
+            predicted = metrics.predict(task, task_outputs)
+            out.update({f"{name}/{k}": v for k, v in metrics.statistics(task, predicted, labels).items()})
+            out[f"{name}/loss_sum"], out[f"{name}/count"] = losses.masked_loss(task, task_outputs, labels,
+                                                                                 regression_loss=regression_loss)
+            rows[f"predicted/{name}"] = predicted
+            rows[f"label/{name}"] = labels
         out["rows"] = rows
         return out
 
@@ -125,13 +134,21 @@ def make_eval_step(model):
 
 
 def make_predict_step(model):
-    """predict_step(params, batch) -> {task: float32 class probabilities [B, T, C],
-    "position": int32 [B, T, 2]} (the batch's positions, passed through)."""
+    """predict_step(params, batch) -> {task: float32 [B, T, Task.outputs], "position": int32
+    [B, T, 2]} (the batch's positions, passed through): class probabilities, each label's
+    probability (multi-label), or the value (regression, clipped to the task's range)."""
+    tasks = {t.name: t for t in model.tasks}
+
+    def readout(task, outputs):
+        outputs = outputs.astype(jnp.float32)
+        if task.kind == CLASSIFICATION:
+            return jax.nn.softmax(outputs, -1)
+        return jax.nn.sigmoid(outputs) if task.kind == MULTILABEL else task.from_unit(outputs)
 
     def predict_step(params, batch):
         batch = dict(batch)
         position = batch.pop("position")
-        logits = model.apply({"params": params}, batch, train=False)
-        return {"position": position, **{t: jax.nn.softmax(v.astype(jnp.float32), -1) for t, v in logits.items()}}
+        outputs = model.apply({"params": params}, batch, train=False)
+        return {"position": position, **{t: readout(tasks[t], v) for t, v in outputs.items()}}
 
     return predict_step

@@ -13,10 +13,12 @@ import jax
 import numpy as np
 import tensorboardX
 
-from mmjax import (atomic, checkpointing, evaluation, figures, inputs, optim, preemption, prepared_records,
-                   progress as progress_lib, saved_run, setup as setup_lib, sharding, workdir_lock)
+from mmjax import (atomic, checkpointing, evaluation, figures, inputs, metrics as metrics_lib, optim, preemption,
+                   prepared_records, progress as progress_lib, report as report_lib, saved_run, setup as setup_lib,
+                   sharding, workdir_lock)
 from mmjax.data import records
 from mmjax.errors import ConfigError, MmjaxError, TrainingDivergedError
+from mmjax.tasks import REGRESSION
 
 _log = logging.getLogger(__name__)  # status lines; shown by the commands (mmjax.cli)
 
@@ -71,7 +73,8 @@ class _MetricLog:
         for task in tasks:
             count = max(total[f"{task}/count"], 1.0)
             out[f"{task}/loss"] = total[f"{task}/loss_sum"] / count
-            out[f"{task}/accuracy"] = total[f"{task}/correct"] / count
+            if f"{task}/correct" in total:  # classification tasks
+                out[f"{task}/accuracy"] = total[f"{task}/correct"] / count
         self._start_interval(self.first_step + n)
         return out
 
@@ -107,6 +110,8 @@ class _Writer:
         """Each task's validation confusion matrix as a TensorBoard figure (``validation/confusion/``)."""
         if self.enabled:
             for task, r in report.items():
+                if "confusion" not in r:  # regression and multi-label tasks have none
+                    continue
                 figure = figures.confusion_figure(np.asarray(r["confusion"]), r["labels"],
                                                   f"{task}: validation split, step {step}")
                 self.tensorboard.add_figure(f"validation/confusion/{task}", figure, step)
@@ -142,7 +147,7 @@ def check_validation_split(config, manifest: Mapping) -> None:
     if split is None:
         raise ConfigError(f"the records at config.data.dir={config.data.dir!r} have no validation split, which "
                           "selects the best checkpoint; prepare them with one")
-    unlabelled = [t for t in config.tasks if not sum(split["class_counts"].get(t, {}).values())]
+    unlabelled = [t for t in config.tasks if not records.labelled_count(split, t)]
     if unlabelled:
         raise ConfigError(f"config.tasks={tuple(config.tasks)}: the validation split of {config.data.dir!r} labels "
                           f"no utterance for {unlabelled}; the validation score needs every task; drop them "
@@ -152,8 +157,10 @@ def check_validation_split(config, manifest: Mapping) -> None:
 def validation_score(report: dict, config) -> float:
     """Model-selection score: the mean over the tasks of their validation
     ``config.selection_metric`` (the score a corpus reports; runs saved before the key existed
-    selected by macro-F1)."""
-    return float(np.mean([r[config.get("selection_metric", "macro_f1")] for r in report.values()]))
+    selected by macro-F1); a regression task contributes its headline score (Pearson r)."""
+    metric = config.get("selection_metric", "macro_f1")
+    return float(np.mean([metrics_lib.headline(r) if r.get("kind") == REGRESSION else r[metric]
+                          for r in report.values()]))
 
 
 def train_and_evaluate(config, workdir: str):
@@ -242,7 +249,7 @@ def _loop(config, s: setup_lib.Setup, state, start: int, step_fn, eval_fn, data,
             report = evaluation.run(eval_fn, state.eval_params(), config, s.manifest, "validation", s.mesh, s.rules)
             score = validation_score(report, config)
             writer.write("validation", step, {"score": score, **{
-                f"{t}/{k}": r[k] for t, r in report.items() for k in ("accuracy", "macro_f1", "weighted_f1", "loss")}})
+                f"{t}/{k}": r[k] for t, r in report.items() for k in report_lib.scores_of(r)}})
             if config.get("log_confusion_figures", False):
                 writer.confusion_figures(step, report)
             if jax.process_index() == 0:

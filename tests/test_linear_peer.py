@@ -11,11 +11,11 @@ import pytest
 from mmjax import linear_peer, report as report_lib
 from mmjax.data import records, schema
 from mmjax.errors import ConfigError, ForbiddenSplitError, RecordError
-from mmjax.tasks import TASKS
+from mmjax.tasks import MULTILABEL, REGRESSION, TASKS, Task
 from tests.tiny import run_module
 
 # evaluation.run's per-task keys without details (by_speaker / by_modalities)
-EVALUATE_KEYS = {"accuracy", "macro_f1", "weighted_f1", "support", "loss", "majority_baseline", "labels",
+EVALUATE_KEYS = {"kind", "accuracy", "macro_f1", "weighted_f1", "support", "loss", "majority_baseline", "labels",
                  "confusion", "per_class"}
 KEYWORDS = {"awful": 0, "fine": 1, "great": 2}  # sentiment is the keyword's class
 FILLER = "the a movie today we they said really was this that show".split()
@@ -53,7 +53,8 @@ def test_baseline_learns_the_keyword_and_writes_evaluates_report(keyword_records
     out = linear_peer.run(no_test, str(tmp_path / "val"), split="validation")
     assert list(out["tasks"]) == ["sentiment"]  # sarcasm: in the manifest, labelled nowhere in train
     assert out["analyzer"] == "latin" and out["model"] == "tfidf_logistic_regression"
-    assert out["selection"]["sentiment"] == {"C": linear_peer.C_GRID[0], "validation_macro_f1": 1.0}  # ties: smallest C
+    assert out["selection"]["sentiment"] == {"C": linear_peer.C_GRID[0], "score": "macro_f1",
+                                             "validation_score": 1.0}  # ties: smallest C
     assert out["tasks"]["sentiment"]["macro_f1"] == 1.0
 
     out = linear_peer.run(keyword_records, str(tmp_path / "test"), split="test")
@@ -74,6 +75,32 @@ def test_baseline_learns_the_keyword_and_writes_evaluates_report(keyword_records
         records.DialogueSource(keyword_records, "test")
 
 
+def test_regression_and_multilabel_tasks_get_ridge_and_one_classifier_per_label(tmp_path):
+    intensity = Task("intensity", kind=REGRESSION, value_range=(-3.0, 3.0))
+    topics = Task("topics", ("bad", "good"), kind=MULTILABEL)
+
+    def with_kinds(dialogues):
+        for d in dialogues:
+            sentiment = d.labels.pop("sentiment")
+            d.labels["intensity"] = np.where(sentiment >= 0, 2.0 * sentiment - 2, np.nan).astype(np.float32)
+            d.labels["topics"] = np.stack([sentiment == 0, sentiment == 2], -1).astype(np.int32)
+            d.labels["topics"][sentiment < 0] = -1
+        return dialogues
+
+    path = str(tmp_path / "kinds")
+    records.write_corpus(path, "keywords", {s: with_kinds(_dialogues(s, n)) for s, n in
+                                            (("train", 24), ("validation", 6), ("test", 6))},
+                         tasks=[intensity, topics], audio_dim=0, visual_dim=0, text={"kind": "word"})
+    out = linear_peer.run(path, str(tmp_path / "out"), split="test")
+    r, m = out["tasks"]["intensity"], out["tasks"]["topics"]
+    assert out["selection"]["intensity"]["score"] == "corr" and out["selection"]["topics"]["score"] == "macro_f1"
+    assert r["kind"] == "regression" and r["corr"] > 0.99 and r["mae"] < 0.3 and r["support"] == 18
+    assert r["acc7"] > 0.9 and r["mean_baseline"]["mse"] == pytest.approx(8 / 3, rel=0.01)  # the values -2, 0, 2
+    assert m["kind"] == "multilabel" and m["macro_f1"] == m["micro_f1"] == m["exact_match"] == 1.0
+    assert m["majority_baseline"]["macro_f1"] == 0.0  # each label applies to a third: never predicted
+    assert set(m["per_label"]) == {"bad", "good"} and out["confusion_png"] == {}
+
+
 def test_analyzer_detection():
     assert linear_peer.detect_analyzer(["我错了", "从今以后我要养成独自去超市的好习惯!", "OK 好的"]) == "cjk"
     assert linear_peer.detect_analyzer(["You must've had your hands full.", "That I did. 好"]) == "latin"
@@ -85,7 +112,7 @@ def test_bad_input_is_one_error(keyword_records, tmp_path):
         linear_peer.run(keyword_records, str(tmp_path), tasks=["humor"])
     with pytest.raises(ConfigError, match="task 'mood' is not in"):
         linear_peer.run(keyword_records, str(tmp_path), tasks=["mood"])
-    with pytest.raises(RecordError, match="task 'sarcasm' needs two classes"):
+    with pytest.raises(RecordError, match="task 'sarcasm' needs two distinct labels"):
         linear_peer.run(keyword_records, str(tmp_path), tasks=["sarcasm"], split="validation")
     with pytest.raises(RecordError, match="manifest.json is missing"):
         linear_peer.run(str(tmp_path), str(tmp_path))

@@ -5,7 +5,7 @@ import pytest
 from configs import common
 from mmjax import configuration, losses
 from mmjax.errors import ConfigError
-from mmjax.tasks import TASKS, to_manifest
+from mmjax.tasks import MULTILABEL, REGRESSION, TASKS, Task, to_manifest
 from tests.tiny import quick_jit
 
 COUNTS = {"sarcasm": {"none": 90, "sarcastic": 10},
@@ -45,6 +45,38 @@ def test_class_weighted_cross_entropy_keeps_the_label_count():
     np.testing.assert_allclose(plain, per_position.sum(), rtol=1e-6)
     np.testing.assert_allclose(weighted, 0.5 * per_position[0] + 3.0 * per_position[1], rtol=1e-6)
     assert float(count) == float(weighted_count) == 2.0
+
+
+@pytest.mark.parametrize("kind", ["l1", "mse"])
+def test_regression_loss_is_on_the_unit_scale_and_nan_labels_are_masked_with_finite_gradients(kind):
+    task = Task("rating", kind=REGRESSION, value_range=(1.0, 5.0))  # unit value = (y - 3) / 2
+    outputs = np.array([[0.5], [-1.0], [0.0]], np.float32)
+    labels = np.array([5.0, 2.0, np.nan], np.float32)
+    error = np.array([0.5 - 1.0, -1.0 - (-0.5)])
+    total, count = quick_jit(lambda o: losses.masked_loss(task, o, labels, regression_loss=kind))(outputs)
+    np.testing.assert_allclose(total, np.abs(error).sum() if kind == "l1" else np.square(error).sum(), rtol=1e-6)
+    assert float(count) == 2.0
+    grad = jax.grad(lambda o: losses.masked_loss(task, o, labels, regression_loss=kind)[0])(outputs)
+    assert np.isfinite(grad).all() and grad[2, 0] == 0.0
+
+
+def test_multilabel_loss_is_the_mean_binary_cross_entropy_with_positive_weights():
+    task = Task("topics", ("a", "b"), kind=MULTILABEL)
+    outputs = np.array([[2.0, -1.0], [0.5, 0.5], [9.0, 9.0]], np.float32)
+    labels = np.array([[1, 0], [0, 1], [-1, -1]], np.int32)
+    p = 1 / (1 + np.exp(-outputs[:2]))
+    bce = -np.where(labels[:2] == 1, np.log(p), np.log(1 - p))
+    total, count = quick_jit(lambda o: losses.masked_loss(task, o, labels))(outputs)
+    np.testing.assert_allclose(total, bce.mean(1).sum(), rtol=1e-5)
+    assert float(count) == 2.0
+    weighted, _ = quick_jit(lambda o: losses.masked_loss(task, o, labels, np.array([3.0, 1.0], np.float32)))(outputs)
+    np.testing.assert_allclose(weighted, (bce * np.where(labels[:2] == 1, [3.0, 1.0], 1.0)).mean(1).sum(), rtol=1e-5)
+    # Class weights of a multi-label task weigh the positives by (negatives / positives) ** power.
+    manifest = {"tasks": to_manifest([task]),
+                "splits": {"train": {"class_counts": {"topics": {"a": 10, "b": 0}}, "labelled": {"topics": 40}}}}
+    config = _config(class_weights="inverse_frequency")
+    config.tasks = ("topics",)
+    np.testing.assert_allclose(losses.class_weights(config, manifest)["topics"], [3.0, 1.0])
 
 
 def test_uncertainty_weighting_objective_and_gradient():

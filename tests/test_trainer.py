@@ -44,6 +44,7 @@ def test_training_needs_a_validation_split_labelling_every_task(records_dir):
     trainer.check_validation_split(config, manifest)
     no_humor = copy.deepcopy(manifest)
     no_humor["splits"]["validation"]["class_counts"]["humor"] = {"none": 0, "humor": 0}
+    no_humor["splits"]["validation"]["labelled"]["humor"] = 0
     with pytest.raises(ConfigError, match=r"validation split of .* labels no utterance for \['humor'\]"):
         trainer.check_validation_split(config, no_humor)
     del no_humor["splits"]["validation"]

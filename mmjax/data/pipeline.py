@@ -17,7 +17,9 @@ Padded example (``T`` = max_turns, ``L`` = max_tokens, ``F*`` = max frames, ``D*
                                      encoder states, aligned with tokens (zero on padding)
     speakers     int32   [T]         speaker index within the window (-1 on padding)
     turn_mask    bool    [T]
-    labels/<task> int32  [T]         -1: unlabelled, context-only or padding
+    labels/<task>        [T, *S]     the task's stored labels (``mmjax.tasks``: classification int32
+                                     [T], regression float32 [T], multilabel int32 [T, labels]);
+                                     missing on unlabelled, context-only and padding rows
 
 Evaluation and prediction examples also carry ``position`` int32 [T, 2]: (dialogue index in the
 split, turn index in the dialogue) of the rows the window predicts, -1 on context-only and padding
@@ -35,6 +37,7 @@ import numpy as np
 
 from mmjax.data import arrays, schema
 from mmjax.errors import ConfigError
+from mmjax.tasks import Task
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,7 +50,7 @@ class Shapes:
     max_visual_frames: int
     audio_dim: int
     visual_dim: int
-    tasks: tuple[str, ...]
+    tasks: tuple[Task, ...]
     modalities: tuple[str, ...] = ("text", "audio", "visual")
     text_states_dim: int = 0  # > 0: examples carry the records' cached text states
 
@@ -94,7 +97,7 @@ def empty_example(shapes: Shapes) -> dict:
     example = {"tokens": np.zeros((T, shapes.max_tokens), np.int32),
                "token_mask": np.zeros((T, shapes.max_tokens), bool),
                "speakers": np.full(T, -1, np.int32), "turn_mask": np.zeros(T, bool),
-               "labels": {task: np.full(T, schema.UNLABELLED, np.int32) for task in shapes.tasks}}
+               "labels": {task.name: task.unlabelled(T) for task in shapes.tasks}}
     if shapes.text_states_dim:
         example["text_states"] = np.zeros((T, shapes.max_tokens, shapes.text_states_dim), schema.TEXT_STATES_DTYPE)
     for modality in shapes.feature_modalities:
@@ -128,9 +131,9 @@ def pad_window(dialogue: schema.Dialogue, start: int, first_labelled: int, shape
         example["speakers"][row] = speaker_index.setdefault(dialogue.speakers[t], len(speaker_index))
     example["turn_mask"][:n] = True
     for task in shapes.tasks:
-        values = dialogue.labels.get(task)
+        values = dialogue.labels.get(task.name)
         if values is not None:
-            example["labels"][task][first_labelled:n] = values[start + first_labelled:stop]
+            example["labels"][task.name][first_labelled:n] = values[start + first_labelled:stop]
     return example
 
 

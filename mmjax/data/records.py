@@ -30,7 +30,7 @@ from array_record.python import array_record_data_source, array_record_module
 
 from mmjax.data import schema
 from mmjax.errors import ForbiddenSplitError, MmjaxError, out_of_space
-from mmjax.tasks import Task, corpus_tasks, to_manifest
+from mmjax.tasks import CLASSIFICATION, MULTILABEL, REGRESSION, Task, corpus_tasks, to_manifest
 
 MANIFEST = "manifest.json"
 DIALOGUES_PER_SHARD = 2000
@@ -61,14 +61,58 @@ def check_split_allowed(split: str) -> None:
             "selection and early stopping use the train and validation splits")
 
 
-def _class_counts(dialogues: Sequence[schema.Dialogue], task: Task) -> dict[str, int]:
-    counts = np.zeros(task.num_classes, np.int64)
-    for d in dialogues:
-        values = d.labels.get(task.name)
-        if values is not None:
-            values = values[values >= 0]
-            counts += np.bincount(values, minlength=len(counts))
-    return dict(zip(task.labels, counts.tolist()))
+def _labelled(dialogues: Sequence[schema.Dialogue], task: Task) -> np.ndarray:
+    """Every labelled utterance's label of ``task``: [N, *task.label_shape]."""
+    values = [d.labels[task.name] for d in dialogues if task.name in d.labels]
+    if not values:
+        return task.unlabelled(0)
+    values = np.concatenate(values)
+    return values[task.is_labelled(values)]
+
+
+def label_statistics(dialogues: Sequence[schema.Dialogue], tasks: Sequence[Task]) -> dict:
+    """A split's label statistics for the manifest: ``labelled`` (task -> labelled utterances);
+    ``class_counts`` (classification: label -> utterances; multilabel: label -> utterances the
+    label applies to); ``value_stats`` (regression: mean, std, min, max)."""
+    out = {"labelled": {}, "class_counts": {}, "value_stats": {}}
+    for task in tasks:
+        values = _labelled(dialogues, task)
+        out["labelled"][task.name] = len(values)
+        if task.kind == REGRESSION:
+            out["value_stats"][task.name] = ({k: float(f(values)) for k, f in
+                                              (("mean", np.mean), ("std", np.std), ("min", np.min), ("max", np.max))}
+                                             if len(values) else {})
+        else:
+            counts = values.sum(0) if task.kind == MULTILABEL else np.bincount(values, minlength=task.num_classes)
+            out["class_counts"][task.name] = dict(zip(task.labels, np.asarray(counts, np.int64).tolist()))
+    if not out["value_stats"]:
+        del out["value_stats"]
+    return out
+
+
+def label_problem(task: Task, values: np.ndarray) -> str | None:
+    """What is wrong with ``values``, a dialogue's stored labels of ``task``, or None."""
+    if values.shape[1:] != task.label_shape or values.dtype != task.label_dtype:
+        return f"of shape {values.shape[1:]} and dtype {values.dtype}, not {task.label_shape} and {np.dtype(task.label_dtype)}"
+    labelled = values[task.is_labelled(values)]
+    if not len(labelled):
+        return None
+    if task.kind == REGRESSION:
+        low, high = task.value_range
+        inside = np.isfinite(labelled).all() and low <= labelled.min() and labelled.max() <= high
+        return None if inside else f"outside the manifest's range [{low:g}, {high:g}]"
+    top = 1 if task.kind == MULTILABEL else task.num_classes - 1
+    bottom = -1 if task.kind == CLASSIFICATION else 0
+    inside = bottom <= int(labelled.min()) and int(labelled.max()) <= top
+    return None if inside else f"outside {bottom}..{top}, the manifest's {task.num_classes} {task.kind} labels"
+
+
+def labelled_count(split: Mapping, task: str) -> int:
+    """Labelled utterances of ``task`` in a split's manifest entry (records written before
+    ``labelled`` existed: the sum of its class counts)."""
+    if "labelled" in split:
+        return split["labelled"].get(task, 0)
+    return sum(split["class_counts"].get(task, {}).values())
 
 
 def write_corpus(output_dir: str, corpus: str, splits: Mapping[str, Sequence[schema.Dialogue]], *,
@@ -99,13 +143,17 @@ def write_corpus(output_dir: str, corpus: str, splits: Mapping[str, Sequence[sch
                 writer = array_record_module.ArrayRecordWriter(os.path.join(staging, shard), WRITER_OPTIONS)
                 for d in dialogues[i * DIALOGUES_PER_SHARD:(i + 1) * DIALOGUES_PER_SHARD]:
                     d.validate(audio_dim, visual_dim, states_dim)
+                    for task in tasks:
+                        problem = task.name in d.labels and label_problem(task, np.asarray(d.labels[task.name]))
+                        if problem:
+                            raise schema.RecordError(f"dialogue {d.dialogue_id!r}: {task.name} labels {problem}")
                     writer.write(schema.serialize(d, audio_dim, visual_dim))
                 writer.close()
             turns = np.array([d.num_turns for d in dialogues], np.int32)
             np.save(os.path.join(staging, f"{split}.turns.npy"), turns)
             manifest["splits"][split] = {
                 "shards": shards, "dialogues": len(dialogues), "utterances": int(turns.sum()),
-                "class_counts": {t.name: _class_counts(dialogues, t) for t in tasks}}
+                **label_statistics(dialogues, tasks)}
         with open(os.path.join(staging, MANIFEST), "w", encoding="utf-8") as f:
             json.dump(manifest, f, indent=1, ensure_ascii=False)
         if os.path.exists(output_dir):
@@ -195,7 +243,7 @@ class DialogueSource:
         features = manifest.get("features", {})
         self._dims = {"audio": features.get("audio_dim", 0), "visual": features.get("visual_dim", 0),
                       "text_states": (manifest.get("text_states") or {}).get("dim", 0)}
-        self._classes = {name: task.num_classes for name, task in corpus_tasks(manifest).items()}
+        self._tasks = corpus_tasks(manifest)
         starts = np.concatenate([[0], self._ends[:-1]])
         for index in sorted({int(i) for i in np.concatenate([starts, self._ends - 1]) if 0 <= i < total}):
             self[index]
@@ -230,9 +278,10 @@ class DialogueSource:
         if states_dim != self._dims["text_states"]:
             return f"has text states of dim {states_dim}; the manifest says {self._dims['text_states']}"
         for task, values in d.labels.items():
-            n = self._classes.get(task)
-            if n is not None and len(values) and not -1 <= int(values.min()) <= int(values.max()) < n:
-                return f"has {task} labels outside -1..{n - 1}, the manifest's {n} classes"
+            spec = self._tasks.get(task)
+            problem = spec and label_problem(spec, values)
+            if problem:
+                return f"has {task} labels {problem}"
         return None
 
     def __len__(self) -> int:

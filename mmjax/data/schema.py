@@ -29,11 +29,12 @@ import math
 
 import numpy as np
 
+from mmjax import tasks
 from mmjax.errors import RecordError
 
 SCHEMA_VERSION = 2
 MODALITIES = ("text", "audio", "visual")
-UNLABELLED = -1
+UNLABELLED = tasks.UNLABELLED  # a missing classification label (see mmjax.tasks)
 TEXT_STATES_DTYPE = np.float16  # cached encoder states: half the bytes of float32
 
 
@@ -48,7 +49,7 @@ class Dialogue:
     tokens: list[np.ndarray]  # each int32 [tokens_i]
     audio: list[np.ndarray | None]  # each float32 [frames_i, audio_dim] or None
     visual: list[np.ndarray | None]  # each float32 [frames_i, visual_dim] or None
-    labels: dict[str, np.ndarray]  # task -> int32 [turns], UNLABELLED where missing
+    labels: dict[str, np.ndarray]  # task -> [turns, *Task.label_shape] (see mmjax.tasks), missing marked
     info: dict[str, str] = dataclasses.field(default_factory=dict)  # corpus facts, never model input
     # Cached encoder states (mmjax.models.text_states): each float16 [tokens_i, hidden]; None: not cached.
     text_states: list[np.ndarray] | None = None
@@ -67,8 +68,9 @@ class Dialogue:
             if len(getattr(self, name)) != n:
                 raise RecordError(f"{where}: {name} has {len(getattr(self, name))} entries, expected {n}")
         for task, values in self.labels.items():
-            if np.shape(values) != (n,):
-                raise RecordError(f"{where}: labels[{task!r}] has shape {np.shape(values)}, expected ({n},)")
+            if np.ndim(values) not in (1, 2) or len(values) != n:
+                raise RecordError(f"{where}: labels[{task!r}] has shape {np.shape(values)}, expected ({n},) or "
+                                  f"({n}, labels)")
         for i, tokens in enumerate(self.tokens):
             if np.ndim(tokens) != 1 or len(tokens) == 0:
                 raise RecordError(f"{where}, utterance {self.utterance_ids[i]!r}: empty or non-1-D token ids")
@@ -158,7 +160,8 @@ def serialize(dialogue: Dialogue, audio_dim: int, visual_dim: int) -> bytes:
         arrays["text_states"], arrays["text_states_lengths"] = _flatten(
             dialogue.text_states, dialogue.text_states[0].shape[-1], TEXT_STATES_DTYPE)
     for task, values in dialogue.labels.items():
-        arrays[f"label_{task}"] = np.asarray(values, np.int32)
+        values = np.asarray(values)
+        arrays[f"label_{task}"] = values.astype(np.float32 if values.dtype.kind == "f" else np.int32)
     return _pack(meta, arrays)
 
 

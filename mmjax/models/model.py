@@ -28,7 +28,8 @@ class AffectModel(nn.Module):
 
     batch (see ``mmjax.data.pipeline``): tokens int32 [B, T, L], token_mask [B, T, L], audio
     [B, T, Fa, Da], audio_mask [B, T, Fa], visual [B, T, Fv, Dv], visual_mask [B, T, Fv],
-    speakers int32 [B, T], turn_mask [B, T]. Returns logits: task -> float32 [B, T, classes].
+    speakers int32 [B, T], turn_mask [B, T]. Returns outputs: task -> float32 [B, T, Task.outputs]
+    (class or label logits; regression: the value scaled to [-1, 1] over the task's range).
 
     The text encoder is trained from scratch (a Transformer, or with ``ngram`` a bag of hashed
     n-gram embeddings), or with ``pretrained_text`` a BERT-family encoder

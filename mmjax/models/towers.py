@@ -1,5 +1,5 @@
 """Task sharing on top of the fused utterance vector: hard-shared trunk or soft-shared towers,
-then one classification head per task.
+then one head per task (logits for classification and multi-label, a value for regression).
 
 Both families return ``representations``: main task name -> [n, hidden]; ``TaskHeads`` turns
 them into logits. A correlation task's head reads the concatenated representations of the two
@@ -119,7 +119,7 @@ def tie_penalty(params: Mapping) -> jax.Array:
 
 
 class TaskHeads(nn.Module):
-    """Per-task classifiers. representations: task -> [n, hidden] -> logits task -> [n, classes]."""
+    """Per-task heads. representations: task -> [n, hidden] -> outputs task -> [n, Task.outputs]."""
 
     tasks: tuple[Task, ...]
     hidden: int
@@ -134,7 +134,7 @@ class TaskHeads(nn.Module):
                 x = nn.gelu(layers.dense(self.hidden, ("joint", "mlp"), self.dtype, name=f"{task.name}_joint")(x))
             else:
                 x = representations[task.name]
-            logits[task.name] = layers.dense(task.num_classes, ("mlp", "classes"), self.dtype,
+            logits[task.name] = layers.dense(task.outputs, ("mlp", "classes"), self.dtype,
                                              name=f"{task.name}_head")(x).astype(jnp.float32)
         return logits
 

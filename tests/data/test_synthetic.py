@@ -22,6 +22,8 @@ def _labels(dialogues, task):
 def test_label_balance():
     dialogues = synthetic.generate("train", 400, seed=0)
     for task in TASKS.values():
+        if task.kind != "classification":
+            continue
         counts = np.bincount(_labels(dialogues, task.name), minlength=task.num_classes)
         assert counts.sum() > 3000
         assert counts.min() / counts.sum() >= 0.01, f"{task.name}: a class is (nearly) absent: {counts}"
@@ -45,6 +47,11 @@ def test_planted_signals():
                 assert not any(w.startswith("bad_") for w in words)
                 assert d.labels["emotion_sentiment"][t] <= 2  # conflicting or neutral, never agreeing
             assert d.audio[t] is not None or d.visual[t] is not None
+            # Intensity: the sentiment's sign, a size from the arousal (1 or 2) and polarity words (1 or 2).
+            intensity, sentiment = d.labels["sentiment_intensity"][t], d.labels["sentiment"][t] - 1
+            polar = sum(w.startswith(("good_", "bad_")) for w in words)
+            assert np.sign(intensity) == sentiment and (intensity == 0) == (polar == 0)
+            assert intensity == 0 or abs(intensity) - (polar - 1) / 2 in (1, 2)
 
 
 def test_text_alone_cannot_tell_sarcasm():

@@ -88,7 +88,7 @@ class Turn:
     speaker: str
     text: str
     where: str
-    labels: dict[str, int] = dataclasses.field(default_factory=dict)  # task -> class id
+    labels: dict = dataclasses.field(default_factory=dict)  # task -> class id, value or indicators (mmjax.tasks)
     audio: np.ndarray | None = None  # [frames, audio_dim] or [audio_dim] as read; None: absent
     visual: np.ndarray | None = None
     feature_where: dict[str, str] = dataclasses.field(default_factory=dict)  # modality -> source

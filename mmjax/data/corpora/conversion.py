@@ -12,10 +12,18 @@ import numpy as np
 from mmjax.data import records, schema, text
 from mmjax.data.corpora import common
 from mmjax.errors import RecordError
+from mmjax.tasks import Task
 
-def _dialogue(raw: common.RawDialogue, tokens: Sequence[np.ndarray], labelled: Sequence[str]) -> schema.Dialogue:
-    labels = {task: np.array([t.labels.get(task, schema.UNLABELLED) for t in raw.turns], np.int32)
-              for task in labelled}
+def _dialogue(raw: common.RawDialogue, tokens: Sequence[np.ndarray], tasks: Sequence[Task],
+              auxiliary: Sequence[str]) -> schema.Dialogue:
+    labels = {}
+    for task in tasks:
+        labels[task.name] = task.unlabelled(len(raw.turns))
+        for i, turn in enumerate(raw.turns):
+            if task.name in turn.labels:
+                labels[task.name][i] = turn.labels[task.name]
+    for name in auxiliary:  # class ids of labels that are not tasks
+        labels[name] = np.array([t.labels.get(name, schema.UNLABELLED) for t in raw.turns], np.int32)
     return schema.Dialogue(
         dialogue_id=raw.dialogue_id, utterance_ids=[t.utterance_id for t in raw.turns],
         speakers=[t.speaker for t in raw.turns], texts=[t.text for t in raw.turns], tokens=list(tokens),
@@ -31,7 +39,6 @@ def _percentiles(values: Sequence[int]) -> dict[str, int]:
 
 def _tokenize(corpus: common.Corpus, tok: text.Tokenizer) -> tuple[dict[str, list[schema.Dialogue]], dict]:
     """Record dialogues per split, and per split token / turn length percentiles and [UNK] share."""
-    labelled = tuple(t.name for t in corpus.tasks) + tuple(corpus.auxiliary)
     splits, report = {}, {}
     for split, raws in corpus.splits.items():
         flat = [t.text for d in raws for t in d.turns]
@@ -44,7 +51,8 @@ def _tokenize(corpus: common.Corpus, tok: text.Tokenizer) -> tuple[dict[str, lis
                          "unknown_fraction": round(unknown / max(1, sum(lengths)), 5),
                          "turns_per_dialogue": _percentiles([len(d.turns) for d in raws])}
         offsets = np.cumsum([0] + [len(d.turns) for d in raws])
-        splits[split] = [_dialogue(d, ids[offsets[i]:offsets[i + 1]], labelled) for i, d in enumerate(raws)]
+        splits[split] = [_dialogue(d, ids[offsets[i]:offsets[i + 1]], corpus.tasks, tuple(corpus.auxiliary))
+                         for i, d in enumerate(raws)]
     return splits, report
 
 

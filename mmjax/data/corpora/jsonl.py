@@ -17,19 +17,34 @@ Fields:
 * ``id`` (string, optional): the utterance id, unique in the corpus; default
   ``<dialogue>_<turn>``. Feature files given with ``--audio``/``--visual`` are keyed by it.
 * ``labels`` (object, optional): task name -> label, for any tasks the corpus has; a missing
-  task or ``null`` is unlabelled. The corpus's tasks are those labelled at least once, each a
-  classification task: its label set is the training split's labels, sorted (printed in the
-  report and stored in the manifest), except that a task named like a built-in one
-  (``sentiment``, ``emotion``, ``sarcasm``, ``humor``, ``emotion_sentiment``,
-  ``sarcasm_humor``; see ``mmjax.tasks``) whose labels all belong to its built-in set keeps
-  that set, its order and, for the correlation tasks, what it relates (their labels "-2".."2"
-  may be written as integers). A label in validation or test that the training split never
-  has is an error naming the line (with ``--skip-bad``: that label is dropped, the utterance
-  kept). Numbers (regression) and lists (multi-label) are refused for now.
+  task or ``null`` is unlabelled. The corpus's tasks are those labelled at least once; a task's
+  kind (``mmjax.tasks``) comes from its training labels:
+
+  - all strings: a **classification** task over the training split's labels, sorted (printed
+    in the report and stored in the manifest): ``"emotion": "Joyful"``;
+  - all numbers: a **regression** task over the training split's range [min, max]:
+    ``"intensity": -1.4`` (write class ids as strings, or declare them in ``tasks.json``, to
+    make them classes);
+  - all lists of strings: a **multi-label** task over the labels the training split uses,
+    sorted: ``"topics": ["work", "family"]`` (``[]``: labelled, no label applies).
+
+  A task named like a built-in one (``sentiment``, ``emotion``, ``sarcasm``, ``humor``,
+  ``emotion_sentiment``, ``sarcasm_humor``, ``sentiment_intensity``; see ``mmjax.tasks``) whose
+  labels all fit it keeps its declaration: the label set and order, for the correlation tasks
+  what they relate (their labels "-2".."2" may be written as integers), for
+  ``sentiment_intensity`` the range [-3, 3]. A label in validation or test that the training
+  split never has (a class or label name it lacks, a value outside its range) is an error naming
+  the line (with ``--skip-bad``: that label is dropped, the utterance kept).
 * ``tasks.json`` (optional, beside the ``.jsonl`` files) declares the tasks instead, in the
-  manifest's form: ``{"emotion": {"kind": "classification", "labels": ["Joyful", "Mad", ...]},
-  "sarcasm_emotion": {"kind": "classification", "labels": ["-1", "0", "1"], "relates":
-  ["sarcasm", "emotion"]}}``; every label must then be declared.
+  manifest's form, one entry per kind::
+
+      {"emotion": {"kind": "classification", "labels": ["Joyful", "Mad", "Neutral"]},
+       "intensity": {"kind": "regression", "range": [-3, 3]},
+       "topics": {"kind": "multilabel", "labels": ["family", "work"]},
+       "sarcasm_emotion": {"kind": "classification", "labels": ["-1", "0", "1"],
+                           "relates": ["sarcasm", "emotion"]}}
+
+  Every label must then be declared, and every value lie in its task's range.
 * ``audio``, ``visual`` (string, optional): a ``.npy`` file (float [frames, dim] or [dim]),
   relative to the ``.jsonl`` file and inside its directory (an absolute path, ``..`` or a symlink
   leading out is refused unless ``--allow_outside_paths``). Without one the utterance has that
@@ -42,12 +57,15 @@ Text is tokenized with MiniLM by default; pass ``--tokenizer=char`` for Chinese 
 from __future__ import annotations
 
 import json
+import math
 import os
+
+import numpy as np
 
 from mmjax.data import arrays
 from mmjax.data.corpora import common
 from mmjax.errors import RecordError
-from mmjax.tasks import TASKS, Task, corpus_tasks
+from mmjax.tasks import CLASSIFICATION, MULTILABEL, REGRESSION, TASKS, Task, corpus_tasks
 
 TASKS_FILE = "tasks.json"
 
@@ -80,13 +98,11 @@ def _turn(row, base_dir: str, where: str, problems: common.Problems,
     for task, value in (row.get("labels") or {}).items():
         if value is None:
             continue
-        if isinstance(value, bool) or not isinstance(value, (str, int)) or value == "":
-            kind = ("numbers (a regression task)" if isinstance(value, float) else "a list (a multi-label task)"
-                    if isinstance(value, list) else f"{value!r}")
-            problems.bad("bad label (label dropped)", where, f"labels.{task} is {kind}; this mmjax trains "
-                         "classification tasks: expected a label name (a string) or null")
+        if _label_type(value) is None:
+            problems.bad("bad label (label dropped)", where, f"labels.{task} is {value!r}; expected a label name "
+                         "(a string), a finite number, a list of distinct label names, or null")
             continue
-        labels[task] = value  # a label name, made a class id once the corpus's tasks are known
+        labels[task] = value  # made a class id, value or indicators once the corpus's tasks are known
     result = common.Turn(row.get("id") or f"{dialogue}_{turn}", row["speaker"], row["text"], where, labels)
     for modality in common.FEATURE_MODALITIES:
         if row.get(modality) is not None:
@@ -157,42 +173,95 @@ def _declared_tasks(path: str) -> dict[str, Task]:
     return corpus_tasks({"tasks": section}, where=path)
 
 
+def _label_type(value) -> str | None:
+    """The kind a raw label value implies, or None for a value no kind accepts."""
+    if isinstance(value, str):
+        return CLASSIFICATION if value else None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return REGRESSION if math.isfinite(value) else None
+    if isinstance(value, list) and all(isinstance(x, str) and x for x in value) and len(set(value)) == len(value):
+        return MULTILABEL
+    return None
+
+
 def _inferred_tasks(train: list[common.RawDialogue], path: str) -> dict[str, Task]:
     """Per labelled task: its built-in spec when every training label belongs to it, else a
-    classification task over the training split's labels, sorted."""
-    values: dict[str, set[str]] = {}
+    task of the kind its training labels imply (see the module docstring)."""
+    values: dict[str, list] = {}
+    first_of_kind: dict[str, dict[str, str]] = {}  # task -> kind -> the first line with such a label
     for dialogue in train:
         for turn in dialogue.turns:
             for task, value in turn.labels.items():
-                values.setdefault(task, set()).add(str(value))
+                values.setdefault(task, []).append(value)
+                first_of_kind.setdefault(task, {}).setdefault(_label_type(value), turn.where)
     if not values:
         raise RecordError(f"{path}: no utterance of train.jsonl has a label; expected 'labels' with a label "
-                          "name for at least one task")
+                          "for at least one task")
     tasks = {}
     for name in sorted(values, key=lambda n: (n not in TASKS, list(TASKS).index(n) if n in TASKS else n)):
-        builtin = TASKS.get(name)
-        if builtin and values[name] <= set(builtin.labels) and all(r in values for r in builtin.relates or ()):
+        builtin, seen = TASKS.get(name), values[name]
+        kinds = set(first_of_kind[name])
+        names = {str(v) for v in seen if isinstance(v, (str, int))}  # class names
+        if (builtin and all(not isinstance(_stored_label(builtin, v), str) for v in seen)
+                and all(r in values for r in builtin.relates or ())):
             tasks[name] = builtin
-        elif len(values[name]) < 2:
-            raise RecordError(f"{path}: task {name!r} has the single label {sorted(values[name])} in train.jsonl; "
+        elif len(kinds) > 1:
+            first = "; ".join(f"{kind} first at {where}" for kind, where in first_of_kind[name].items())
+            raise RecordError(f"task {name!r} mixes kinds of labels in train.jsonl ({first}); expected one kind: "
+                              "strings (classification), numbers (regression) or lists (multi-label)")
+        elif kinds == {REGRESSION}:
+            low, high = float(min(seen)), float(max(seen))
+            if low == high:
+                raise RecordError(f"{path}: task {name!r} has the single value {low:g} in train.jsonl; a regression "
+                                  "task needs at least two (or declare its range in tasks.json)")
+            tasks[name] = Task(name, kind=REGRESSION, value_range=(low, high))
+        elif kinds == {MULTILABEL}:
+            labels = sorted({x for v in seen for x in v})
+            if not labels:
+                raise RecordError(f"{path}: task {name!r} has only empty label lists in train.jsonl; a multi-label "
+                                  "task needs at least one label (or declare its labels in tasks.json)")
+            tasks[name] = Task(name, tuple(labels), kind=MULTILABEL)
+        elif len(names) < 2:
+            raise RecordError(f"{path}: task {name!r} has the single label {sorted(names)} in train.jsonl; "
                               "a classification task needs at least two")
         else:
-            tasks[name] = Task(name, tuple(sorted(values[name])))
+            tasks[name] = Task(name, tuple(sorted(names)))
     return tasks
 
 
+def _stored_label(task: Task, value):
+    """``value`` as ``task`` stores it (class id, float, indicators), or a string saying why not."""
+    kind = _label_type(value)
+    if task.kind == REGRESSION:
+        low, high = task.value_range
+        if kind == REGRESSION and low <= value <= high:
+            return float(value)
+        return f"is {'outside' if kind == REGRESSION else 'not a number in'} the regression task's range [{low:g}, {high:g}]"
+    if task.kind == MULTILABEL:
+        unknown = [x for x in value if x not in task.labels] if kind == MULTILABEL else None
+        if unknown == []:
+            return np.isin(task.labels, value).astype(np.int32)
+        return (f"has labels {unknown} that are not" if unknown else "is not a list") + \
+            f" of the multi-label task's labels {list(task.labels)}"
+    if kind == MULTILABEL or str(value) not in task.labels:
+        return f"is not one of the task's labels {list(task.labels)}"
+    return task.labels.index(str(value))
+
+
 def _label_ids(turn: common.Turn, tasks: dict[str, Task], problems: common.Problems, source: str):
-    """The turn's label names as class ids; an unknown task or label is dropped (or an error).
-    ``source`` says where the tasks come from (the tasks file, or the training labels)."""
+    """The turn's labels as stored (class ids, values, indicators); an unknown task or a label
+    the task cannot take is dropped (or an error). ``source`` says where the tasks come from (the
+    tasks file, or the training labels)."""
     ids = {}
     for task, value in turn.labels.items():
         spec = tasks.get(task)
         if spec is None:
             problems.bad("unknown task (label dropped)", turn.where,
                          f"labels.{task}: the corpus's tasks are {list(tasks)} ({source})")
-        elif str(value) not in spec.labels:
-            problems.bad("unknown label (label dropped)", turn.where,
-                         f"labels.{task} {value!r} is not one of the task's labels {list(spec.labels)} ({source})")
+            continue
+        stored = _stored_label(spec, value)
+        if isinstance(stored, str):
+            problems.bad("unknown label (label dropped)", turn.where, f"labels.{task} {value!r} {stored} ({source})")
         else:
-            ids[task] = spec.labels.index(str(value))
+            ids[task] = stored
     return ids

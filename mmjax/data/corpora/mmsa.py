@@ -7,9 +7,11 @@ What is read, per split key ``train`` / ``valid`` / ``test`` (-> train / validat
   (numeric clips numerically). The speaker is the video (one speaker per video in MOSI/MOSEI).
 * ``raw_text``: N strings, tokenized like any corpus (``text``/``text_bert``, pre-computed text
   features, are not used: the model has its own text encoder).
-* ``regression_labels``: N sentiment scores in [-3, 3] -> ``sentiment``: negative (< 0),
-  neutral (== 0), positive (> 0). ``classification_labels`` and the per-modality ``*_labels_*``
-  of CH-SIMS are not read.
+* ``regression_labels``: N sentiment scores -> two tasks: ``sentiment_intensity``, a regression
+  task over [-3, 3] (CMU-MOSI/MOSEI), or [-1, 1] where every score of the file lies in it
+  (CH-SIMS), scored with MMSA's MAE, Corr, Acc-2, F1 and Acc-7 (``mmjax.metrics``); and
+  ``sentiment``, the classes negative (< 0), neutral (== 0), positive (> 0).
+  ``classification_labels`` and the per-modality ``*_labels_*`` of CH-SIMS are not read.
 * ``audio`` float [N, Fa, Da] and ``vision`` float [N, Fv, Dv] (-> ``visual``), optional; with
   ``audio_lengths`` / ``vision_lengths`` (N ints) only the first ``length`` frames are kept
   (0: the modality is absent for that clip). Without lengths every frame is kept.
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import builtins
 import codecs
+import dataclasses
 import functools
 import io
 import math
@@ -33,6 +36,7 @@ import numpy as np
 
 from mmjax.data.corpora import common
 from mmjax.errors import RecordError
+from mmjax.tasks import TASKS
 
 LANGUAGE = "en"
 SPLIT_KEYS = {"train": "train", "valid": "validation", "test": "test"}
@@ -123,16 +127,22 @@ def load(path: str) -> object:
         raise RecordError(f"{path}: cannot be read as a pickle ({type(e).__name__}: {e})") from e
 
 
-def _sentiment(score) -> int | None:
-    score = float(score)
-    return None if math.isnan(score) else 0 if score < 0 else 1 if score == 0 else 2
+INTENSITY = TASKS["sentiment_intensity"]  # over MOSI/MOSEI's [-3, 3]
+NARROW = (-1.0, 1.0)  # CH-SIMS's range
+
+
+def _labels(score: float, high: float) -> dict | None:
+    """The clip's ``sentiment`` class and ``sentiment_intensity``; None for a score outside [-high, high]."""
+    if not -high <= score <= high:  # NaN included
+        return None
+    return {"sentiment": 0 if score < 0 else 1 if score == 0 else 2, INTENSITY.name: score}
 
 
 def _clip_key(clip: str):
     return (0, int(clip), "") if clip.isdigit() else (1, 0, clip)
 
 
-def _read_split(path: str, key: str, part, problems: common.Problems) -> list[common.RawDialogue]:
+def _read_split(path: str, key: str, part, high: float, problems: common.Problems) -> list[common.RawDialogue]:
     where = f"{path} [{key!r}]"
     if not isinstance(part, dict):
         raise RecordError(f"{where}: is a {type(part).__name__}, expected a dict of arrays")
@@ -151,12 +161,12 @@ def _read_split(path: str, key: str, part, problems: common.Problems) -> list[co
         if not separator or not video or not clip:
             problems.bad("malformed utterance id", row_where, f"id {uid!r}: expected '<video>{SEPARATOR}<clip>'")
             continue
-        sentiment = _sentiment(part["regression_labels"][i])
-        if sentiment is None:  # the label is dropped; the clip stays as context of its video
+        score = float(part["regression_labels"][i])
+        labels = _labels(score, high)
+        if labels is None:  # the labels are dropped; the clip stays as context of its video
             problems.bad("unknown label (label dropped)", f"{row_where} (id {uid!r})",
-                         "regression_labels is NaN; expected a sentiment score in [-3, 3]")
-        turn = common.Turn(uid, video, str(part["raw_text"][i]), f"{row_where} (id {uid!r})",
-                           {} if sentiment is None else {"sentiment": sentiment})
+                         f"regression_labels is {score}; expected a sentiment score in [{-high:g}, {high:g}]")
+        turn = common.Turn(uid, video, str(part["raw_text"][i]), f"{row_where} (id {uid!r})", labels or {})
         for name, modality in MODALITIES.items():
             if name in part:
                 frames = np.asarray(part[name][i])
@@ -177,5 +187,10 @@ def read(path: str, options: common.Options, problems: common.Problems) -> commo
     unknown = sorted(set(data) - set(SPLIT_KEYS))
     if unknown:
         raise RecordError(f"{path}: unknown split keys {unknown}; expected {list(SPLIT_KEYS)}")
-    splits = {SPLIT_KEYS[key]: _read_split(path, key, data[key], problems) for key in SPLIT_KEYS if key in data}
-    return common.Corpus("mmsa", LANGUAGE, splits, common.builtin_tasks(["sentiment"]))
+    scores = np.concatenate([np.asarray(data[k].get("regression_labels", []), np.float64).reshape(-1)
+                             for k in SPLIT_KEYS if isinstance(data.get(k), dict)])
+    narrow = np.nanmax(np.abs(scores), initial=0.0) <= 1.0
+    intensity = dataclasses.replace(INTENSITY, value_range=NARROW) if narrow else INTENSITY
+    splits = {SPLIT_KEYS[key]: _read_split(path, key, data[key], intensity.value_range[1], problems)
+              for key in SPLIT_KEYS if key in data}
+    return common.Corpus("mmsa", LANGUAGE, splits, common.builtin_tasks(["sentiment"]) + (intensity,))

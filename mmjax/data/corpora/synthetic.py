@@ -34,6 +34,10 @@ split, so the corpus is a pure function of the seed):
    utterance conflicts). sarcasm_humor: +2 when the sarcasm is the joke
    (sarcastic and humorous), -intensity for sarcasm that is not funny, +1 for humor without
    sarcasm, 0 for neither.
+9. **Sentiment intensity** (regression, [-3, 3]): sentiment x (intensity + (polarity words - 1)
+   / 2), so 0 for neutral utterances and +-1, 1.5, 2 or 2.5 otherwise. Its size is heard
+   (arousal) and read (one or two polarity words); its sign needs fusion where the words are
+   sarcastic. It is derived from the draws above, so adding it changed no other label.
 """
 
 from __future__ import annotations
@@ -47,7 +51,7 @@ from mmjax.data import records, text
 from mmjax.data.schema import Dialogue
 from mmjax.tasks import TASKS
 
-GENERATOR_VERSION = 2  # bump whenever the generative story changes: prepared copies are then rebuilt
+GENERATOR_VERSION = 3  # bump whenever the generative story changes: prepared copies are then rebuilt
 # Feature dims and frame ranges (inclusive) of the default corpus; others can be asked for, e.g.
 # CMMA-sized 50x74 audio / 50x35 visual to measure the input pipeline at a realistic size.
 DEFAULT_FEATURES = {"audio_dim": 24, "visual_dim": 16, "audio_frames": (8, 24), "visual_frames": (4, 12)}
@@ -90,10 +94,13 @@ class _World:
         self.visual_emotion = {e: 0.8 * _unit(rng, visual_dim) for e in _EMOTIONS}
 
 
-def _words(rng, polarity: int, expressed_emotion: str, setup: bool, punchline: bool) -> list[str]:
+def _words(rng, polarity: int, expressed_emotion: str, setup: bool, punchline: bool) -> tuple[list[str], int]:
+    """The utterance's words, and how many of them are polarity words."""
     words = list(rng.choice(_FILLER_WORDS, size=rng.integers(2, 8)))
+    polar = 0
     if polarity:
-        words += list(rng.choice(_POLARITY_WORDS[polarity], size=rng.integers(1, 3)))
+        polar = int(rng.integers(1, 3))
+        words += list(rng.choice(_POLARITY_WORDS[polarity], size=polar))
     if expressed_emotion != "neutral" and rng.random() < 0.8:
         words.append(rng.choice(_EMOTION_WORDS[expressed_emotion]))
     if setup:
@@ -101,7 +108,7 @@ def _words(rng, polarity: int, expressed_emotion: str, setup: bool, punchline: b
     if punchline:
         words.append(rng.choice(_PUNCHLINE_WORDS))
     rng.shuffle(words)
-    return [str(w) for w in words]
+    return [str(w) for w in words], polar
 
 
 def _features(rng, length_range, base, cue) -> np.ndarray:
@@ -135,7 +142,7 @@ def _dialogue(rng: np.random.Generator, world: _World, dialogue_id: str, tokeniz
                 emotion = str(rng.choice(["neutral" if sentiment == 0 else "joy", "surprise"], p=[0.85, 0.15]))
         # Sarcasm words its negativity as praise: joy or surprise, as sincere positive turns do.
         expressed_emotion = str(rng.choice(["joy", "surprise"], p=[0.85, 0.15])) if sarcastic else emotion
-        words = _words(rng, 1 if sarcastic else sentiment, expressed_emotion, setup, punchline)
+        words, polar = _words(rng, 1 if sarcastic else sentiment, expressed_emotion, setup, punchline)
 
         audio_cue = sentiment * world.audio_valence + (intensity - 1.5) * 2 * world.audio_arousal
         visual_cue = 0.8 * sentiment * world.visual_valence + world.visual_emotion[emotion]
@@ -152,7 +159,8 @@ def _dialogue(rng: np.random.Generator, world: _World, dialogue_id: str, tokeniz
         for task, value in (("sentiment", sentiment + 1), ("emotion", _EMOTIONS.index(emotion)),
                             ("sarcasm", int(sarcastic)), ("humor", int(humor)),
                             ("emotion_sentiment", emotion_sentiment + 2),
-                            ("sarcasm_humor", sarcasm_humor + 2)):
+                            ("sarcasm_humor", sarcasm_humor + 2),
+                            ("sentiment_intensity", sentiment * (intensity + (polar - 1) / 2))):
             labels[task].append(value)
         speakers.append(f"speaker_{speaker:02d}")
         texts.append(" ".join(words))
@@ -161,7 +169,7 @@ def _dialogue(rng: np.random.Generator, world: _World, dialogue_id: str, tokeniz
         dialogue_id=dialogue_id,
         utterance_ids=[f"{dialogue_id}_u{i}" for i in range(num_turns)],
         speakers=speakers, texts=texts, tokens=tokenizer.encode_batch(texts), audio=audio, visual=visual,
-        labels={t: np.array(v, np.int32) for t, v in labels.items()})
+        labels={t: np.array(v, TASKS[t].label_dtype) for t, v in labels.items()})
 
 
 def generate(split: str, num_dialogues: int, seed: int = 0, features: Mapping | None = None,

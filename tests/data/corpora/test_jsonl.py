@@ -75,9 +75,14 @@ def test_features_from_row_files_npz_and_npy_directories_absent_elsewhere(tmp_pa
     ({"dialogue": "d", "turn": 0, "speaker": "A", "text": "x", "lables": {}},
      r"line 4: unknown fields \['lables'\]; expected fields \['dialogue', 'turn', 'speaker', 'text'\]"),
     ({"dialogue": "d", "turn": 0, "speaker": "A", "text": "x", "labels": {"emotion": 0.5}},
-     r"line 4: labels.emotion is numbers \(a regression task\); this mmjax trains classification tasks"),
+     r"task 'emotion' mixes kinds of labels in train.jsonl \(classification first at .*train.jsonl line 1; "
+     r"regression first at .*line 4\)"),
     ({"dialogue": "d", "turn": 0, "speaker": "A", "text": "x", "labels": {"emotion": ["joy"]}},
-     r"line 4: labels.emotion is a list \(a multi-label task\)"),
+     r"task 'emotion' mixes kinds .*multilabel first at .*line 4"),
+    ({"dialogue": "d", "turn": 0, "speaker": "A", "text": "x", "labels": {"emotion": {"joy": 1}}},
+     r"line 4: labels.emotion is \{'joy': 1\}; expected a label name \(a string\), a finite number, a list"),
+    ({"dialogue": "d", "turn": 0, "speaker": "A", "text": "x", "labels": {"emotion": ["joy", "joy"]}},
+     r"line 4: labels.emotion is \['joy', 'joy'\]; expected .* a list of distinct label names"),
     ({"dialogue": "d", "turn": 0, "speaker": "A", "text": "x", "labels": {"irony": "none"}},
      r"task 'irony' has the single label \['none'\] in train.jsonl; a classification task needs at least two"),
     ({"dialogue": "d", "turn": 0, "speaker": "A", "text": "  ", "labels": {}},
@@ -125,7 +130,7 @@ def test_wrong_encoding_names_the_line_and_the_expected_encoding(tmp_path):
 
 def test_skip_bad_skips_and_counts_every_kind(tmp_path):
     np.savez(tmp_path / "audio.npz", d1_0=np.ones((1, 3)), d1_1=np.full((1, 3), np.nan), dia9=np.ones((1, 3)))
-    bad = [{"dialogue": "d", "turn": 0, "speaker": "A", "text": "x", "labels": {"emotion": 0.5}},
+    bad = [{"dialogue": "d", "turn": 0, "speaker": "A", "text": "x", "labels": {"emotion": True}},
            {"dialogue": "e", "turn": 0, "speaker": "A", "text": ""},
            {"dialogue": "d1", "turn": 0, "speaker": "A", "text": "again"}, "not json"]
     manifest = _prepare(tmp_path, ROWS + bad, skip_bad=True, audio=str(tmp_path / "audio.npz"))
@@ -216,7 +221,67 @@ def test_a_tasks_file_declares_the_tasks_and_their_relations(tmp_path):
     assert manifest["tasks"]["emotion"]["labels"] == ["Mad", "Joyful", "Peaceful", "Scared"]  # declared order
     assert manifest["tasks"]["act_emotion"]["relates"] == ["act", "emotion"]
     assert _dialogues(tmp_path)[0].labels["act_emotion"].tolist() == [2, -1]
-    (corpus / "tasks.json").write_text(json.dumps({"emotion": {"kind": "regression", "range": [0, 1]}}))
-    with pytest.raises(RecordError, match=r"tasks.json: task 'emotion' is of kind 'regression'; this mmjax trains "
-                                          r"'classification' tasks"):
+    (corpus / "tasks.json").write_text(json.dumps({"emotion": {"kind": "ordinal", "labels": ["a", "b"]}}))
+    with pytest.raises(RecordError, match=r"tasks.json: task 'emotion' is of kind 'ordinal'; expected one of "
+                                          r"\['classification', 'regression', 'multilabel'\]"):
         _prepare(tmp_path, rows)
+    (corpus / "tasks.json").write_text(json.dumps({"emotion": {"kind": "regression", "range": [1, 1]}}))
+    with pytest.raises(RecordError, match=r"tasks.json: task 'emotion' has range \[1, 1\]; expected \[low, high\]"):
+        _prepare(tmp_path, rows)
+
+
+KINDS = [  # one task of each kind, their kinds implied by the labels
+    {"dialogue": "a", "turn": 0, "speaker": "A", "text": "so tired of work",
+     "labels": {"mood": "low", "intensity": -1.5, "topics": ["work"]}},
+    {"dialogue": "a", "turn": 1, "speaker": "B", "text": "dinner with family tonight",
+     "labels": {"mood": "high", "intensity": 2, "topics": ["family", "food"]}},
+    {"dialogue": "b", "turn": 0, "speaker": "A", "text": "nothing much", "labels": {"topics": []}},
+]
+
+
+def test_kinds_come_from_the_training_labels(tmp_path):
+    manifest = _prepare(tmp_path, KINDS)
+    assert manifest["tasks"] == {"intensity": {"kind": "regression", "range": [-1.5, 2.0]},
+                                 "mood": {"kind": "classification", "labels": ["high", "low"]},
+                                 "topics": {"kind": "multilabel", "labels": ["family", "food", "work"]}}
+    a, b = _dialogues(tmp_path)
+    assert a.labels["intensity"].dtype == np.float32 and a.labels["intensity"].tolist() == [-1.5, 2.0]
+    assert np.isnan(b.labels["intensity"]).all()  # unlabelled
+    assert a.labels["topics"].tolist() == [[0, 0, 1], [1, 1, 0]] and b.labels["topics"].tolist() == [[0, 0, 0]]
+    train = manifest["splits"]["train"]
+    assert train["labelled"] == {"intensity": 2, "mood": 2, "topics": 3}
+    assert train["class_counts"]["topics"] == {"family": 1, "food": 1, "work": 1}
+    assert train["value_stats"]["intensity"] == {"mean": 0.25, "std": 1.75, "min": -1.5, "max": 2.0}
+
+
+@pytest.mark.parametrize("label, message", [
+    (3.5, r"labels.intensity 3.5 is outside the regression task's range \[-1.5, 2\] \(those of train.jsonl\)"),
+    ("x", r"labels.intensity 'x' is not a number in the regression task's range"),
+])
+def test_a_regression_value_outside_the_training_range_is_refused_or_dropped(tmp_path, label, message):
+    _write(tmp_path / "corpus", [dict(KINDS[0], dialogue="v", labels={"intensity": label, "mood": "low"})], "test")
+    with pytest.raises(RecordError, match=r"test.jsonl line 1: " + message):
+        _prepare(tmp_path, KINDS)
+    manifest = _prepare(tmp_path, KINDS, skip_bad=True)
+    assert manifest["report"]["skipped"] == {"unknown label (label dropped)": 1}
+    assert manifest["splits"]["test"]["labelled"] == {"intensity": 0, "mood": 1, "topics": 0}
+
+
+def test_a_multilabel_label_the_training_split_never_has_is_refused(tmp_path):
+    _write(tmp_path / "corpus", [dict(KINDS[0], dialogue="v", labels={"topics": ["work", "sport"]})], "validation")
+    with pytest.raises(RecordError, match=r"validation.jsonl line 1: labels.topics \['work', 'sport'\] has labels "
+                                          r"\['sport'\] that are not of the multi-label task's labels"):
+        _prepare(tmp_path, KINDS)
+
+
+def test_a_tasks_file_declares_regression_and_multilabel_tasks(tmp_path):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "tasks.json").write_text(json.dumps({
+        "intensity": {"kind": "regression", "range": [-3, 3]},
+        "topics": {"kind": "multilabel", "labels": ["work", "family", "food", "sport"]},
+        "mood": {"kind": "classification", "labels": ["low", "high"]}}))
+    manifest = _prepare(tmp_path, KINDS)
+    assert manifest["tasks"]["intensity"]["range"] == [-3.0, 3.0]
+    assert _dialogues(tmp_path)[0].labels["topics"].tolist() == [[1, 0, 0, 0], [0, 1, 1, 0]]  # declared order
+    assert manifest["splits"]["train"]["class_counts"]["topics"]["sport"] == 0

@@ -33,10 +33,13 @@ def _prepare(tmp_path, data=DATA, protocol=pickle.HIGHEST_PROTOCOL, **options):
 @pytest.mark.parametrize("protocol", [2, pickle.HIGHEST_PROTOCOL])
 def test_layout_to_dialogues_sentiment_and_features(tmp_path, protocol):
     manifest = _prepare(tmp_path, protocol=protocol)
-    assert list(manifest["tasks"]) == ["sentiment"] and manifest["features"] == {"audio_dim": 2, "visual_dim": 5}
+    assert manifest["tasks"] == {"sentiment": {"kind": "classification", "labels": ["negative", "neutral", "positive"]},
+                                 "sentiment_intensity": {"kind": "regression", "range": [-3.0, 3.0]}}
+    assert manifest["features"] == {"audio_dim": 2, "visual_dim": 5}
     v1, v2 = (records.DialogueSource(str(tmp_path / "out"), "train")[i] for i in range(2))
     assert v1.utterance_ids == ["v1$_$2", "v1$_$10"] and v1.speakers == ["v1", "v1"]  # clips in numeric order
     assert v1.labels["sentiment"].tolist() == [1, 0] and v2.labels["sentiment"].tolist() == [2]
+    assert np.allclose(v1.labels["sentiment_intensity"], [0.0, -1.2]) and v2.labels["sentiment_intensity"] == [np.float32(2.6)]
     assert v1.texts == ["words of v1$_$2", "words of v1$_$10"]
     assert v1.audio[1].shape == (4, 2) and v1.audio[0].shape == (2, 2)  # audio_lengths trims the padding
     assert v2.audio == [None] and v2.visual[0].shape == (3, 5)  # length 0: absent
@@ -70,6 +73,14 @@ def test_a_small_pickle_cannot_allocate_much(tmp_path, payload, what):
     path.write_bytes(b"\x80\x02" + payload)
     with pytest.raises(RecordError, match=rf"bomb.pkl: the pickle asks for {what}.* but holds \d+ bytes"):
         mmsa.load(str(path))
+
+
+def test_ch_sims_scores_make_a_narrower_range_and_a_score_outside_the_range_is_refused(tmp_path):
+    sims = {"train": _split(["v1$_$1", "v1$_$2", "v2$_$1"], [-0.8, 0.0, 1.0])}
+    assert _prepare(tmp_path, sims)["tasks"]["sentiment_intensity"]["range"] == [-1.0, 1.0]
+    with pytest.raises(RecordError, match=r"\['train'\] row 2 \(id 'v2\$_\$1'\): regression_labels is 3.5; expected a "
+                                          r"sentiment score in \[-3, 3\]"):
+        _prepare(tmp_path, {"train": _split(["v1$_$1", "v1$_$2", "v2$_$1"], [-0.8, 0.0, 3.5])})
 
 
 def test_bad_content_names_the_split_row_and_expectation(tmp_path):
