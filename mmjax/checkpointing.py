@@ -18,17 +18,17 @@ import inspect
 import json
 import logging
 import os
-import shutil
 import sys
 from collections.abc import Callable
 
 import grain
 import jax
 import orbax.checkpoint as ocp
+from etils import epath
 from jax.experimental import multihost_utils
 from orbax.checkpoint.checkpoint_managers import preservation_policy
 
-from mmjax.atomic import write_atomically
+from mmjax.atomic import is_local, write_atomically
 from mmjax.errors import MmjaxError, chain, out_of_space
 
 _log = logging.getLogger(__name__)  # status lines; shown by the commands (mmjax.cli)
@@ -66,8 +66,12 @@ def manager(workdir: str, keep_latest: int | None = None, create: bool = True) -
     options = ocp.CheckpointManagerOptions(create=create, enable_async_checkpointing=True,
                                            best_fn=_score, best_mode="max", preservation_policy=policy)
     _quiet_orbax_failures()
-    return ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), "checkpoints"),
-                                 options=options)
+    return ocp.CheckpointManager(workdir_path(workdir) / "checkpoints", options=options)
+
+
+def workdir_path(workdir: str) -> epath.Path:
+    """``workdir`` as an ``epath.Path``: absolute when local, as given when a URL (``gs://``)."""
+    return epath.Path(os.path.abspath(workdir) if is_local(workdir) else workdir)
 
 
 def save(mngr: ocp.CheckpointManager, step: int, state, data_iterator, score: float) -> None:
@@ -159,15 +163,14 @@ def restore_params(mngr: ocp.CheckpointManager, step: int, abstract_params, key:
     return mngr.restore(step, args=ocp.args.Composite(**{STATE: args}))[STATE][key]
 
 
-def _digests(step_dir: str) -> dict[str, str]:
+def _digests(step_dir: epath.Path) -> dict[str, str]:
     """{path relative to ``step_dir``: blake2b digest} of every file of a saved step."""
     digests = {}
-    for root, _, files in os.walk(step_dir):
+    for root, _, files in step_dir.walk():
         for name in files:
-            path = os.path.join(root, name)
-            relative = os.path.relpath(path, step_dir)
+            relative = str((root / name).relative_to(step_dir))
             if relative != CHECKSUMS:
-                with open(path, "rb") as f:
+                with (root / name).open("rb") as f:
                     digests[relative] = hashlib.file_digest(f, "blake2b").hexdigest()
     return dict(sorted(digests.items()))
 
@@ -180,19 +183,18 @@ def seal(mngr: ocp.CheckpointManager) -> None:
     if jax.process_index() != 0:
         return
     for step in mngr.all_steps():
-        step_dir = os.path.join(mngr.directory, str(step))
-        if not os.path.exists(os.path.join(step_dir, CHECKSUMS)):
+        step_dir = epath.Path(mngr.directory) / str(step)
+        if not (step_dir / CHECKSUMS).exists():
             digests = _digests(step_dir)
-            write_atomically(os.path.join(step_dir, CHECKSUMS), lambda f: json.dump(digests, f, indent=0))
+            write_atomically(step_dir / CHECKSUMS, lambda f: json.dump(digests, f, indent=0))
 
 
 def verify(mngr: ocp.CheckpointManager, step: int) -> None:
     """Raises DamagedCheckpoint when a file of ``step`` is missing or differs from its checksum
     (steps saved before checksums existed, or not yet sealed, are checked by restoring alone)."""
-    step_dir = os.path.join(mngr.directory, str(step))
+    step_dir = epath.Path(mngr.directory) / str(step)
     try:
-        with open(os.path.join(step_dir, CHECKSUMS)) as f:
-            expected = json.load(f)
+        expected = json.loads((step_dir / CHECKSUMS).read_text())
     except FileNotFoundError:
         return
     except (OSError, ValueError) as e:
@@ -269,12 +271,12 @@ def restore_newest(mngr: ocp.CheckpointManager, restore_fn: Callable[[int], obje
 
 def _set_aside(mngr: ocp.CheckpointManager, step: int) -> None:
     if jax.process_index() == 0:
-        target = os.path.join(mngr.directory, DAMAGED, str(step))
-        suffix = 1
-        while os.path.exists(target):
-            target, suffix = os.path.join(mngr.directory, DAMAGED, f"{step}.{suffix}"), suffix + 1
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        shutil.move(os.path.join(mngr.directory, str(step)), target)
+        damaged = epath.Path(mngr.directory) / DAMAGED
+        target, suffix = damaged / str(step), 1
+        while target.exists():
+            target, suffix = damaged / f"{step}.{suffix}", suffix + 1
+        damaged.mkdir(parents=True, exist_ok=True)
+        (epath.Path(mngr.directory) / str(step)).rename(target)
     if jax.process_count() > 1:
         multihost_utils.sync_global_devices(f"mmjax set aside {step}")
     mngr.reload()

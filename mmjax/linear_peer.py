@@ -18,7 +18,7 @@ from sklearn.pipeline import FeatureUnion
 from mmjax import evaluation, metrics, report as report_lib
 from mmjax.data import records
 from mmjax.errors import ConfigError, RecordError
-from mmjax.tasks import CLASSIFICATION, MULTILABEL, REGRESSION, Task, corpus_tasks
+from mmjax.tasks import MULTILABEL, REGRESSION, Task, corpus_tasks
 
 _log = logging.getLogger(__name__)  # status lines; shown by the commands (mmjax.cli)
 

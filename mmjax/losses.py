@@ -92,7 +92,8 @@ def task_loss(tasks: Mapping[str, Task], outputs: Mapping[str, jax.Array], label
 # Uncertainty weighting (Kendall, Gal & Cipolla, "Multi-Task Learning Using Uncertainty to Weigh
 # Losses", CVPR 2018, eq. 10, classification form): with s_t = log sigma_t^2 learned per task,
 # L = sum_t exp(-s_t) L_t + s_t / 2  (1/sigma^2 L_t + log sigma). Large s_t down-weights a noisy
-# task; the s_t / 2 term stops s_t from growing without bound.
+# task; the s_t / 2 term stops s_t from growing without bound. Regression tasks take the same form
+# (the paper's regression form halves the first term): on losses of one scale, see masked_loss.
 def _static(params, config) -> tuple[dict, jax.Array]:
     del params
     return {t: config.task_weights.get(t, 1.0) for t in config.tasks}, jnp.zeros((), jnp.float32)

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 from collections.abc import Mapping
 
 import jax
+from etils import epath
 
 from mmjax import checkpointing, prepared_records, saved_run, setup as setup_lib, sharding
 from mmjax.errors import ConfigError, MmjaxError
@@ -78,7 +78,7 @@ def training_manifest(workdir: str, config) -> dict:
 
 def run_config(workdir: str, config=None):
     """``config`` if given, else the workdir's own, fitted to the devices present."""
-    if not os.path.isdir(os.path.join(workdir, "checkpoints")):
+    if not (epath.Path(workdir) / "checkpoints").is_dir():
         raise MmjaxError(f"no checkpoints in workdir {workdir!r}: train it first")
     return fit_to_devices(config if config is not None else saved_run.load_config(workdir), jax.device_count())
 

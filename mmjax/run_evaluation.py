@@ -1,9 +1,10 @@
 """Evaluation of trained runs: one checkpoint of a workdir on a split, or the runs of several
 seeds with the mean and standard deviation of every score (``python -m mmjax.evaluate``).
 
-Writes into the workdir ``eval_<split>.json`` (per task: accuracy, macro- and weighted-F1, loss,
-majority baseline, per-class precision/recall/F1, confusion matrix, scores by speaker and by
-modalities present, the learned task relations) and one confusion-matrix PNG per task. Over seeds,
+Writes into the workdir ``eval_<split>.json`` (per task: the scores of its kind, loss, the
+training baseline, per-class (per-label) precision/recall/F1, the confusion matrix of a
+classification task, scores by speaker and by modalities present, the learned task relations)
+and one confusion-matrix PNG per classification task. Over seeds,
 ``eval_<split>_seeds.json`` goes to the directory named by the workdir template with ``{seed}``
 replaced by the seeds joined with "-". The test split is read here and nowhere else.
 """
@@ -15,6 +16,7 @@ import os
 import re
 
 import jax
+from etils import epath
 
 from mmjax import evaluation, report as report_lib, restored_run, saved_run, setup as setup_lib
 from mmjax.data import records
@@ -76,7 +78,7 @@ def evaluate_seeds(config, template: str, seeds: list[str], split: str = "test",
             for seed, workdir, (report, at) in zip(seeds, workdirs, evaluated)]
     if jax.process_index() == 0:
         directory = template.replace(SEED, "-".join(seeds))
-        os.makedirs(directory, exist_ok=True)
+        epath.Path(directory).mkdir(parents=True, exist_ok=True)
         path = os.path.join(directory, f"eval_{split}_seeds.json")
         saved_run.write_json(path, {"split": split, "step": step, "seeds": seeds, "workdirs": workdirs, "runs": runs,
                                     **aggregated})

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Mapping
 
 import ml_collections
+from etils import epath
 
 from mmjax import atomic
 from mmjax.errors import ConfigError, MmjaxError
@@ -54,8 +54,8 @@ def write_json(path: str, value) -> None:
 
 def save_run(workdir: str, config, manifest: Mapping) -> None:
     """Records the run's config and records manifest in ``workdir`` (process 0, at train start)."""
-    write_json(os.path.join(workdir, CONFIG), json.loads(config.to_json_best_effort()))
-    write_json(os.path.join(workdir, RECORDS_MANIFEST), dict(manifest))
+    write_json(epath.Path(workdir) / CONFIG, json.loads(config.to_json_best_effort()))
+    write_json(epath.Path(workdir) / RECORDS_MANIFEST, dict(manifest))
 
 
 def _flat(tree: Mapping, prefix: str = "") -> dict:
@@ -73,11 +73,10 @@ def check_resume_config(workdir: str, config) -> None:
     """Raises ConfigError if ``config`` differs from the config ``workdir`` recorded in a key
     outside ``RESUMABLE_KEYS``, naming each such key with both values. Keys one of the two
     lacks (added to mmjax after the run was recorded) are not compared."""
-    path = os.path.join(workdir, CONFIG)
-    if not os.path.isfile(path):  # runs that predate config.json
+    path = epath.Path(workdir) / CONFIG
+    if not path.is_file():  # runs that predate config.json
         return
-    with open(path, encoding="utf-8") as f:
-        recorded = _flat(json.load(f))
+    recorded = _flat(json.loads(path.read_text(encoding="utf-8")))
     new = _flat(json.loads(config.to_json_best_effort()))
     changed = sorted(k for k in recorded.keys() & new.keys() if recorded[k] != new[k] and k not in RESUMABLE_KEYS)
     if changed:
@@ -97,19 +96,17 @@ def _tuples(value):
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:
     """The config ``workdir`` was trained with (its ``config.json``), locked."""
-    path = os.path.join(workdir, CONFIG)
-    if not os.path.isfile(path):
+    path = epath.Path(workdir) / CONFIG
+    if not path.is_file():
         raise MmjaxError(f"{path} is missing: pass the run's config with --config")
-    with open(path, encoding="utf-8") as f:
-        config = ml_collections.ConfigDict(_tuples(json.load(f)))
+    config = ml_collections.ConfigDict(_tuples(json.loads(path.read_text(encoding="utf-8"))))
     config.lock()
     return config
 
 
 def load_manifest(workdir: str) -> dict | None:
     """The records manifest ``workdir`` was trained on, or None for runs that predate it."""
-    path = os.path.join(workdir, RECORDS_MANIFEST)
-    if not os.path.isfile(path):
+    path = epath.Path(workdir) / RECORDS_MANIFEST
+    if not path.is_file():
         return None
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    return json.loads(path.read_text(encoding="utf-8"))

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 import jax
 import numpy as np
 import tensorboardX
+from etils import epath
 
 from mmjax import (atomic, checkpointing, evaluation, figures, inputs, metrics as metrics_lib, optim, preemption,
                    prepared_records, progress as progress_lib, report as report_lib, saved_run, setup as setup_lib,
@@ -25,10 +26,10 @@ _log = logging.getLogger(__name__)  # status lines; shown by the commands (mmjax
 
 def make_workdir(workdir: str) -> None:
     try:
-        os.makedirs(workdir, exist_ok=True)
+        epath.Path(workdir).mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise MmjaxError(f"cannot create workdir {workdir!r}: {e.strerror}") from e
-    if not os.access(workdir, os.W_OK):
+        raise MmjaxError(f"cannot create workdir {workdir!r}: {e.strerror or e}") from e
+    if atomic.is_local(workdir) and not os.access(workdir, os.W_OK):  # a bucket says so at the first write
         raise MmjaxError(f"workdir {workdir!r} is not writable")
 
 
@@ -84,18 +85,17 @@ class _Writer:
 
     Training starts after step ``start`` (its checkpoint's, or 0). An interrupted run may have
     logged later steps, which this one logs again: both sinks drop them (TensorBoard's
-    purge_step hides their events; ``metrics.jsonl`` is rewritten without their lines), so a
-    reader finds one value per step and split.
+    purge_step hides their events; ``metrics.jsonl`` keeps only its lines up to ``start``), so a
+    reader finds one value per step and split. ``metrics.jsonl`` is rewritten whole at each log
+    point (atomically: never a torn line, and a bucket, which cannot append, works alike).
     """
 
     def __init__(self, workdir: str, enabled: bool, start: int = 0):
         self.enabled = enabled
         if enabled:
-            self.tensorboard = tensorboardX.SummaryWriter(os.path.join(workdir, "tensorboard"), purge_step=start + 1)
-            path = os.path.join(workdir, "metrics.jsonl")
-            if os.path.exists(path):
-                _drop_lines_after(path, start)
-            self.jsonl = open(path, "a", encoding="utf-8")
+            self.tensorboard = event_writer(workdir, start)
+            self.path = epath.Path(workdir) / "metrics.jsonl"
+            self.lines = _lines_up_to(self.path, start)
 
     def write(self, split: str, step: int, values: dict) -> None:
         if self.enabled:
@@ -103,8 +103,8 @@ class _Writer:
                 self.tensorboard.add_scalar(f"{split}/{key}", value, step)
             self.tensorboard.flush()
             line = saved_run.json_safe({"step": step, "split": split, **values})
-            self.jsonl.write(json.dumps(line, allow_nan=False) + "\n")
-            self.jsonl.flush()
+            self.lines.append(json.dumps(line, allow_nan=False) + "\n")
+            atomic.write_atomically(self.path, lambda f: f.writelines(self.lines))
 
     def confusion_figures(self, step: int, report: dict) -> None:
         """Each task's validation confusion matrix as a TensorBoard figure (``validation/confusion/``)."""
@@ -120,7 +120,17 @@ class _Writer:
     def close(self) -> None:
         if self.enabled:
             self.tensorboard.close()
-            self.jsonl.close()
+
+
+def event_writer(workdir: str, start: int) -> tensorboardX.SummaryWriter:
+    """TensorBoard's writer into ``workdir``/tensorboard, hiding the events after ``start``."""
+    if not atomic.is_local(workdir):
+        try:
+            import google.cloud.storage  # noqa: F401  tensorboardX writes to a bucket with it
+        except ImportError:
+            raise MmjaxError(f"workdir {workdir!r}: TensorBoard events in a bucket need google-cloud-storage "
+                             "(pip install 'mmjax[cloud]')") from None
+    return tensorboardX.SummaryWriter(os.path.join(workdir, "tensorboard"), purge_step=start + 1)
 
 
 def _logged_step(line: str) -> float:
@@ -131,13 +141,12 @@ def _logged_step(line: str) -> float:
         return float("inf")
 
 
-def _drop_lines_after(path: str, step: int) -> None:
-    """Rewrites the metrics log ``path`` without its lines of steps after ``step``."""
-    with open(path, encoding="utf-8") as f:
-        lines = f.readlines()
-    kept = [line for line in lines if _logged_step(line) <= step]
-    if len(kept) != len(lines):
-        atomic.write_atomically(path, lambda f: f.writelines(kept))
+def _lines_up_to(path: epath.Path, step: int) -> list[str]:
+    """The lines of the metrics log ``path`` (if any) of steps up to ``step``."""
+    if not path.exists():
+        return []
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    return [line if line.endswith("\n") else line + "\n" for line in lines if _logged_step(line) <= step]
 
 
 def check_validation_split(config, manifest: Mapping) -> None:

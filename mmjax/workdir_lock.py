@@ -6,6 +6,9 @@ never exists half-written) and removes it when training ends. A lock whose holde
 host and is no longer alive (a killed trainer) is stale and taken over, with a line saying so;
 a holder on another host cannot be checked from here, so its lock is respected. Evaluation and
 prediction take no lock: they only read.
+
+A workdir in a bucket (``gs://``) has neither hard links nor processes to ask, so there no lock
+is taken (a warning says so): start one trainer per bucket workdir.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import os
 import socket
 import time
 
+from mmjax.atomic import is_local
 from mmjax.errors import MmjaxError
 
 _log = logging.getLogger(__name__)  # status lines; shown by the commands (mmjax.cli)
@@ -69,6 +73,10 @@ def hold(workdir: str, enabled: bool = True):
     multi-host run, whose process 0 holds it). Raises MmjaxError naming the holder when another
     live trainer holds it."""
     if not enabled:
+        yield
+        return
+    if not is_local(workdir):
+        _log.warning("no lock on %s (a bucket has no hard links): run one mmjax.train on it at a time", workdir)
         yield
         return
     path = os.path.join(workdir, LOCK)

@@ -1,5 +1,6 @@
 import json
 import math
+import types
 
 import pytest
 
@@ -44,3 +45,53 @@ def test_resuming_with_another_config_is_refused_unless_only_resumable_keys_chan
     newer = soft_share.get_config()
     newer.ema_decay = 0.99
     saved_run.check_resume_config(workdir, newer)
+
+
+@pytest.fixture
+def bucket(tmp_path):
+    """A fake ``gs://bucket`` served from ``tmp_path`` through epath's own test backend: the
+    workdir files of a bucket run go through ``etils.epath`` (a plain ``open`` would fail)."""
+    import contextlib
+
+    from etils import epath
+
+    def local(path):
+        return str(path).replace("gs://bucket", str(tmp_path), 1)
+
+    def routed(fn, path, *args, **kwargs):
+        return fn(local(path), *[local(a) if str(a).startswith("gs://") else a for a in args], **kwargs)
+
+    names = ("open", "copy", "rename", "exists", "glob", "walk", "isdir", "listdir", "makedirs", "mkdir", "remove",
+             "replace", "rmtree", "stat")
+    with epath.testing.mock_epath(**dict.fromkeys(names, routed)), contextlib.chdir(tmp_path):
+        yield tmp_path
+
+
+def test_a_bucket_workdir_records_its_run_writes_its_metrics_log_and_takes_no_lock(bucket, caplog, monkeypatch):
+    from mmjax import trainer, workdir_lock
+    from mmjax.errors import MmjaxError
+
+    workdir = "gs://bucket/runs/a"
+    trainer.make_workdir(workdir)
+    with pytest.raises(MmjaxError, match=r"'gs://bucket/runs/a': TensorBoard events in a bucket need "
+                                         r"google-cloud-storage \(pip install 'mmjax\[cloud\]'\)"):
+        trainer.event_writer(workdir, 0)  # where it is not installed, as here
+    monkeypatch.setattr(trainer, "event_writer", lambda *_: types.SimpleNamespace(
+        add_scalar=lambda *a: None, flush=lambda: None, close=lambda: None))
+    config = soft_share.get_config()
+    saved_run.save_run(workdir, config, {"corpus": "synthetic"})
+    assert saved_run.load_config(workdir).learning_rate == config.learning_rate
+    assert saved_run.load_manifest(workdir) == {"corpus": "synthetic"}
+    assert (bucket / "runs" / "a" / saved_run.CONFIG).is_file()  # where the bucket keeps it
+    writer = trainer._Writer(workdir, enabled=True)
+    writer.write("train", 1, {"loss": 1.0})
+    writer.write("train", 2, {"loss": 0.5})
+    writer.close()
+    resumed = trainer._Writer(workdir, enabled=True, start=1)  # a resumed run drops the lines after its step
+    resumed.write("train", 2, {"loss": 0.4})
+    resumed.close()
+    lines = (bucket / "runs" / "a" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["loss"] for line in lines] == [1.0, 0.4]
+    with workdir_lock.hold(workdir):
+        assert not (bucket / "runs" / "a" / workdir_lock.LOCK).exists()
+    assert "no lock on gs://bucket/runs/a" in caplog.text

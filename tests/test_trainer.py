@@ -86,37 +86,52 @@ def test_a_resumed_run_drops_the_log_lines_of_the_steps_it_logs_again(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_corpus_with_its_own_tasks_trains_evaluates_and_predicts(tmp_path):
-    """A JSONL corpus with label names and a task mmjax never had, through every command."""
+def _own_corpus(directory, emotions, scale: float = 1.0) -> None:
+    """A JSONL corpus with its own label names and a task of each kind, all learnable from the words."""
     import random
 
-    from tests.tiny import run_module
-
-    emotions = ["Joyful", "Mad", "Neutral", "Peaceful", "Powerful", "Sad", "Scared"]
     rng = random.Random(0)
-    corpus = tmp_path / "corpus"
-    corpus.mkdir()
+    directory.mkdir()
     for split, n in (("train", 60), ("validation", 12), ("test", 12)):
-        with open(corpus / f"{split}.jsonl", "w") as f:
+        with open(directory / f"{split}.jsonl", "w") as f:
             for d in range(n):
                 for turn in range(3):
                     emotion = emotions[(d + turn) % 7] if split == "train" else rng.choice(emotions)
+                    index = emotions.index(emotion)
+                    labels = {"emotion": emotion, "act": ["statement", "question"][turn % 2],
+                              "intensity": scale * (index - 3) / 1.5,  # regression over [-2, 2] (times scale)
+                              "topics": [t for t, on in (("low", index < 3), ("high", index > 3)) if on]}
                     f.write(json.dumps({"dialogue": f"{split}{d}", "turn": turn, "speaker": "AB"[turn % 2],
                                         "text": f"{emotion.lower()}word{rng.randrange(3)} filler",
-                                        "labels": {"emotion": emotion, "act": ["statement", "question"][turn % 2]}})
-                            + "\n")
+                                        "labels": labels}) + "\n")
+
+
+@pytest.mark.slow
+def test_a_corpus_with_its_own_tasks_trains_evaluates_and_predicts(tmp_path):
+    """A JSONL corpus with label names and tasks mmjax never had, one of each kind, through every command."""
+    from tests.tiny import run_module
+
+    emotions = ["Joyful", "Mad", "Neutral", "Peaceful", "Powerful", "Sad", "Scared"]
+    corpus = tmp_path / "corpus"
+    _own_corpus(corpus, emotions)
     data, run = str(tmp_path / "records"), str(tmp_path / "run")
     code, out = run_module("mmjax.prepare", "--corpus=jsonl", f"--input={corpus}", f"--output={data}", "--tokenizer=word")
-    assert code == 0 and "emotion / Powerful" in out, out
-    code, out = run_module("mmjax.train", "--config=tests/tiny.py", f"--config.data.dir={data}", "--config.tasks=emotion,act", "--config.model.modalities=text", "--config.num_train_steps=40", "--config.eval_every_steps=40",
+    assert code == 0 and "emotion / Powerful" in out and "topics / high" in out and "intensity mean" in out, out
+    code, out = run_module("mmjax.train", "--config=tests/tiny.py", f"--config.data.dir={data}",
+                           "--config.tasks=emotion,act,intensity,topics", "--config.model.modalities=text",
+                           "--config.num_train_steps=40", "--config.eval_every_steps=40",
                            "--config.checkpoint_every_steps=40", "--config.learning_rate=0.01", f"--workdir={run}")
     assert code == 0, out[-3000:]
     code, out = run_module("mmjax.evaluate", f"--workdir={run}", "--split=test")
-    assert code == 0, out[-3000:]
+    assert code == 0 and "acc2_has0" in out and "exact_match" in out, out[-3000:]
     with open(os.path.join(run, "eval_test.json")) as f:
         report = json.load(f)["tasks"]
     assert report["emotion"]["labels"] == emotions and report["act"]["labels"] == ["question", "statement"]
     assert report["emotion"]["macro_f1"] > 0.5  # the emotion is in the words: it is learnt
+    assert report["intensity"]["kind"] == "regression" and report["intensity"]["range"] == [-2.0, 2.0]
+    assert report["intensity"]["corr"] > 0.5 and report["intensity"]["mse"] < report["intensity"]["mean_baseline"]["mse"]
+    assert report["topics"]["labels"] == ["high", "low"] and report["topics"]["macro_f1"] > 0.5
+    assert set(report["topics"]["per_label"]) == {"high", "low"}
     # predict reads the training format: the test split's file as it is (its labels are ignored)
     code, out = run_module("mmjax.predict", f"--workdir={run}", f"--input={corpus / 'test.jsonl'}",
                            f"--output={tmp_path / 'preds.jsonl'}")
@@ -125,6 +140,16 @@ def test_a_corpus_with_its_own_tasks_trains_evaluates_and_predicts(tmp_path):
     assert [x["utterance_id"] for x in lines] == [f"test{d}_{t}" for d in range(12) for t in range(3)]
     assert all(set(x["emotion"]["probabilities"]) == set(emotions) and x["act"]["label"] in ("question", "statement")
                for x in lines)
+    assert all(-2 <= x["intensity"]["value"] <= 2 and set(x["topics"]["labels"]) <= {"high", "low"} for x in lines)
+    # The checkpoint refuses records whose tasks differ (here the intensity's range): one clear error.
+    other, other_data = tmp_path / "other", str(tmp_path / "other_records")
+    _own_corpus(other, emotions, scale=1.5)
+    assert run_module("mmjax.prepare", "--corpus=jsonl", f"--input={other}", f"--output={other_data}",
+                      "--tokenizer=word")[0] == 0
+    code, out = run_module("mmjax.evaluate", f"--workdir={run}", "--split=validation", "--config=tests/tiny.py",
+                           f"--config.data.dir={other_data}", "--config.tasks=emotion,act,intensity,topics",
+                           "--config.model.modalities=text")
+    assert code != 0 and "Traceback" not in out and "differ from those the run was trained on in tasks" in out, out[-2000:]
 
 
 def _tensorboard_tags(workdir: str) -> dict[str, list[int]]:
