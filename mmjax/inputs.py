@@ -45,7 +45,8 @@ def shapes(config, manifest: Mapping) -> pipeline.Shapes:
 def window_source(config, manifest: Mapping, split: str, positions: bool = False) -> pipeline.WindowSource:
     """The context windows of ``split`` in ``config.data.dir`` (``positions``: with their positions)."""
     dialogues = records.DialogueSource(config.data.dir, split, manifest)
-    return pipeline.WindowSource(dialogues, shapes(config, manifest), config.model.context_turns, positions)
+    return pipeline.WindowSource(dialogues, shapes(config, manifest), config.model.context_turns, positions,
+                                 cache_bytes=config.data.get("cache_mb", 1024) << 20)
 
 
 def train_dataset(config, manifest: Mapping, process_index: int, process_count: int) -> grain.IterDataset:

@@ -62,16 +62,27 @@ def matmul_peak_flops(dtype=jnp.float32, size: int | None = None, repeats: int =
 
 
 def input_pipeline(config, manifest, batches: int) -> dict:
-    """Windows per second this host's pipeline delivers (after one warm-up batch)."""
+    """Windows (and utterances) per second this host's pipeline delivers: in the first epoch
+    (``first_epoch_*``: every dialogue read, decoded and padded; timed after one warm-up batch)
+    and once an epoch has been read (the padded dialogues cached, ``data.cache_mb``: what the
+    rest of training sees), each over ``batches`` batches."""
     data = iter(inputs.train_dataset(config, manifest, jax.process_index(), jax.process_count()))
-    first = next(data)
-    start = time.perf_counter()
-    utterances = 0
-    for _ in range(batches):
-        utterances += int(next(data)["turn_mask"].sum())
-    seconds = time.perf_counter() - start
-    windows = batches * len(first["turn_mask"])
-    return {"windows_per_second": windows / seconds, "utterances_per_second": utterances / seconds}
+    per_host = len(next(data)["turn_mask"])
+
+    def rate(count):
+        start, utterances = time.perf_counter(), 0
+        for _ in range(count):
+            utterances += int(next(data)["turn_mask"].sum())
+        seconds = time.perf_counter() - start
+        return count * per_host / seconds, utterances / seconds
+
+    first_windows, first_utterances = rate(batches)
+    epoch = -(-len(inputs.window_source(config, manifest, "train")) // (per_host * jax.process_count()))
+    for _ in range(max(0, epoch - batches)):  # the rest of the first epoch
+        next(data)
+    windows, utterances = rate(batches)
+    return {"windows_per_second": windows, "utterances_per_second": utterances,
+            "first_epoch_windows_per_second": first_windows, "first_epoch_utterances_per_second": first_utterances}
 
 
 def _timed(step, batches, steps: int, warmup: int) -> dict:
@@ -137,6 +148,7 @@ def measure(config, s: setup_lib.Setup, steps: int, warmup: int, input_batches: 
     if "achieved_flops_per_second" in step:  # the whole step's FLOPs, over every device's peak
         step["utilisation_of_matmul_peak"] = step["achieved_flops_per_second"] / (
             results["matmul_peak_flops_per_second"] * jax.device_count())
-    results["input"]["ratio_to_step_consumption"] = (
-        results["input"]["windows_per_second"] * jax.process_count() / step["windows_per_second"])
+    for prefix in ("", "first_epoch_"):
+        results["input"][f"{prefix}ratio_to_step_consumption"] = (
+            results["input"][f"{prefix}windows_per_second"] * jax.process_count() / step["windows_per_second"])
     return results

@@ -3,6 +3,7 @@ setup it runs is ``mmjax.setup``'s, the records ``mmjax.prepared_records``')."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import os
@@ -126,7 +127,7 @@ def event_writer(workdir: str, start: int) -> tensorboardX.SummaryWriter:
     """TensorBoard's writer into ``workdir``/tensorboard, hiding the events after ``start``."""
     if not atomic.is_local(workdir):
         try:
-            import google.cloud.storage  # noqa: F401  tensorboardX writes to a bucket with it
+            importlib.import_module("google.cloud.storage")  # what tensorboardX writes to a bucket with
         except ImportError:
             raise MmjaxError(f"workdir {workdir!r}: TensorBoard events in a bucket need google-cloud-storage "
                              "(pip install 'mmjax[cloud]')") from None

@@ -28,7 +28,9 @@ rows, so every utterance maps back to exactly one output row. Training batches n
 
 from __future__ import annotations
 
+import collections
 import dataclasses
+import threading
 from collections.abc import Iterator, Sequence
 
 import grain
@@ -91,50 +93,71 @@ def _pad_features(features: Sequence[np.ndarray | None], max_frames: int, dim: i
     return values, mask
 
 
+def empty_batch(shapes: Shapes, size: int) -> dict:
+    """``size`` all-padding examples, stacked: every array [size, T, ...]."""
+    B, T, L = size, shapes.max_turns, shapes.max_tokens
+    batch = {"tokens": np.zeros((B, T, L), np.int32), "token_mask": np.zeros((B, T, L), bool),
+             "speakers": np.full((B, T), -1, np.int32), "turn_mask": np.zeros((B, T), bool),
+             "labels": {task.name: task.unlabelled(B * T).reshape(B, T, *task.label_shape) for task in shapes.tasks}}
+    if shapes.text_states_dim:
+        batch["text_states"] = np.zeros((B, T, L, shapes.text_states_dim), schema.TEXT_STATES_DTYPE)
+    for modality in shapes.feature_modalities:
+        frames, dim = shapes.frames(modality)
+        batch[modality], batch[f"{modality}_mask"] = np.zeros((B, T, frames, dim), np.float32), np.zeros((B, T, frames), bool)
+    return batch
+
+
 def empty_example(shapes: Shapes) -> dict:
     """An all-padding example (used to fill the last evaluation batch)."""
-    T = shapes.max_turns
-    example = {"tokens": np.zeros((T, shapes.max_tokens), np.int32),
-               "token_mask": np.zeros((T, shapes.max_tokens), bool),
-               "speakers": np.full(T, -1, np.int32), "turn_mask": np.zeros(T, bool),
-               "labels": {task.name: task.unlabelled(T) for task in shapes.tasks}}
-    if shapes.text_states_dim:
-        example["text_states"] = np.zeros((T, shapes.max_tokens, shapes.text_states_dim), schema.TEXT_STATES_DTYPE)
-    for modality in shapes.feature_modalities:
-        example[modality], example[f"{modality}_mask"] = _pad_features([None] * T, *shapes.frames(modality))
-    return example
+    return jax.tree.map(lambda x: x[0], empty_batch(shapes, 1))
 
 
-def pad_window(dialogue: schema.Dialogue, start: int, first_labelled: int, shapes: Shapes) -> dict:
-    """The padded example for turns [start, start + max_turns) of ``dialogue``."""
-    stop = min(start + shapes.max_turns, dialogue.num_turns)
-    turns = range(start, stop)
-    n = len(turns)
-    example = empty_example(shapes)
-    for row, t in enumerate(turns):
-        tokens = dialogue.tokens[t][:shapes.max_tokens]  # long utterances are truncated
-        example["tokens"][row, :len(tokens)] = tokens
-        example["token_mask"][row, :len(tokens)] = True
+def pad_dialogue(dialogue: schema.Dialogue, shapes: Shapes) -> dict:
+    """Every turn of ``dialogue`` padded to the example's shapes, [turns, ...] per key (as an
+    example's, with ``speakers`` numbered over the whole dialogue); windows are row ranges of it.
+    Long utterances are truncated to ``max_tokens``, frames subsampled to the max frames."""
+    n, L = dialogue.num_turns, shapes.max_tokens
+    padded = {"tokens": np.zeros((n, L), np.int32), "token_mask": np.zeros((n, L), bool)}
+    for t, tokens in enumerate(dialogue.tokens):
+        padded["tokens"][t, :len(tokens[:L])] = tokens[:L]
+        padded["token_mask"][t, :len(tokens[:L])] = True
     if shapes.text_states_dim:
         if dialogue.text_states is None:
             raise schema.RecordError(f"dialogue {dialogue.dialogue_id!r} has no cached text states, which "
                                      "config.model.text_encoder='cached' reads")
-        for row, t in enumerate(turns):
-            states = dialogue.text_states[t][:shapes.max_tokens]
-            example["text_states"][row, :len(states)] = states
+        padded["text_states"] = np.zeros((n, L, shapes.text_states_dim), schema.TEXT_STATES_DTYPE)
+        for t, states in enumerate(dialogue.text_states):
+            padded["text_states"][t, :len(states[:L])] = states[:L]
     for modality in shapes.feature_modalities:
-        features = getattr(dialogue, modality)
-        example[modality][:n], example[f"{modality}_mask"][:n] = _pad_features(
-            [features[t] for t in turns], *shapes.frames(modality))
-    speaker_index: dict[str, int] = {}
-    for row, t in enumerate(turns):
-        example["speakers"][row] = speaker_index.setdefault(dialogue.speakers[t], len(speaker_index))
-    example["turn_mask"][:n] = True
-    for task in shapes.tasks:
-        values = dialogue.labels.get(task.name)
-        if values is not None:
-            example["labels"][task.name][first_labelled:n] = values[start + first_labelled:stop]
-    return example
+        padded[modality], padded[f"{modality}_mask"] = _pad_features(getattr(dialogue, modality),
+                                                                     *shapes.frames(modality))
+    index: dict[str, int] = {}
+    padded["speakers"] = np.array([index.setdefault(s, len(index)) for s in dialogue.speakers], np.int32)
+    padded["labels"] = {task.name: dialogue.labels.get(task.name, task.unlabelled(n)) for task in shapes.tasks}
+    return padded
+
+
+def fill_window(batch: dict, row: int, padded: dict, start: int, first_labelled: int) -> None:
+    """Writes turns [start, start + max_turns) of a ``pad_dialogue`` result into example ``row``
+    of ``batch`` (from ``empty_batch``); turns before ``first_labelled`` keep no label."""
+    T = batch["turn_mask"].shape[1]
+    stop = min(start + T, len(padded["speakers"]))
+    n = stop - start
+    for key, values in padded.items():
+        if key not in ("labels", "speakers"):
+            batch[key][row, :n] = values[start:stop]
+    index: dict[int, int] = {}  # speakers renumbered in order of first appearance in the window
+    batch["speakers"][row, :n] = [index.setdefault(s, len(index)) for s in padded["speakers"][start:stop].tolist()]
+    batch["turn_mask"][row, :n] = True
+    for task, values in padded["labels"].items():
+        batch["labels"][task][row, first_labelled:n] = values[start + first_labelled:stop]
+
+
+def pad_window(dialogue: schema.Dialogue, start: int, first_labelled: int, shapes: Shapes) -> dict:
+    """The padded example for turns [start, start + max_turns) of ``dialogue``."""
+    batch = empty_batch(shapes, 1)
+    fill_window(batch, 0, pad_dialogue(dialogue, shapes), start, first_labelled)
+    return jax.tree.map(lambda x: x[0], batch)
 
 
 def window_position(dialogue_index: int, start: int, first_labelled: int, num_turns: int,
@@ -148,34 +171,67 @@ def window_position(dialogue_index: int, start: int, first_labelled: int, num_tu
 
 
 class WindowSource:
-    """Random-access source of padded context windows over dialogues.
+    """Random-access source of padded context windows over dialogues, read a batch at a time.
 
     ``dialogues``: a records.DialogueSource, or any sequence of schema.Dialogue with a ``turns``
     int array [dialogues] (prediction inputs). ``positions`` adds the ``position`` key.
+
+    Each dialogue is read, decoded and padded once (``pad_dialogue``) and kept, up to
+    ``cache_bytes`` of padded arrays (least recently used out first), so later epochs only copy
+    rows into the batch: what makes the pipeline keep up with an accelerator's step. Thread-safe
+    (grain's read threads share one source; each worker process has its own).
     """
 
-    def __init__(self, dialogues, shapes: Shapes, context_turns: int, positions: bool = False):
+    def __init__(self, dialogues, shapes: Shapes, context_turns: int, positions: bool = False,
+                 cache_bytes: int = 1 << 30):
         self.dialogues, self.shapes, self.positions = dialogues, shapes, positions
         self.windows = context_windows(dialogues.turns, shapes.max_turns, context_turns)
+        self.cache_bytes = cache_bytes
+        self._cache: collections.OrderedDict[int, tuple[dict, int]] = collections.OrderedDict()
+        self._cached_bytes = 0
+        self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self.windows)
 
-    def __getitem__(self, index: int) -> dict:
-        dialogue_index, start, first_labelled = self.windows[index].tolist()
-        dialogue = self.dialogues[dialogue_index]
-        example = pad_window(dialogue, start, first_labelled, self.shapes)
-        if self.positions:
-            example["position"] = window_position(dialogue_index, start, first_labelled, dialogue.num_turns,
-                                                  self.shapes.max_turns)
-        return example
+    def padded(self, dialogue_index: int) -> dict:
+        """``pad_dialogue`` of dialogue ``dialogue_index``, from the cache where it is."""
+        with self._lock:
+            hit = self._cache.get(dialogue_index)
+            if hit is not None:
+                self._cache.move_to_end(dialogue_index)
+                return hit[0]
+        padded = pad_dialogue(self.dialogues[dialogue_index], self.shapes)
+        size = sum(x.nbytes for x in jax.tree.leaves(padded))
+        with self._lock:
+            if dialogue_index not in self._cache and size <= self.cache_bytes:
+                self._cache[dialogue_index] = padded, size
+                self._cached_bytes += size
+                while self._cached_bytes > self.cache_bytes:
+                    _, (_, dropped) = self._cache.popitem(last=False)
+                    self._cached_bytes -= dropped
+        return padded
 
-    def padding_example(self) -> dict:
-        """An all-padding example with this source's keys (fills the last batches)."""
-        example = empty_example(self.shapes)
+    def batch(self, indices) -> dict:
+        """The windows ``indices`` as one batch [len(indices), T, ...]; index -1 is an all-padding
+        example (no labels, position -1)."""
+        T = self.shapes.max_turns
+        batch = empty_batch(self.shapes, len(indices))
         if self.positions:
-            example["position"] = np.full((self.shapes.max_turns, 2), -1, np.int32)
-        return example
+            batch["position"] = np.full((len(indices), T, 2), -1, np.int32)
+        for row, index in enumerate(np.asarray(indices).tolist()):
+            if index < 0:
+                continue
+            dialogue_index, start, first_labelled = self.windows[index].tolist()
+            padded = self.padded(dialogue_index)
+            fill_window(batch, row, padded, start, first_labelled)
+            if self.positions:
+                batch["position"][row] = window_position(dialogue_index, start, first_labelled,
+                                                         len(padded["speakers"]), T)
+        return batch
+
+    def __getitem__(self, index: int) -> dict:
+        return jax.tree.map(lambda x: x[0], self.batch([index]))
 
 
 def shuffled_batches(source: WindowSource, batch_size: int, seed: int, process_index: int, process_count: int,
@@ -189,8 +245,8 @@ def shuffled_batches(source: WindowSource, batch_size: int, seed: int, process_i
     disjoint share of the records.
     """
     per_host = batch_size // process_count
-    ds = grain.MapDataset.source(source).shuffle(seed=seed).repeat()
-    ds = ds.batch(per_host, drop_remainder=True)[process_index::process_count]
+    ds = grain.MapDataset.range(len(source)).shuffle(seed=seed).repeat()
+    ds = ds.batch(per_host, drop_remainder=True)[process_index::process_count].map(source.batch)
     ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=read_threads, prefetch_buffer_size=4))
     if worker_count > 0:
         ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=worker_count))
@@ -211,14 +267,8 @@ def ordered_batches(source: WindowSource, batch_size: int, process_index: int, p
     """
     per_host = batch_size // process_count
     num_batches = num_ordered_batches(len(source), batch_size, process_count)
-    ds = grain.MapDataset.source(source)[process_index::process_count]
-    ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=read_threads, prefetch_buffer_size=4))
-    examples = iter(ds)
-    empty = source.padding_example()
-    for _ in range(num_batches):
-        yield stack([next(examples, empty) for _ in range(per_host)])
-
-
-def stack(examples: Sequence[dict]) -> dict:
-    """Stacks examples into a batch along a new leading axis."""
-    return jax.tree.map(lambda *xs: np.stack(xs), *examples)
+    mine = np.full(num_batches * per_host, -1, np.int64)  # -1: padding examples fill the last batches
+    share = np.arange(process_index, len(source), process_count)
+    mine[:len(share)] = share
+    ds = grain.MapDataset.source(mine.reshape(num_batches, per_host)).map(source.batch)
+    yield from ds.to_iter_dataset(grain.ReadOptions(num_threads=read_threads, prefetch_buffer_size=4))

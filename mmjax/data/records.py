@@ -30,7 +30,7 @@ from array_record.python import array_record_data_source, array_record_module
 
 from mmjax.data import schema
 from mmjax.errors import ForbiddenSplitError, MmjaxError, out_of_space
-from mmjax.tasks import CLASSIFICATION, MULTILABEL, REGRESSION, Task, corpus_tasks, to_manifest
+from mmjax.tasks import MULTILABEL, REGRESSION, Task, corpus_tasks, to_manifest
 
 MANIFEST = "manifest.json"
 DIALOGUES_PER_SHARD = 2000
@@ -91,20 +91,21 @@ def label_statistics(dialogues: Sequence[schema.Dialogue], tasks: Sequence[Task]
 
 
 def label_problem(task: Task, values: np.ndarray) -> str | None:
-    """What is wrong with ``values``, a dialogue's stored labels of ``task``, or None."""
+    """What is wrong with ``values``, a dialogue's stored labels of ``task``, or None (cheap: it
+    runs on every record read)."""
     if values.shape[1:] != task.label_shape or values.dtype != task.label_dtype:
         return f"of shape {values.shape[1:]} and dtype {values.dtype}, not {task.label_shape} and {np.dtype(task.label_dtype)}"
-    labelled = values[task.is_labelled(values)]
-    if not len(labelled):
+    if not values.size:
         return None
-    if task.kind == REGRESSION:
+    if task.kind == REGRESSION:  # NaN (unlabelled) compares False both ways
         low, high = task.value_range
-        inside = np.isfinite(labelled).all() and low <= labelled.min() and labelled.max() <= high
-        return None if inside else f"outside the manifest's range [{low:g}, {high:g}]"
+        return f"outside the manifest's range [{low:g}, {high:g}]" if ((values < low) | (values > high)).any() else None
     top = 1 if task.kind == MULTILABEL else task.num_classes - 1
-    bottom = -1 if task.kind == CLASSIFICATION else 0
-    inside = bottom <= int(labelled.min()) and int(labelled.max()) <= top
-    return None if inside else f"outside {bottom}..{top}, the manifest's {task.num_classes} {task.kind} labels"
+    if not -1 <= int(values.min()) <= int(values.max()) <= top:
+        return f"outside -1..{top}, the manifest's {task.num_classes} {task.kind} labels"
+    if task.kind == MULTILABEL and (values.min(-1) < 0).any() and ((values.min(-1) < 0) & (values.max(-1) >= 0)).any():
+        return "partly missing (an utterance's indicators are all -1 or none)"
+    return None
 
 
 def labelled_count(split: Mapping, task: str) -> int:

@@ -1,3 +1,4 @@
+import jax
 import numpy as np
 import pytest
 
@@ -91,3 +92,26 @@ def test_hosts_read_disjoint_shares_of_the_same_global_batches(records_dir):
         assert all(s["tokens"].shape[0] == config.batch_size // 2 for s in shares)
         np.testing.assert_array_equal(np.concatenate([s["tokens"] for s in shares]), whole["tokens"])
         np.testing.assert_array_equal(np.concatenate([s["audio"] for s in shares]), whole["audio"])
+
+
+def test_cached_padded_dialogues_give_the_same_batches_within_their_budget(records_dir):
+    """Later epochs copy rows from cached padded dialogues; a source without a cache (every
+    window read and padded afresh), one whose budget holds a few dialogues (least recently used
+    out first) and one that holds them all give the same batches, positions and padding rows."""
+    config = tiny_config(records_dir)
+    config.data.max_turns = 5
+    manifest = records.load_manifest(records_dir)
+    source = inputs.window_source(config, manifest, "validation", positions=True)
+    one_dialogue = sum(x.nbytes for x in jax.tree.leaves(source.padded(0)))
+    sources = [pipeline.WindowSource(source.dialogues, source.shapes, config.model.context_turns, True, budget)
+               for budget in (0, 3 * one_dialogue, 1 << 30)]
+    windows = np.random.default_rng(0).permutation(len(source))
+    batches = [[s.batch(np.append(w, -1)) for w in np.array_split(windows, 4)] for s in sources]
+    for batch in batches[1:]:
+        jax.tree.map(np.testing.assert_array_equal, batches[0], batch)
+    for s, cached in zip(sources, (0, None, len(source.dialogues))):
+        assert s._cached_bytes <= s.cache_bytes
+        assert len(s._cache) == cached if cached is not None else 0 < len(s._cache) < len(source.dialogues)
+    padding = batches[0][-1]  # the -1 row: an all-padding example
+    assert not padding["turn_mask"][-1].any() and (padding["position"][-1] == -1).all()
+    assert (padding["labels"]["sentiment"][-1] == -1).all()

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from mmjax import configuration, inputs, prediction, prepared_records
-from mmjax.data import pipeline, records
+from mmjax.data import records
 from mmjax.errors import ConfigError, RecordError
 from mmjax.models import encoders, model as model_lib, pretrained, text_states
 from tests.tiny import tiny_config
@@ -55,7 +55,7 @@ def test_cached_model_computes_what_the_live_frozen_encoder_does(cached, tiny_ch
     live = model_lib.build_model(live_config, manifest)
     fast = model_lib.build_model(config, manifest)
     source = inputs.window_source(config, manifest, "validation")
-    batch = pipeline.stack([source[i] for i in range(8)])
+    batch = source.batch(range(8))
     assert batch["text_states"].shape == (8, config.data.max_turns, 64, 32)
 
     params = nn.meta.unbox(live.init(jax.random.key(0), batch)["params"])
@@ -108,7 +108,7 @@ def test_cut_utterances_keep_one_state_per_kept_token(cached):
     config, manifest = cached
     config = config.copy_and_resolve_references()
     config.data.max_tokens = 6  # most synthetic utterances are longer
-    batch = pipeline.stack([inputs.window_source(config, manifest, "validation")[i] for i in range(4)])
+    batch = inputs.window_source(config, manifest, "validation").batch(range(4))
     assert batch["token_mask"].all(-1).any(), "some utterances are cut"
     np.testing.assert_array_equal(np.abs(batch["text_states"].astype(np.float32)).sum(-1) > 0, batch["token_mask"])
 
