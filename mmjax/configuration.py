@@ -60,7 +60,8 @@ def validate(config, process_count: int = 1) -> None:
                        ("model.text_layers", config.model.text_layers),
                        ("model.feature_layers", config.model.feature_layers),
                        ("data.worker_count", config.data.worker_count),
-                       ("data.cache_mb", config.data.get("cache_mb", 0))):
+                       ("data.cache_mb", config.data.get("cache_mb", 0)),
+                       ("data.device_prefetch", config.data.get("device_prefetch", 0))):
         if not (_is_int(value) and value >= 0):
             raise ConfigError(f"config.{key}={value!r}: expected an integer >= 0")
     for key, value in (("model.dropout", config.model.dropout), ("ema_decay", config.get("ema_decay", 0.0))):

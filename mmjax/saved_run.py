@@ -31,7 +31,7 @@ RECORDS_MANIFEST = "records_manifest.json"
 # does not carry over) would make the resumed run a different experiment.
 RESUMABLE_KEYS = ("num_train_steps", "eval_every_steps", "checkpoint_every_steps", "log_every_steps",
                   "max_checkpoints_to_keep", "early_stopping_patience", "data.read_threads",
-                  "data.cache_mb", "log_confusion_figures")
+                  "data.cache_mb", "data.device_prefetch", "log_confusion_figures")
 
 
 def json_safe(value):

@@ -201,7 +201,9 @@ def _train(config, workdir: str):
             raise
     if is_main:
         saved_run.save_run(workdir, config, s.manifest)
-    data = iter(inputs.train_dataset(config, s.manifest, jax.process_index(), jax.process_count()))
+    data = sharding.DevicePrefetch(iter(inputs.train_dataset(config, s.manifest, jax.process_index(),
+                                                             jax.process_count())), s.mesh,
+                                   config.data.get("device_prefetch", 0))
     if start is None:
         state, start = setup_lib.initial_state(s), 0
     else:
@@ -242,7 +244,7 @@ def _loop(config, s: setup_lib.Setup, state, start: int, step_fn, eval_fn, data,
     # counting them at dispatch would make the rate and ETA swing.
     progress = progress_lib.bar(total=config.num_train_steps, initial=start, desc="train", unit="step")
     for step in range(start + 1, config.num_train_steps + 1):
-        state, metrics = step_fn(state, sharding.global_batch(next(data), s.mesh))
+        state, metrics = step_fn(state, next(data))
         log.add(metrics)
         last = step == config.num_train_steps
         preempted = watch.reached(step)

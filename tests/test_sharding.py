@@ -60,3 +60,22 @@ def test_mesh_shape_errors_name_the_key():
     config.mesh.shape = {"data": -1, "fsdp": -1, "model": 1}
     with pytest.raises(ConfigError, match="at most one -1"):
         sharding.make_mesh(config)
+
+
+def test_device_prefetch_fetches_ahead_and_checkpoints_the_next_batch_it_yields():
+    import grain
+
+    def batches():
+        return iter(grain.MapDataset.range(100).shuffle(seed=0).batch(4).to_iter_dataset())
+
+    mesh = jax.make_mesh((1, 1, 1), sharding.MESH_AXES, devices=jax.devices()[:1])
+    plain, ahead = batches(), sharding.DevicePrefetch(batches(), mesh, ahead=2)
+    for _ in range(3):
+        np.testing.assert_array_equal(next(ahead), next(plain))  # the same batches, on the devices
+    assert len(ahead._queue) == 2  # two fetched ahead
+    state = ahead.get_state()
+    expected = next(plain)
+    resumed = sharding.DevicePrefetch(batches(), mesh, ahead=2)
+    resumed.set_state(state)  # as a restored checkpoint does: it continues with the batch not yet yielded
+    np.testing.assert_array_equal(next(resumed), expected)
+    np.testing.assert_array_equal(next(ahead), expected)
