@@ -77,9 +77,9 @@ def task_report(task: Task, stats: Mapping[str, np.ndarray], loss: float, train:
     counts = np.array([train["class_counts"][task.name].get(label, 0) for label in task.labels])
     if task.kind == MULTILABEL:
         applies = 2 * counts > records.labelled_count(train, task.name)
-        return {**report, "labels": list(task.labels),
-                "majority_baseline": metrics.constant_multilabel_scores(stats["label_counts"], scores["support"], applies),
-                "per_label": {label: {k: v[i].item() for k, v in details.items()} for i, label in enumerate(task.labels)}}
+        majority = metrics.constant_multilabel_scores(stats["label_counts"], scores["support"], applies)
+        per_label = {label: {k: v[i].item() for k, v in details.items()} for i, label in enumerate(task.labels)}
+        return {**report, "labels": list(task.labels), "majority_baseline": majority, "per_label": per_label}
     confusion = np.asarray(stats["confusion"])
     majority = metrics.constant_prediction_scores(confusion.sum(1), int(np.argmax(counts)))
     per_class = metrics.per_class(confusion)

@@ -2,9 +2,9 @@
 
 The objective is ``sum_t c_t(params) * w_t * L_t + R(params)``: ``L_t`` the mean loss of task t
 over the labelled utterances of the global batch (``masked_loss``: by the task's kind,
-class-weighted cross-entropy, L1 or squared error, or sigmoid cross-entropy), ``w_t`` the static ``config.task_weights``,
-``c_t`` the balancing factor of ``config.loss_balancing`` and ``R`` the regularisers (soft
-sharing's tie penalty, the uncertainty terms). ``R`` depends on the parameters only, so it is
+class-weighted cross-entropy, L1 or squared error, or sigmoid cross-entropy), ``w_t`` the
+static ``config.task_weights``, ``c_t`` the balancing factor of ``config.loss_balancing`` and
+``R`` the regularisers (soft sharing's tie penalty, the uncertainty terms). ``R`` depends on the parameters only, so it is
 added once per step, outside the micro-batches of gradient accumulation.
 """
 

@@ -91,7 +91,8 @@ class Task:
         """This task's entry in the manifest's ``"tasks"`` section."""
         if self.kind == REGRESSION:
             return {"kind": REGRESSION, "range": list(self.value_range)}
-        return {"kind": self.kind, "labels": list(self.labels), **({"relates": list(self.relates)} if self.relates else {})}
+        relates = {"relates": list(self.relates)} if self.relates else {}
+        return {"kind": self.kind, "labels": list(self.labels), **relates}
 
 
 TASKS: dict[str, Task] = {

@@ -107,9 +107,10 @@ def make_eval_step(model, regression_loss: str = "l1"):
 
     Sums (exact however the batch is sharded): ``{task}/{name}`` for each of the task's
     ``metrics.statistics`` (classification: ``{task}/confusion`` int32 [C, C]),
-    ``{task}/loss_sum``, ``{task}/count`` (regression: ``regression_loss``). Per row, for breakdowns on the host: ``rows`` =
-    {``position`` int32 [B, T, 2] (the batch's, see pipeline), ``predicted/{task}`` (as from
-    ``metrics.predict``) and ``label/{task}`` [B, T, ...], ``present/{modality}`` bool [B, T]}.
+    ``{task}/loss_sum``, ``{task}/count`` (regression: ``regression_loss``). Per row, for
+    breakdowns on the host: ``rows`` = {``position`` int32 [B, T, 2] (the batch's, see
+    pipeline), ``predicted/{task}`` (as from ``metrics.predict``) and ``label/{task}``
+    [B, T, ...], ``present/{modality}`` bool [B, T]}.
     """
     tasks = {t.name: t for t in model.tasks}
 

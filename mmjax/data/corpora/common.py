@@ -4,8 +4,9 @@ tokenises them and writes the records).
 A converter module (``cmma``, ``meld``, ``mustard``, ``jsonl``, ``mmsa``) knows only its file
 format. It exposes ``LANGUAGE`` ("en" or "zh": picks the default tokenizer) and
 ``read(path, options, problems) -> Corpus``, which returns dialogues of :class:`Turn` rows with
-their labels as class ids, in dialogue order. Everything else is the same for every corpus: the
-checks and features here, the rest in ``conversion.convert``:
+their labels as stored (class ids, values, indicators: ``mmjax.tasks``), in dialogue order.
+Everything else is the same for every corpus: the checks and features here, the rest in
+``conversion.convert``:
 
 1. **Checks** every converter relies on: non-empty text, utterance ids unique in the corpus,
    features finite and of one dimension per modality.
