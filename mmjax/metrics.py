@@ -94,7 +94,8 @@ def statistics(task: Task, predicted: jax.Array, labels: jax.Array) -> dict[str,
     y = jnp.where(valid, labels, 0.0).astype(jnp.float32)
     p = jnp.where(valid, predicted, 0.0).astype(jnp.float32)
     middle = sum(task.value_range) / 2
-    moments = [valid, jnp.abs(p - y), jnp.square(p - y), p, y, p * p, y * y, p * y]
+    pc, yc = p - middle, y - middle  # centred on the range: float32 sums of squares keep their digits
+    moments = [valid, jnp.abs(p - y), jnp.square(p - y), pc, yc, pc * pc, yc * yc, pc * yc]
     return {"moments": jnp.stack([jnp.sum(jnp.where(valid, m, 0.0)) for m in moments]),
             "has0": _confusion((y >= middle).astype(jnp.int32), (p >= middle).astype(jnp.int32), valid, 2),
             "non0": _confusion((y > middle).astype(jnp.int32), (p > middle).astype(jnp.int32),
@@ -206,11 +207,12 @@ def constant_multilabel_scores(label_counts: np.ndarray, labelled: int, applies:
 def constant_regression_scores(task: Task, stats: Mapping[str, np.ndarray], value: float) -> dict[str, float]:
     """MSE and the level scores of always predicting ``value`` (e.g. the training mean), from
     summed ``statistics``."""
-    n, _, _, _, sy, _, syy, _ = np.asarray(stats["moments"], np.float64)
+    n, _, _, _, sy, _, syy, _ = np.asarray(stats["moments"], np.float64)  # y centred on the middle
     middle = sum(task.value_range) / 2
     two = constant_prediction_scores(np.asarray(stats["has0"]).sum(1), int(value >= middle))
     two_non0 = constant_prediction_scores(np.asarray(stats["non0"]).sum(1), int(value > middle))
     seven = constant_prediction_scores(np.asarray(stats["seven"]).sum(1), int(_levels(task, np.float32(value))))
-    return {"mse": float((syy - 2 * value * sy) / n + value ** 2) if n else float("nan"),
+    c = value - middle
+    return {"mse": float((syy - 2 * c * sy) / n + c ** 2) if n else float("nan"),
             "acc2_has0": two["accuracy"], "f1_has0": two["weighted_f1"],
             "acc2_non0": two_non0["accuracy"], "f1_non0": two_non0["weighted_f1"], "acc7": seven["accuracy"]}

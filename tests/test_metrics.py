@@ -102,8 +102,9 @@ def test_regression_predictions_are_clipped_and_a_constant_prediction_correlates
     task = Task("rating", kind=REGRESSION, value_range=(1.0, 5.0))
     values = np.asarray(metrics.predict(task, np.array([[-2.0], [0.0], [0.5]], np.float32)))
     np.testing.assert_allclose(values, [1.0, 3.0, 4.0])  # outputs live on [-1, 1] over the range
-    s = metrics.task_scores(task, metrics.host_statistics(task, np.full(3, 3.0, np.float32),
-                                                          np.array([1.0, 2.0, 5.0], np.float32)))
+    stats = metrics.host_statistics(task, np.full(3, 3.0, np.float32), np.array([1.0, 2.0, 5.0], np.float32))
+    s = metrics.task_scores(task, stats)
+    assert metrics.constant_regression_scores(task, stats, 2.5)["mse"] == pytest.approx((2.25 + 0.25 + 6.25) / 3)
     assert s["corr"] == 0.0 and s["mae"] == pytest.approx(5 / 3)
     # The middle of [1, 5] is 3: has0 counts a prediction of 3 as the upper side, non0 as the lower.
     assert s["acc2_has0"] == pytest.approx(1 / 3) and s["acc2_non0"] == pytest.approx(2 / 3)
