@@ -170,8 +170,11 @@ def _digests(step_dir: epath.Path) -> dict[str, str]:
         for name in files:
             relative = str((root / name).relative_to(step_dir))
             if relative != CHECKSUMS:
-                with (root / name).open("rb") as f:
-                    digests[relative] = hashlib.file_digest(f, "blake2b").hexdigest()
+                digest = hashlib.blake2b()
+                with (root / name).open("rb") as f:  # read in chunks: not every epath file has readinto
+                    for chunk in iter(lambda: f.read(1 << 20), b""):
+                        digest.update(chunk)
+                digests[relative] = digest.hexdigest()
     return dict(sorted(digests.items()))
 
 
@@ -271,12 +274,19 @@ def restore_newest(mngr: ocp.CheckpointManager, restore_fn: Callable[[int], obje
 
 def _set_aside(mngr: ocp.CheckpointManager, step: int) -> None:
     if jax.process_index() == 0:
-        damaged = epath.Path(mngr.directory) / DAMAGED
+        damaged, source = epath.Path(mngr.directory) / DAMAGED, epath.Path(mngr.directory) / str(step)
         target, suffix = damaged / str(step), 1
         while target.exists():
             target, suffix = damaged / f"{step}.{suffix}", suffix + 1
         damaged.mkdir(parents=True, exist_ok=True)
-        (epath.Path(mngr.directory) / str(step)).rename(target)
+        if is_local(target):
+            source.rename(target)
+        else:  # a bucket has no directories to rename: each object moves
+            for root, _, files in list(source.walk()):
+                for name in files:
+                    (target / (root / name).relative_to(source)).parent.mkdir(parents=True, exist_ok=True)
+                    (root / name).rename(target / (root / name).relative_to(source))
+            source.rmtree()
     if jax.process_count() > 1:
         multihost_utils.sync_global_devices(f"mmjax set aside {step}")
     mngr.reload()

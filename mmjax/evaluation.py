@@ -71,7 +71,7 @@ def task_report(task: Task, stats: Mapping[str, np.ndarray], loss: float, train:
     details = scores.pop("per_label", None)
     report = {"kind": task.kind, **scores, "loss": loss}
     if task.kind == REGRESSION:
-        mean = train["value_stats"][task.name]["mean"]
+        mean = train["value_stats"][task.name].get("mean", sum(task.value_range) / 2)  # none labelled: the middle
         return {**report, "range": list(task.value_range),
                 "mean_baseline": metrics.constant_regression_scores(task, stats, mean)}
     counts = np.array([train["class_counts"][task.name].get(label, 0) for label in task.labels])

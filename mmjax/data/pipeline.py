@@ -103,7 +103,8 @@ def empty_batch(shapes: Shapes, size: int) -> dict:
         batch["text_states"] = np.zeros((B, T, L, shapes.text_states_dim), schema.TEXT_STATES_DTYPE)
     for modality in shapes.feature_modalities:
         frames, dim = shapes.frames(modality)
-        batch[modality], batch[f"{modality}_mask"] = np.zeros((B, T, frames, dim), np.float32), np.zeros((B, T, frames), bool)
+        batch[modality] = np.zeros((B, T, frames, dim), np.float32)
+        batch[f"{modality}_mask"] = np.zeros((B, T, frames), bool)
     return batch
 
 
@@ -133,7 +134,8 @@ def pad_dialogue(dialogue: schema.Dialogue, shapes: Shapes) -> dict:
                                                                      *shapes.frames(modality))
     index: dict[str, int] = {}
     padded["speakers"] = np.array([index.setdefault(s, len(index)) for s in dialogue.speakers], np.int32)
-    padded["labels"] = {task.name: dialogue.labels.get(task.name, task.unlabelled(n)) for task in shapes.tasks}
+    # Copies: a record's arrays are views of its whole buffer, which a cached view would keep alive.
+    padded["labels"] = {t.name: np.array(dialogue.labels.get(t.name, t.unlabelled(n))) for t in shapes.tasks}
     return padded
 
 
@@ -193,6 +195,14 @@ class WindowSource:
 
     def __len__(self) -> int:
         return len(self.windows)
+
+    def __getstate__(self) -> dict:  # grain's worker processes get a copy: without the lock and cache
+        state = dict(self.__dict__)
+        del state["_lock"], state["_cache"]
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state, _lock=threading.Lock(), _cache=collections.OrderedDict(), _cached_bytes=0)
 
     def padded(self, dialogue_index: int) -> dict:
         """``pad_dialogue`` of dialogue ``dialogue_index``, from the cache where it is."""

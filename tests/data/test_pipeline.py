@@ -115,3 +115,14 @@ def test_cached_padded_dialogues_give_the_same_batches_within_their_budget(recor
     padding = batches[0][-1]  # the -1 row: an all-padding example
     assert not padding["turn_mask"][-1].any() and (padding["position"][-1] == -1).all()
     assert (padding["labels"]["sentiment"][-1] == -1).all()
+
+
+def test_a_source_goes_to_worker_processes_without_its_cache(records_dir):
+    import cloudpickle
+
+    config = tiny_config(records_dir)
+    source = inputs.window_source(config, records.load_manifest(records_dir), "validation")
+    first = source.batch([0, 1])
+    copy = cloudpickle.loads(cloudpickle.dumps(source))  # what grain's worker processes receive
+    assert len(copy._cache) == 0 and copy._cached_bytes == 0
+    jax.tree.map(np.testing.assert_array_equal, copy.batch([0, 1]), first)

@@ -57,6 +57,7 @@ Text is tokenized with MiniLM by default; pass ``--tokenizer=char`` for Chinese 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 
@@ -66,6 +67,8 @@ from mmjax.data import arrays
 from mmjax.data.corpora import common
 from mmjax.errors import RecordError
 from mmjax.tasks import CLASSIFICATION, MULTILABEL, REGRESSION, TASKS, Task, corpus_tasks
+
+_log = logging.getLogger(__name__)  # status lines; shown by the commands (mmjax.cli)
 
 TASKS_FILE = "tasks.json"
 
@@ -215,6 +218,10 @@ def _inferred_tasks(train: list[common.RawDialogue], path: str) -> dict[str, Tas
                 raise RecordError(f"{path}: task {name!r} has the single value {low:g} in train.jsonl; a regression "
                                   "task needs at least two (or declare its range in tasks.json)")
             tasks[name] = Task(name, kind=REGRESSION, value_range=(low, high))
+            if all(isinstance(v, int) for v in seen):
+                _log.warning("task %r: every training label is an integer, so it is a regression task over [%g, %g]; "
+                             "write them as strings (or declare the task in tasks.json) to make them classes",
+                             name, low, high)
         elif kinds == {MULTILABEL}:
             labels = sorted({x for v in seen for x in v})
             if not labels:
@@ -236,7 +243,8 @@ def _stored_label(task: Task, value):
         low, high = task.value_range
         if kind == REGRESSION and low <= value <= high:
             return float(value)
-        return f"is {'outside' if kind == REGRESSION else 'not a number in'} the regression task's range [{low:g}, {high:g}]"
+        return (f"is {'outside' if kind == REGRESSION else 'not a number in'} the regression task's range "
+                f"[{low:g}, {high:g}] (a tasks.json may declare a wider range)")
     if task.kind == MULTILABEL:
         unknown = [x for x in value if x not in task.labels] if kind == MULTILABEL else None
         if unknown == []:

@@ -9,8 +9,10 @@ What is read, per split key ``train`` / ``valid`` / ``test`` (-> train / validat
   features, are not used: the model has its own text encoder).
 * ``regression_labels``: N sentiment scores -> two tasks: ``sentiment_intensity``, a regression
   task over [-3, 3] (CMU-MOSI/MOSEI), or [-1, 1] where every score of the file lies in it
-  (CH-SIMS), scored with MMSA's MAE, Corr, Acc-2, F1 and Acc-7 (``mmjax.metrics``); and
-  ``sentiment``, the classes negative (< 0), neutral (== 0), positive (> 0).
+  (CH-SIMS), scored by ``mmjax.metrics``: MAE, Corr, and MMSA's Acc-2, F1 and Acc-7 as MMSA
+  defines them for MOSI/MOSEI (for CH-SIMS MMSA reports Acc-2 as <= 0 vs > 0, Acc-3 and Acc-5
+  instead, which are not computed here); and ``sentiment``, the classes negative (< 0), neutral
+  (== 0), positive (> 0).
   ``classification_labels`` and the per-modality ``*_labels_*`` of CH-SIMS are not read.
 * ``audio`` float [N, Fa, Da] and ``vision`` float [N, Fv, Dv] (-> ``visual``), optional; with
   ``audio_lengths`` / ``vision_lengths`` (N ints) only the first ``length`` frames are kept

@@ -239,8 +239,9 @@ KINDS = [  # one task of each kind, their kinds implied by the labels
 ]
 
 
-def test_kinds_come_from_the_training_labels(tmp_path):
+def test_kinds_come_from_the_training_labels(tmp_path, caplog):
     manifest = _prepare(tmp_path, KINDS)
+    assert "every training label is an integer" not in caplog.text  # -1.5 is not
     assert manifest["tasks"] == {"intensity": {"kind": "regression", "range": [-1.5, 2.0]},
                                  "mood": {"kind": "classification", "labels": ["high", "low"]},
                                  "topics": {"kind": "multilabel", "labels": ["family", "food", "work"]}}
@@ -255,7 +256,8 @@ def test_kinds_come_from_the_training_labels(tmp_path):
 
 
 @pytest.mark.parametrize("label, message", [
-    (3.5, r"labels.intensity 3.5 is outside the regression task's range \[-1.5, 2\] \(those of train.jsonl\)"),
+    (3.5, r"labels.intensity 3.5 is outside the regression task's range \[-1.5, 2\] \(a tasks.json may declare a "
+          r"wider range\) \(those of train.jsonl\)"),
     ("x", r"labels.intensity 'x' is not a number in the regression task's range"),
 ])
 def test_a_regression_value_outside_the_training_range_is_refused_or_dropped(tmp_path, label, message):
@@ -265,6 +267,12 @@ def test_a_regression_value_outside_the_training_range_is_refused_or_dropped(tmp
     manifest = _prepare(tmp_path, KINDS, skip_bad=True)
     assert manifest["report"]["skipped"] == {"unknown label (label dropped)": 1}
     assert manifest["splits"]["test"]["labelled"] == {"intensity": 0, "mood": 1, "topics": 0}
+
+
+def test_integer_labels_make_a_regression_task_and_say_so(tmp_path, caplog):
+    rows = [dict(r, labels={"stars": i + 1}) for i, r in enumerate(KINDS)]
+    assert _prepare(tmp_path, rows)["tasks"]["stars"] == {"kind": "regression", "range": [1.0, 3.0]}
+    assert "task 'stars': every training label is an integer, so it is a regression task over [1, 3]" in caplog.text
 
 
 def test_a_multilabel_label_the_training_split_never_has_is_refused(tmp_path):
