@@ -55,11 +55,12 @@ def predict(task: Task, outputs: jax.Array) -> jax.Array:
     return task.from_unit(outputs[..., 0].astype(jnp.float32))
 
 
-def _confusion(truth: jax.Array, predicted: jax.Array, valid: jax.Array, num_classes: int) -> jax.Array:
+def _confusion(truth, predicted, valid, num_classes: int, xp=jnp):
     """int32 [classes, classes] counts of (truth, predicted) class ids where ``valid``."""
-    index = jnp.where(valid, truth * num_classes + predicted, num_classes * num_classes)
-    counts = jnp.bincount(index.reshape(-1), length=num_classes * num_classes + 1)
-    return counts[:-1].reshape(num_classes, num_classes).astype(jnp.int32)
+    index = xp.where(valid, truth * num_classes + predicted, num_classes * num_classes).reshape(-1)
+    size = num_classes * num_classes + 1
+    counts = jnp.bincount(index, length=size) if xp is jnp else np.bincount(index, minlength=size)
+    return counts[:-1].reshape(num_classes, num_classes).astype(xp.int32)
 
 
 def confusion_matrix(logits: jax.Array, labels: jax.Array) -> jax.Array:
@@ -71,36 +72,37 @@ def confusion_matrix(logits: jax.Array, labels: jax.Array) -> jax.Array:
     return _confusion(jnp.where(valid, labels, 0), jnp.argmax(logits, -1), valid, logits.shape[-1])
 
 
-def _levels(task: Task, values: jax.Array) -> jax.Array:
+def _levels(task: Task, values, xp=jnp):
     """int32 [...]: values on seven levels 0..6 over the task's range (MMSA's Acc-7)."""
-    return (jnp.round(jnp.clip(task.to_unit(values) * 3, -3, 3)) + 3).astype(jnp.int32)
+    return (xp.round(xp.clip(task.to_unit(values) * 3, -3, 3)) + 3).astype(xp.int32)
 
 
-def statistics(task: Task, predicted: jax.Array, labels: jax.Array) -> dict[str, jax.Array]:
+def statistics(task: Task, predicted, labels, xp=jnp) -> dict:
     """The sums ``task_scores`` needs, over the labelled positions; summable over batches.
 
-    predicted: as from ``predict``; labels: as stored. jax or numpy arrays alike.
+    predicted: as from ``predict``; labels: as stored. ``xp``: ``jax.numpy`` (in the eval step)
+    or ``numpy`` (on the host: ``host_statistics``), the same code either way.
     """
     valid = task.is_labelled(labels)
     if task.kind == CLASSIFICATION:
-        return {"confusion": _confusion(jnp.where(valid, labels, 0), predicted, valid, task.num_classes)}
+        return {"confusion": _confusion(xp.where(valid, labels, 0), predicted, valid, task.num_classes, xp)}
     if task.kind == MULTILABEL:
         truth, guess, rows = labels > 0, predicted > 0, valid[..., None]
         axes = tuple(range(labels.ndim - 1))
-        counts = [jnp.sum(rows & a & b, axes) for a, b in ((truth, guess), (~truth, guess), (truth, ~guess))]
-        exact = jnp.sum(valid & jnp.all(truth == guess, -1))
-        return {"label_counts": jnp.stack(counts, -1).astype(jnp.int32),  # [labels, (tp, fp, fn)]
-                "exact": jnp.stack([jnp.sum(valid), exact]).astype(jnp.int32)}
-    y = jnp.where(valid, labels, 0.0).astype(jnp.float32)
-    p = jnp.where(valid, predicted, 0.0).astype(jnp.float32)
+        counts = [xp.sum(rows & a & b, axes) for a, b in ((truth, guess), (~truth, guess), (truth, ~guess))]
+        exact = xp.sum(valid & xp.all(truth == guess, -1))
+        return {"label_counts": xp.stack(counts, -1).astype(xp.int32),  # [labels, (tp, fp, fn)]
+                "exact": xp.stack([xp.sum(valid), exact]).astype(xp.int32)}
+    y = xp.where(valid, labels, 0.0).astype(xp.float32)
+    p = xp.where(valid, predicted, 0.0).astype(xp.float32)
     middle = sum(task.value_range) / 2
     pc, yc = p - middle, y - middle  # centred on the range: float32 sums of squares keep their digits
-    moments = [valid, jnp.abs(p - y), jnp.square(p - y), pc, yc, pc * pc, yc * yc, pc * yc]
-    return {"moments": jnp.stack([jnp.sum(jnp.where(valid, m, 0.0)) for m in moments]),
-            "has0": _confusion((y >= middle).astype(jnp.int32), (p >= middle).astype(jnp.int32), valid, 2),
-            "non0": _confusion((y > middle).astype(jnp.int32), (p > middle).astype(jnp.int32),
-                               valid & (y != middle), 2),
-            "seven": _confusion(_levels(task, y), _levels(task, p), valid, 7)}
+    moments = [valid, xp.abs(p - y), xp.square(p - y), pc, yc, pc * pc, yc * yc, pc * yc]
+    return {"moments": xp.stack([xp.sum(xp.where(valid, m, 0.0)) for m in moments]).astype(xp.float32),
+            "has0": _confusion((y >= middle).astype(xp.int32), (p >= middle).astype(xp.int32), valid, 2, xp),
+            "non0": _confusion((y > middle).astype(xp.int32), (p > middle).astype(xp.int32),
+                               valid & (y != middle), 2, xp),
+            "seven": _confusion(_levels(task, y, xp), _levels(task, p, xp), valid, 7, xp)}
 
 
 def _multilabel_scores(label_counts: np.ndarray, exact: np.ndarray) -> dict:
@@ -148,7 +150,7 @@ def task_scores(task: Task, stats: Mapping[str, np.ndarray]) -> dict:
 
 def host_statistics(task: Task, predicted: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:
     """``statistics`` computed on the host: numpy in, numpy out."""
-    return {k: np.asarray(v) for k, v in statistics(task, np.asarray(predicted), np.asarray(labels)).items()}
+    return statistics(task, np.asarray(predicted), np.asarray(labels), xp=np)
 
 
 def confusion_from_predictions(labels: np.ndarray, predicted: np.ndarray, num_classes: int) -> np.ndarray:
@@ -211,7 +213,7 @@ def constant_regression_scores(task: Task, stats: Mapping[str, np.ndarray], valu
     middle = sum(task.value_range) / 2
     two = constant_prediction_scores(np.asarray(stats["has0"]).sum(1), int(value >= middle))
     two_non0 = constant_prediction_scores(np.asarray(stats["non0"]).sum(1), int(value > middle))
-    seven = constant_prediction_scores(np.asarray(stats["seven"]).sum(1), int(_levels(task, np.float32(value))))
+    seven = constant_prediction_scores(np.asarray(stats["seven"]).sum(1), int(_levels(task, np.float32(value), np)))
     c = value - middle
     return {"mse": float((syy - 2 * c * sy) / n + c ** 2) if n else float("nan"),
             "acc2_has0": two["accuracy"], "f1_has0": two["weighted_f1"],

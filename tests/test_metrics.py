@@ -4,6 +4,7 @@ import pytest
 
 from mmjax import losses, metrics
 from mmjax.tasks import MULTILABEL, REGRESSION, TASKS, Task
+from tests.tiny import quick_jit
 
 
 def test_confusion_matrix_ignores_unlabelled_positions():
@@ -122,3 +123,19 @@ def test_constant_baselines_of_the_new_kinds():
     stats = metrics.host_statistics(labels, np.zeros_like(truth), truth)
     always_a = metrics.constant_multilabel_scores(stats["label_counts"], 4, np.array([True, False]))
     assert always_a["macro_f1"] == pytest.approx((2 * 3 / 7) / 2)  # a: precision 3/4, recall 1 -> 6/7; b: 0
+
+
+def test_statistics_on_the_device_and_on_the_host_agree_for_every_kind():
+    rng = np.random.default_rng(0)
+    cases = [(TASKS["sentiment"], rng.integers(0, 3, (4, 5)), rng.integers(-1, 3, (4, 5))),
+             (TASKS["sentiment_intensity"], rng.uniform(-3, 3, (4, 5)),
+              np.where(rng.random((4, 5)) < 0.2, np.nan, rng.uniform(-3, 3, (4, 5)))),
+             (Task("topics", ("a", "b", "c"), kind=MULTILABEL), rng.integers(0, 2, (4, 5, 3)),
+              np.where(rng.random((4, 5, 1)) < 0.2, -1, rng.integers(0, 2, (4, 5, 3))))]
+    for task, predicted, labels in cases:
+        predicted, labels = predicted.astype(task.label_dtype), labels.astype(task.label_dtype)
+        device = quick_jit(lambda p, y, task=task: metrics.statistics(task, p, y))(predicted, labels)
+        host = metrics.host_statistics(task, predicted, labels)
+        assert set(device) == set(host)
+        for key in host:
+            np.testing.assert_allclose(np.asarray(device[key]), host[key], rtol=1e-5, err_msg=f"{task.name} {key}")
