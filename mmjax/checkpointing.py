@@ -284,8 +284,9 @@ def _set_aside(mngr: ocp.CheckpointManager, step: int) -> None:
         else:  # a bucket has no directories to rename: each object moves
             for root, _, files in list(source.walk()):
                 for name in files:
-                    (target / (root / name).relative_to(source)).parent.mkdir(parents=True, exist_ok=True)
-                    (root / name).rename(target / (root / name).relative_to(source))
+                    moved = target / (root / name).relative_to(source)
+                    moved.parent.mkdir(parents=True, exist_ok=True)
+                    (root / name).rename(moved)
             source.rmtree()
     if jax.process_count() > 1:
         multihost_utils.sync_global_devices(f"mmjax set aside {step}")

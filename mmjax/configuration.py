@@ -89,7 +89,7 @@ def validate(config, process_count: int = 1) -> None:
     if config.model.tower_attention and config.model.tower_hidden % config.model.num_heads:
         raise ConfigError(f"config.model.tower_attention needs config.model.tower_hidden="
                           f"{config.model.tower_hidden} divisible by config.model.num_heads={config.model.num_heads}")
-    if config.get("regression_loss", "l1") not in losses.REGRESSION_LOSSES:
+    if losses.regression_loss(config) not in losses.REGRESSION_LOSSES:
         raise ConfigError(f"config.regression_loss={config.regression_loss!r} is not one of "
                           f"{list(losses.REGRESSION_LOSSES)}")
     if config.get("selection_metric", "macro_f1") not in SELECTION_METRICS:

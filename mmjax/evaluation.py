@@ -109,7 +109,7 @@ def format_table(report: Mapping, title: str) -> str:
     """The scores of each task, one table per kind (with its baseline's headline score)."""
     lines = [title]
     for kind in KINDS:
-        tasks = {t: r for t, r in report.items() if r.get("kind", CLASSIFICATION) == kind}
+        tasks = {t: r for t, r in report.items() if metrics.kind_of(r) == kind}
         if not tasks:
             continue
         key, score = _BASELINE[kind]

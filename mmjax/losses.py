@@ -4,8 +4,9 @@ The objective is ``sum_t c_t(params) * w_t * L_t + R(params)``: ``L_t`` the mean
 over the labelled utterances of the global batch (``masked_loss``: by the task's kind,
 class-weighted cross-entropy, L1 or squared error, or sigmoid cross-entropy), ``w_t`` the
 static ``config.task_weights``, ``c_t`` the balancing factor of ``config.loss_balancing`` and
-``R`` the regularisers (soft sharing's tie penalty, the uncertainty terms). ``R`` depends on the parameters only, so it is
-added once per step, outside the micro-batches of gradient accumulation.
+``R`` the regularisers (soft sharing's tie penalty, the uncertainty terms). ``R`` depends on
+the parameters only, so it is added once per step, outside the micro-batches of gradient
+accumulation.
 """
 
 from __future__ import annotations
@@ -22,6 +23,11 @@ from mmjax.models.model import TASK_LOG_VARIANCE
 from mmjax.tasks import CLASSIFICATION, MULTILABEL, REGRESSION, Task, get_task
 
 REGRESSION_LOSSES = ("l1", "mse")  # config.regression_loss
+
+
+def regression_loss(config) -> str:
+    """``config.regression_loss`` (runs saved before it existed trained no regression task: "l1")."""
+    return config.get("regression_loss", "l1")
 
 
 def masked_cross_entropy(logits: jax.Array, labels: jax.Array,

@@ -40,9 +40,14 @@ SCORES = {CLASSIFICATION: ("accuracy", "macro_f1", "weighted_f1"),
 HEADLINE = {CLASSIFICATION: "macro_f1", MULTILABEL: "macro_f1", REGRESSION: "corr"}
 
 
+def kind_of(task_report: Mapping) -> str:
+    """A task report's kind (reports saved before kinds existed: classification)."""
+    return task_report.get("kind", CLASSIFICATION)
+
+
 def headline(task_report: Mapping) -> float:
-    """A task report's headline score (reports saved before kinds existed: classification)."""
-    return task_report[HEADLINE[task_report.get("kind", CLASSIFICATION)]]
+    """A task report's headline score (``HEADLINE`` of its kind)."""
+    return task_report[HEADLINE[kind_of(task_report)]]
 
 
 def predict(task: Task, outputs: jax.Array) -> jax.Array:
@@ -151,13 +156,6 @@ def task_scores(task: Task, stats: Mapping[str, np.ndarray]) -> dict:
 def host_statistics(task: Task, predicted: np.ndarray, labels: np.ndarray) -> dict[str, np.ndarray]:
     """``statistics`` computed on the host: numpy in, numpy out."""
     return statistics(task, np.asarray(predicted), np.asarray(labels), xp=np)
-
-
-def confusion_from_predictions(labels: np.ndarray, predicted: np.ndarray, num_classes: int) -> np.ndarray:
-    """int64 [classes, classes] counts of (true, predicted) on the host; labels: int [N] (all
-    labelled), predicted: int [N]."""
-    index = np.asarray(labels) * num_classes + np.asarray(predicted)
-    return np.bincount(index, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
 
 
 def per_class(confusion: np.ndarray) -> dict[str, np.ndarray]:

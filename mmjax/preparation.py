@@ -11,7 +11,7 @@ from mmjax.data import records
 from mmjax.data.corpora import cmma, common, conversion, jsonl, meld, mmsa, mustard, synthetic
 from mmjax.errors import ConfigError
 from mmjax.models import text_states as text_states_lib
-from mmjax.tasks import MULTILABEL, REGRESSION, corpus_tasks
+from mmjax.tasks import CLASSIFICATION, REGRESSION, corpus_tasks
 
 CONVERTERS = {"cmma": cmma, "meld": meld, "mustard": mustard, "jsonl": jsonl, "mmsa": mmsa}
 CORPORA = {"synthetic": synthetic, **CONVERTERS}
@@ -64,14 +64,12 @@ def summary_table(manifest: Mapping, max_tokens: int = 40) -> str:
              f"{'dialogues':<32}" + "".join(f"{splits[s]['dialogues']:>12,}" for s in names),
              f"{'utterances':<32}" + "".join(f"{splits[s]['utterances']:>12,}" for s in names)]
     for task, spec in corpus_tasks(manifest).items():
-        if spec.kind == REGRESSION:  # labelled utterances, then mean ± std per split
+        if spec.kind != CLASSIFICATION:  # a class's counts add up to the labelled utterances; these do not
             lines.append(f"{task + ' (labelled)':<32}" + "".join(f"{splits[s]['labelled'][task]:>12,}" for s in names))
+        if spec.kind == REGRESSION:
             stats = [splits[s]["value_stats"][task] for s in names]
             lines.append(f"{task + ' mean ± std':<32}" + "".join(
                 f"{v['mean']:>6.2f} ± {v['std']:<3.2f}" if v else f"{'-':>12}" for v in stats))
-            continue
-        if spec.kind == MULTILABEL:
-            lines.append(f"{task + ' (labelled)':<32}" + "".join(f"{splits[s]['labelled'][task]:>12,}" for s in names))
         for label in spec.labels:
             lines.append(f"{task + ' / ' + label:<32}" + "".join(
                 f"{splits[s]['class_counts'][task][label]:>12,}" for s in names))

@@ -10,18 +10,14 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from mmjax import figures, metrics
-from mmjax.tasks import CLASSIFICATION, KINDS
+from mmjax.tasks import KINDS
 
 CLASS_SCORES = ("precision", "recall", "f1")
 
 
-def _kind(task_report: Mapping) -> str:
-    return task_report.get("kind", CLASSIFICATION)  # reports saved before kinds existed
-
-
 def scores_of(task_report: Mapping) -> tuple[str, ...]:
     """The score names a task's report carries: its kind's ``metrics.SCORES`` and the loss."""
-    return (*metrics.SCORES[_kind(task_report)], "loss")
+    return (*metrics.SCORES[metrics.kind_of(task_report)], "loss")
 
 
 def _details(task_report: Mapping) -> dict:
@@ -48,7 +44,7 @@ def format_breakdown(report: Mapping, key: str, group_name: str) -> str:
     tasks = list(report)
     groups = list(dict.fromkeys(g for r in report.values() for g in r[key]))
     width = max([len(g) for g in groups] + [len(group_name)]) + 2
-    heads = {t: metrics.HEADLINE[_kind(report[t])] for t in tasks}
+    heads = {t: metrics.HEADLINE[metrics.kind_of(report[t])] for t in tasks}
     lines = [f"by {group_name}",
              f"{group_name:<{width}}" + "".join(f"{(t[:10] + ' ' + heads[t])[:17]:>18}" for t in tasks)
              + f"{'utterances':>12}"]
@@ -94,7 +90,7 @@ def aggregate(reports: Sequence[Mapping]) -> dict:
     for task in tasks:
         runs = [r[task] for r in reports]
         out["tasks"][task] = {
-            "kind": _kind(runs[0]),
+            "kind": metrics.kind_of(runs[0]),
             **{k: _mean_std([r[k] for r in runs]) for k in scores_of(runs[0])},
             "support": [r["support"] for r in runs],  # per run: folds have different test sets
             "per_class": {label: {k: _mean_std([_details(r)[label][k] for r in runs]) for k in CLASS_SCORES}
@@ -107,13 +103,13 @@ def run_scores(seed: str, workdir: str, step: int, report: Mapping) -> dict:
     headline score over tasks (``score``) and each task's scores."""
     return {"seed": seed, "workdir": workdir, "step": step,
             "score": float(np.mean([metrics.headline(r) for r in report.values()])),
-            "tasks": {t: {"kind": _kind(r), **{k: r[k] for k in scores_of(r)}} for t, r in report.items()}}
+            "tasks": {t: {"kind": metrics.kind_of(r), **{k: r[k] for k in scores_of(r)}} for t, r in report.items()}}
 
 
 def format_runs(runs: Sequence[Mapping], title: str) -> str:
     """Each seed's step, mean headline score and each task's headline score."""
     tasks = runs[0]["tasks"]
-    heads = {t: metrics.HEADLINE[_kind(r)] for t, r in tasks.items()}
+    heads = {t: metrics.HEADLINE[metrics.kind_of(r)] for t, r in tasks.items()}
     lines = [title, f"{'seed':<10}{'step':>8}{'mean score':>15}"
              + "".join(f"{(t[:10] + ' ' + heads[t])[:19]:>20}" for t in tasks)]
     for run in runs:
@@ -126,7 +122,7 @@ def format_aggregate(aggregated: Mapping, title: str) -> str:
     """Mean ± std of every score, one table per kind of task, and of the mean headline score."""
     lines = [title]
     for kind in KINDS:
-        tasks = {t: r for t, r in aggregated["tasks"].items() if _kind(r) == kind}
+        tasks = {t: r for t, r in aggregated["tasks"].items() if metrics.kind_of(r) == kind}
         if not tasks:
             continue
         names = (*metrics.SCORES[kind], "loss")

@@ -93,7 +93,7 @@ def jit_eval_step(s: Setup):
 
     Outputs are replicated, so every host can read the per-row outputs of the whole batch.
     """
-    return jax.jit(train_step.make_eval_step(s.model, s.config.get("regression_loss", "l1")),
+    return jax.jit(train_step.make_eval_step(s.model, losses.regression_loss(s.config)),
                    in_shardings=(s.state_shardings.params, sharding.batch_sharding(s.mesh)),
                    out_shardings=sharding.replicated(s.mesh))
 

@@ -112,7 +112,8 @@ def to_manifest(tasks: Iterable[Task]) -> dict:
     return {t.name: t.declaration() for t in tasks}
 
 
-def _is_number(x) -> bool:
+def is_finite_number(x) -> bool:
+    """A finite int or float (not a bool): what a regression label or range bound may be."""
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
@@ -132,7 +133,7 @@ def corpus_tasks(manifest: Mapping, where: str = "the records manifest") -> dict
             raise RecordError(f"{where_task} is of kind {kind!r}; expected one of {list(KINDS)}")
         if kind == REGRESSION:
             bounds = spec.get("range")
-            if not (isinstance(bounds, list) and len(bounds) == 2 and all(map(_is_number, bounds))
+            if not (isinstance(bounds, list) and len(bounds) == 2 and all(map(is_finite_number, bounds))
                     and bounds[0] < bounds[1]):
                 raise RecordError(f"{where_task} has range {bounds!r}; expected [low, high], two numbers with "
                                   "low < high")

@@ -49,7 +49,7 @@ def make_train_step(model, tx: optax.GradientTransformation, config, class_weigh
     accum = config.grad_accum_steps
     decay = ema_decay(config)
     tasks = {t.name: t for t in model.tasks}
-    regression_loss = config.get("regression_loss", "l1")
+    regression_loss = losses.regression_loss(config)
 
     def train_step(state: TrainState, batch):
         counts = losses.label_counts(tasks, batch["labels"])

@@ -169,7 +169,7 @@ def validation_score(report: dict, config) -> float:
     ``config.selection_metric`` (the score a corpus reports; runs saved before the key existed
     selected by macro-F1); a regression task contributes its headline score (Pearson r)."""
     metric = config.get("selection_metric", "macro_f1")
-    return float(np.mean([metrics_lib.headline(r) if r.get("kind") == REGRESSION else r[metric]
+    return float(np.mean([metrics_lib.headline(r) if metrics_lib.kind_of(r) == REGRESSION else r[metric]
                           for r in report.values()]))
 
 

@@ -58,7 +58,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 
 import numpy as np
@@ -66,7 +65,7 @@ import numpy as np
 from mmjax.data import arrays
 from mmjax.data.corpora import common
 from mmjax.errors import RecordError
-from mmjax.tasks import CLASSIFICATION, MULTILABEL, REGRESSION, TASKS, Task, corpus_tasks
+from mmjax.tasks import CLASSIFICATION, MULTILABEL, REGRESSION, TASKS, Task, corpus_tasks, is_finite_number
 
 _log = logging.getLogger(__name__)  # status lines; shown by the commands (mmjax.cli)
 
@@ -180,8 +179,8 @@ def _label_type(value) -> str | None:
     """The kind a raw label value implies, or None for a value no kind accepts."""
     if isinstance(value, str):
         return CLASSIFICATION if value else None
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return REGRESSION if math.isfinite(value) else None
+    if is_finite_number(value):
+        return REGRESSION
     if isinstance(value, list) and all(isinstance(x, str) and x for x in value) and len(set(value)) == len(value):
         return MULTILABEL
     return None
@@ -204,7 +203,6 @@ def _inferred_tasks(train: list[common.RawDialogue], path: str) -> dict[str, Tas
     for name in sorted(values, key=lambda n: (n not in TASKS, list(TASKS).index(n) if n in TASKS else n)):
         builtin, seen = TASKS.get(name), values[name]
         kinds = set(first_of_kind[name])
-        names = {str(v) for v in seen if isinstance(v, (str, int))}  # class names
         if (builtin and all(not isinstance(_stored_label(builtin, v), str) for v in seen)
                 and all(r in values for r in builtin.relates or ())):
             tasks[name] = builtin
@@ -228,11 +226,11 @@ def _inferred_tasks(train: list[common.RawDialogue], path: str) -> dict[str, Tas
                 raise RecordError(f"{path}: task {name!r} has only empty label lists in train.jsonl; a multi-label "
                                   "task needs at least one label (or declare its labels in tasks.json)")
             tasks[name] = Task(name, tuple(labels), kind=MULTILABEL)
-        elif len(names) < 2:
-            raise RecordError(f"{path}: task {name!r} has the single label {sorted(names)} in train.jsonl; "
+        elif len(set(seen)) < 2:
+            raise RecordError(f"{path}: task {name!r} has the single label {sorted(set(seen))} in train.jsonl; "
                               "a classification task needs at least two")
         else:
-            tasks[name] = Task(name, tuple(sorted(names)))
+            tasks[name] = Task(name, tuple(sorted(set(seen))))
     return tasks
 
 
