@@ -216,6 +216,11 @@ def _train(config, workdir: str):
             _note_early_stop(config, start, stalled_since, "stopped early")
             mngr.close()
             return state
+        if start >= config.num_train_steps:  # nothing to train: no step to compile
+            if is_main:
+                _log.info(f"{workdir} is trained to config.num_train_steps={config.num_train_steps}")
+            mngr.close()
+            return state
     step_fn, stats = setup_lib.compile_train_step(s, config)
     if is_main:
         _log.info("%s", setup_lib.format_stats(stats))

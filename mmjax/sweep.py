@@ -1,0 +1,245 @@
+"""Choose hyperparameters on the validation split: train a grid of config overrides and rank them::
+
+    python -m mmjax.sweep --config=configs/cmma.py --workdir=runs/cmma_sweep \\
+        --grid=learning_rate=1e-3,3e-3 --grid=model.dropout=0.1,0.3 --seeds=0,1 [--config.key=value ...]
+
+Every combination of the ``--grid`` values (``key=v1,v2,...``; a value holding commas goes in
+brackets or quotes, e.g. ``model.modalities=("text",),("text","audio")``) is trained with each seed
+in ``<workdir>/<NN>_<overrides>_s<seed>`` by ``mmjax.train``'s code, so a run already there is
+resumed or, when finished, only read. A point's score is the mean over its seeds of the
+validation score of each run's best checkpoint (the checkpoint ``evaluate --step=best`` picks, by
+``config.selection_metric``); the test split is never read. Writes ``<workdir>/sweep.json`` (per
+point: overrides, per seed the best step, its score and per-task validation scores; mean and
+standard deviation) and prints the points ranked, with the command that trains the best one.
+"""
+
+from __future__ import annotations
+
+import ast
+import itertools
+import json
+import logging
+import re
+import shlex
+from collections.abc import Sequence
+
+import jax
+import numpy as np
+from absl import app, flags
+from etils import epath
+from ml_collections import config_flags
+
+from mmjax import atomic, checkpointing, cli, trainer
+from mmjax.errors import ConfigError, MmjaxError
+
+_log = logging.getLogger(__name__)  # status lines; shown by the commands (mmjax.cli)
+
+RESULTS = "sweep.json"
+
+
+def split_values(text: str) -> list[str]:
+    """``"1e-3,(1,2),'a,b'"`` -> ``["1e-3", "(1,2)", "'a,b'"]``: commas inside brackets or quotes
+    do not separate values."""
+    values, depth, quote, start = [], 0, "", 0
+    for i, ch in enumerate(text):
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            values.append(text[start:i].strip())
+            start = i + 1
+    values.append(text[start:].strip())
+    return values
+
+
+def _current(config, key: str):
+    node = config
+    for part in key.split("."):
+        try:
+            node = node[part]
+        except (KeyError, TypeError):
+            raise ConfigError(f"--grid={key}=...: {key!r} is not a key of the config") from None
+    return node
+
+
+def parse_value(key: str, text: str, current):
+    """``text`` as a value for the config key ``key`` whose value is now ``current`` (its type
+    decides: booleans true/false, numbers, strings as given, tuples as Python literals)."""
+    def bad(expected: str):
+        return ConfigError(f"--grid={key}=...: {text!r} is not {expected} (the config's value is {current!r})")
+
+    if isinstance(current, bool):
+        if text.lower() not in ("true", "false"):
+            raise bad("true or false")
+        return text.lower() == "true"
+    if isinstance(current, str):
+        return ast.literal_eval(text) if text[:1] in "'\"" and text[:1] == text[-1:] and len(text) > 1 else text
+    try:
+        value = ast.literal_eval(text)
+    except (SyntaxError, ValueError):
+        if current is None:
+            return text
+        raise bad(f"a Python literal of type {type(current).__name__}") from None
+    if isinstance(current, float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(current, (tuple, list)) and isinstance(value, (tuple, list)):
+        return tuple(value)
+    if current is not None and not isinstance(value, type(current)):
+        raise bad(f"a {type(current).__name__}")
+    return value
+
+
+def parse_grid(specs: Sequence[str], config) -> list[tuple[str, list]]:
+    """``["lr=1e-3,3e-3", ...]`` -> ``[("lr", [0.001, 0.003]), ...]``, each value typed by ``config``."""
+    grid, seen = [], set()
+    for spec in specs:
+        key, sep, values = spec.partition("=")
+        key = key.strip()
+        if not sep or not key or not values.strip():
+            raise ConfigError(f"--grid={spec!r}: expected KEY=VALUE[,VALUE...]")
+        if key in seen:
+            raise ConfigError(f"--grid: {key!r} is given twice")
+        if key == "seed":
+            raise ConfigError("--grid=seed=...: give seeds with --seeds (each point is trained with every seed)")
+        seen.add(key)
+        current = _current(config, key)
+        grid.append((key, [parse_value(key, v, current) for v in split_values(values)]))
+    return grid
+
+
+def points(grid: Sequence[tuple[str, list]]) -> list[dict]:
+    """Every combination of the grid's values: ``[{key: value, ...}, ...]`` (cartesian product)."""
+    keys = [k for k, _ in grid]
+    return [dict(zip(keys, combo)) for combo in itertools.product(*[v for _, v in grid])]
+
+
+def point_name(index: int, overrides: dict) -> str:
+    """A directory name for a point: its index and overrides (a tuple's items joined by '+'),
+    characters outside [\\w.=,+-] as '_'."""
+    text = ",".join(f"{k}={'+'.join(map(str, v)) if isinstance(v, (tuple, list)) else v}" for k, v in overrides.items())
+    return f"{index:02d}_" + re.sub(r"[^\w.=,+-]", "_", text)[:120]
+
+
+def with_overrides(config, overrides: dict):
+    """A copy of ``config`` with ``overrides`` ({dotted key: value}) set."""
+    config = config.copy_and_resolve_references()
+    for key, value in overrides.items():
+        *parents, last = key.split(".")
+        node = config
+        for part in parents:
+            node = node[part]
+        try:
+            node[last] = value
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"--grid={key}={value!r}: {e}") from None
+    return config
+
+
+def best_validation(workdir: str) -> dict:
+    """The best checkpoint of a trained run: {"step", "score", "tasks": {task/score: value}},
+    from its checkpoints' ranking and the validation line of ``metrics.jsonl`` at that step."""
+    mngr = checkpointing.manager(workdir, create=False)
+    try:
+        step = checkpointing.best_step(mngr)
+    finally:
+        mngr.close()
+    path = epath.Path(workdir) / "metrics.jsonl"
+    if step is None or not path.exists():
+        raise MmjaxError(f"{workdir!r} has no validated checkpoint to rank")
+    for line in path.read_text().splitlines():
+        entry = json.loads(line)
+        if entry.get("split") == "validation" and entry.get("step") == step:
+            scores = {k: v for k, v in entry.items() if k not in ("step", "split", "score") and "/loss" not in k}
+            return {"step": step, "score": entry["score"], "tasks": scores}
+    raise MmjaxError(f"{path} has no validation line for the best checkpoint, step {step}")
+
+
+def summarise(overrides: dict, runs: list[dict]) -> dict:
+    scores = [r["score"] for r in runs]
+    return {"overrides": overrides, "runs": runs, "mean": float(np.mean(scores)),
+            "std": float(np.std(scores, ddof=1)) if len(scores) > 1 else 0.0}
+
+
+def sweep(config, workdir: str, grid_specs: Sequence[str], seeds: Sequence[int], train=trainer.train_and_evaluate) -> list[dict]:
+    """Trains every point of the grid with every seed; returns the points ranked by mean score
+    (best first) and writes them to ``<workdir>/sweep.json``."""
+    grid = parse_grid(grid_specs, config)
+    todo = points(grid)
+    results = []
+    for i, overrides in enumerate(todo):
+        name, runs = point_name(i, overrides), []
+        for seed in seeds:
+            run_dir = str(epath.Path(workdir) / f"{name}_s{seed}")
+            if jax.process_index() == 0:
+                _log.info(f"sweep point {i + 1}/{len(todo)}, seed {seed}: {overrides} -> {run_dir}")
+            train(with_overrides(config, {**overrides, "seed": seed}), run_dir)
+            if jax.process_index() == 0:  # the process that wrote metrics.jsonl
+                best = best_validation(run_dir)
+                runs.append({"seed": seed, "workdir": run_dir, **best})
+                _log.info(f"best validation score {best['score']:.4f} at step {best['step']}")
+        if not runs:
+            continue
+        results.append(summarise(overrides, runs))
+    ranked = sorted(results, key=lambda r: -r["mean"])
+    if jax.process_index() == 0:
+        atomic.write_atomically(epath.Path(workdir) / RESULTS,
+                                lambda f: json.dump({"grid": [[k, v] for k, v in grid], "seeds": list(seeds),
+                                                     "points": ranked}, f, indent=1, default=str))
+    return ranked
+
+
+def override_flag(key: str, value) -> str:
+    """``--config.key=value`` as a shell word that ``mmjax.train`` parses back to ``value``."""
+    return shlex.quote(f"--config.{key}={value if isinstance(value, str) else repr(value)}")
+
+
+def format_ranking(ranked: list[dict], metric: str) -> str:
+    """The points, best first: mean ± std of the validation score over seeds, and the overrides."""
+    lines = [f"{'rank':>4}  {'validation ' + metric:>20}  overrides"]
+    for rank, r in enumerate(ranked, 1):
+        spread = f"{100 * r['mean']:.2f} ± {100 * r['std']:.2f}" if len(r["runs"]) > 1 else f"{100 * r['mean']:.2f}"
+        lines.append(f"{rank:>4}  {spread:>20}  " + " ".join(override_flag(k, v) for k, v in r["overrides"].items()))
+    return "\n".join(lines)
+
+
+def _define_flags():
+    """Defined only when the command runs, so that command modules can be imported together."""
+    config_flags.DEFINE_config_file("config", None, "Path to a config file with get_config().", lock_config=True)
+    flags.DEFINE_string("workdir", None, "Directory for the sweep's runs and sweep.json.")
+    flags.DEFINE_multi_string("grid", [], "KEY=VALUE[,VALUE...]: a config key and the values to try; repeat "
+                                          "for more keys (every combination is trained).")
+    flags.DEFINE_list("seeds", ["0"], "Seeds to train each point with.")
+    flags.mark_flags_as_required(["config", "workdir", "grid"])
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    cli.initialize()
+    f = flags.FLAGS
+    with cli.user_errors("mmjax.sweep"):
+        try:
+            seeds = [int(s) for s in f.seeds]
+        except ValueError:
+            raise ConfigError(f"--seeds={','.join(f.seeds)}: expected integers") from None
+        ranked = sweep(f.config, f.workdir, f.grid, seeds)
+    if jax.process_index() == 0:
+        print(format_ranking(ranked, f.config.get("selection_metric", "macro_f1")))
+        best = " ".join(override_flag(k, v) for k, v in ranked[0]["overrides"].items())
+        config_file = config_flags.get_config_filename(f["config"])
+        print(f"\nbest on validation; train it with:\n  python -m mmjax.train --config={config_file} "
+              f"--workdir=WORKDIR {best}\nwrote {epath.Path(f.workdir) / RESULTS}")
+
+
+def command():
+    """The ``mmjax-sweep`` console script (``python -m mmjax.sweep``)."""
+    cli.run("mmjax.sweep", _define_flags, main)
+
+
+if __name__ == "__main__":
+    command()

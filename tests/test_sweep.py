@@ -1,0 +1,88 @@
+import json
+import os
+
+import pytest
+
+from configs import cmma
+from mmjax import sweep
+from mmjax.errors import ConfigError
+from tests.tiny import run_module
+
+# The subprocess compiles like this test process (conftest): one train step per point and seed.
+QUICK_XLA = {"XLA_FLAGS": "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"}
+
+
+def test_commas_inside_brackets_or_quotes_do_not_split_values():
+    assert sweep.split_values("1e-3, 3e-3") == ["1e-3", "3e-3"]
+    assert sweep.split_values('("text",),("text","audio")') == ['("text",)', '("text","audio")']
+    assert sweep.split_values("'a,b',c") == ["'a,b'", "c"]
+
+
+def test_grid_values_take_the_type_of_the_config_key():
+    config = cmma.get_config()
+    grid = sweep.parse_grid(["learning_rate=1e-3,3", "model.text_encoder=ngram,'scratch'",
+                             'model.modalities=("text",),["text","audio"]', "model.ngram.orders=2,3"], config)
+    assert grid == [("learning_rate", [0.001, 3.0]), ("model.text_encoder", ["ngram", "scratch"]),
+                    ("model.modalities", [("text",), ("text", "audio")]), ("model.ngram.orders", [2, 3])]
+    assert isinstance(grid[0][1][1], float)
+    points = sweep.points(grid)
+    assert len(points) == 2 * 2 * 2 * 2
+    assert points[0] == {"learning_rate": 0.001, "model.text_encoder": "ngram", "model.modalities": ("text",),
+                         "model.ngram.orders": 2}
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("model.widht=32", "'model.widht' is not a key of the config"),
+    ("learning_rate=fast", "'fast' is not a Python literal of type float"),
+    ("model.ngram.orders=2.5", "'2.5' is not a int"),
+    ("learning_rate", "expected KEY=VALUE"),
+    ("seed=0,1", "give seeds with --seeds"),
+])
+def test_a_bad_grid_is_one_error_naming_the_key(spec, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+        sweep.parse_grid([spec], cmma.get_config())
+
+
+def test_a_key_given_twice_is_refused():
+    with pytest.raises(ConfigError, match="given twice"):
+        sweep.parse_grid(["learning_rate=1e-3", "learning_rate=3e-3"], cmma.get_config())
+
+
+def test_overrides_apply_to_a_copy_and_print_as_flags_train_parses_back():
+    config = cmma.get_config()
+    changed = sweep.with_overrides(config, {"learning_rate": 0.01, "model.modalities": ("text", "audio")})
+    assert changed.learning_rate == 0.01 and changed.model.modalities == ("text", "audio")
+    assert config.learning_rate != 0.01 and config.model.modalities == ("text",)
+    assert sweep.override_flag("model.modalities", ("text",)) == "'--config.model.modalities=('\"'\"'text'\"'\"',)'"
+    assert sweep.override_flag("model.text_encoder", "ngram") == "--config.model.text_encoder=ngram"
+    assert sweep.point_name(3, {"model.modalities": ("text",), "learning_rate": 0.01}) == \
+        "03_model.modalities=text,learning_rate=0.01"
+
+
+@pytest.mark.slow
+def test_a_sweep_trains_each_point_and_seed_and_ranks_them_by_validation(records_dir, tmp_path):
+    workdir = tmp_path / "sweep"
+    args = ("mmjax.sweep", "--config=tests/tiny.py", f"--config.data.dir={records_dir}", f"--workdir={workdir}",
+            "--grid=learning_rate=1e-4,3e-3", "--seeds=0,1")
+    code, out = run_module(*args, env=QUICK_XLA)
+    assert code == 0, out
+    result = json.loads((workdir / sweep.RESULTS).read_text())
+    assert result["seeds"] == [0, 1]
+    ranked = result["points"]
+    assert sorted(p["overrides"]["learning_rate"] for p in ranked) == [1e-4, 3e-3]
+    assert ranked[0]["mean"] >= ranked[1]["mean"]
+    for point in ranked:
+        assert [r["seed"] for r in point["runs"]] == [0, 1]
+        scores = [r["score"] for r in point["runs"]]
+        assert point["mean"] == pytest.approx(sum(scores) / 2)
+        for run in point["runs"]:  # the score is that of the run's best checkpoint, as logged
+            logged = [json.loads(line) for line in open(os.path.join(run["workdir"], "metrics.jsonl"))]
+            validation = {e["step"]: e["score"] for e in logged if e["split"] == "validation"}
+            assert run["score"] == max(validation.values()) == validation[run["step"]]
+            assert json.load(open(os.path.join(run["workdir"], "config.json")))["seed"] == run["seed"]
+    assert "train it with" in out and f"--config.learning_rate={ranked[0]['overrides']['learning_rate']!r}" in out
+    # Run again: every run is finished, so the sweep only reads them and ranks the same.
+    code, again = run_module(*args, env=QUICK_XLA)
+    assert code == 0, again
+    assert again.count("is trained to config.num_train_steps=4") == 4
+    assert json.loads((workdir / sweep.RESULTS).read_text())["points"] == ranked
