@@ -80,6 +80,8 @@ def show_status_lines() -> None:
     verbosity = flags.FLAGS["verbosity"]
     level = converter.absl_to_standard(verbosity.value) if verbosity.present else pylogging.INFO
     pylogging.getLogger("mmjax").setLevel(level)
+    # A command run as `python -m mmjax.<command>` logs as "__main__", not "mmjax.<command>".
+    pylogging.getLogger("__main__").setLevel(level)
 
 
 def _find_sibling_configs(argv) -> None:

@@ -165,9 +165,9 @@ def summarise(overrides: dict, runs: list[dict]) -> dict:
             "std": float(np.std(scores, ddof=1)) if len(scores) > 1 else 0.0}
 
 
-def sweep(config, workdir: str, grid_specs: Sequence[str], seeds: Sequence[int], train=trainer.train_and_evaluate) -> list[dict]:
+def sweep(config, workdir: str, grid_specs: Sequence[str], seeds: Sequence[int]) -> list[dict]:
     """Trains every point of the grid with every seed; returns the points ranked by mean score
-    (best first) and writes them to ``<workdir>/sweep.json``."""
+    (best first). ``<workdir>/sweep.json`` holds the ranking of the points done so far."""
     grid = parse_grid(grid_specs, config)
     todo = points(grid)
     results = []
@@ -177,20 +177,17 @@ def sweep(config, workdir: str, grid_specs: Sequence[str], seeds: Sequence[int],
             run_dir = str(epath.Path(workdir) / f"{name}_s{seed}")
             if jax.process_index() == 0:
                 _log.info(f"sweep point {i + 1}/{len(todo)}, seed {seed}: {overrides} -> {run_dir}")
-            train(with_overrides(config, {**overrides, "seed": seed}), run_dir)
+            trainer.train_and_evaluate(with_overrides(config, {**overrides, "seed": seed}), run_dir)
             if jax.process_index() == 0:  # the process that wrote metrics.jsonl
                 best = best_validation(run_dir)
                 runs.append({"seed": seed, "workdir": run_dir, **best})
                 _log.info(f"best validation score {best['score']:.4f} at step {best['step']}")
-        if not runs:
-            continue
-        results.append(summarise(overrides, runs))
-    ranked = sorted(results, key=lambda r: -r["mean"])
-    if jax.process_index() == 0:
-        atomic.write_atomically(epath.Path(workdir) / RESULTS,
-                                lambda f: json.dump({"grid": [[k, v] for k, v in grid], "seeds": list(seeds),
-                                                     "points": ranked}, f, indent=1, default=str))
-    return ranked
+        if jax.process_index() == 0:
+            results.append(summarise(overrides, runs))
+            ranked = sorted(results, key=lambda r: -r["mean"])
+            atomic.write_atomically(epath.Path(workdir) / RESULTS, lambda f: json.dump(
+                {"grid": [[k, v] for k, v in grid], "seeds": list(seeds), "points": ranked}, f, indent=1, default=str))
+    return sorted(results, key=lambda r: -r["mean"])
 
 
 def override_flag(key: str, value) -> str:

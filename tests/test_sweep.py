@@ -80,6 +80,8 @@ def test_a_sweep_trains_each_point_and_seed_and_ranks_them_by_validation(records
             validation = {e["step"]: e["score"] for e in logged if e["split"] == "validation"}
             assert run["score"] == max(validation.values()) == validation[run["step"]]
             assert json.load(open(os.path.join(run["workdir"], "config.json")))["seed"] == run["seed"]
+    # Progress lines (the command logs as "__main__") and the winner's command.
+    assert "sweep point 2/2, seed 1: {'learning_rate': 0.003}" in out and "best validation score" in out
     assert "train it with" in out and f"--config.learning_rate={ranked[0]['overrides']['learning_rate']!r}" in out
     # Run again: every run is finished, so the sweep only reads them and ranks the same.
     code, again = run_module(*args, env=QUICK_XLA)
