@@ -69,8 +69,8 @@ def get_config() -> ml_collections.ConfigDict:
     config.data.tokenizer = ""
     config.data.read_threads = 2
     config.data.worker_count = 0  # grain worker processes (0: threads in the trainer process)
-    # Padded dialogues kept in memory per split (and per worker process), so later epochs only
-    # copy rows into batches; 0 reads and pads every window afresh.
+    # Padded windows kept in memory per split (and per worker process), so later epochs gather
+    # batches from one array per key; 0 reads and pads every window afresh.
     config.data.cache_mb = 1024
     # Batches put on the devices ahead of the step that reads them (their copies overlap steps).
     config.data.device_prefetch = 2

@@ -9,7 +9,7 @@ text tokens per second, the train step's compile time and FLOPs (XLA cost analys
 compiled step), achieved FLOP/s and its ratio to this machine's measured matmul peak in the
 model's compute dtype (``config.model.dtype``), and the input pipeline's windows (records) per
 second and its ratio to what the step consumes, in the first epoch (every dialogue read and
-padded) and after it (padded dialogues cached, what the rest of training sees). Medians, because shared machines are noisy. ``--summary`` only prints
+padded) and after it (padded windows cached, what the rest of training sees). Medians, because shared machines are noisy. ``--summary`` only prints
 the parameter count of every module (from abstract shapes: nothing is trained or allocated).
 """
 

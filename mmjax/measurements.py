@@ -64,7 +64,7 @@ def matmul_peak_flops(dtype=jnp.float32, size: int | None = None, repeats: int =
 def input_pipeline(config, manifest, batches: int) -> dict:
     """Windows (and utterances) per second this host's pipeline delivers: in the first epoch
     (``first_epoch_*``: every dialogue read, decoded and padded; timed after one warm-up batch)
-    and once an epoch has been read (the padded dialogues cached, ``data.cache_mb``: what the
+    and once an epoch has been read (the padded windows cached, ``data.cache_mb``: what the
     rest of training sees), each over ``batches`` batches."""
     data = iter(inputs.train_dataset(config, manifest, jax.process_index(), jax.process_count()))
     per_host = len(next(data)["turn_mask"])

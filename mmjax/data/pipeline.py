@@ -28,9 +28,7 @@ rows, so every utterance maps back to exactly one output row. Training batches n
 
 from __future__ import annotations
 
-import collections
 import dataclasses
-import threading
 from collections.abc import Iterator, Sequence
 
 import grain
@@ -178,70 +176,68 @@ class WindowSource:
     ``dialogues``: a records.DialogueSource, or any sequence of schema.Dialogue with a ``turns``
     int array [dialogues] (prediction inputs). ``positions`` adds the ``position`` key.
 
-    Each dialogue is read, decoded and padded once (``pad_dialogue``) and kept, up to
-    ``cache_bytes`` of padded arrays (least recently used out first), so later epochs only copy
-    rows into the batch: what makes the pipeline keep up with an accelerator's step. Thread-safe
-    (grain's read threads share one source; each worker process has its own).
+    Each window is read, decoded and padded once (``pad_window``) into a slab: one array per key
+    holding the first ``capacity`` windows, as many as fit in ``cache_bytes`` (all of them for the
+    shipped corpora at the default budget). A batch of cached windows is then one gather per key
+    (``slab[key][indices]``), what makes the pipeline keep up with an accelerator's step; windows
+    past the capacity are padded afresh each time. Safe under grain's read threads: a row is
+    written whole before it is marked filled, and two threads filling one row write the same
+    values. Each worker process gets a copy without the slab and builds its own.
     """
 
     def __init__(self, dialogues, shapes: Shapes, context_turns: int, positions: bool = False,
                  cache_bytes: int = 1 << 30):
         self.dialogues, self.shapes, self.positions = dialogues, shapes, positions
         self.windows = context_windows(dialogues.turns, shapes.max_turns, context_turns)
-        self.cache_bytes = cache_bytes
-        self._cache: collections.OrderedDict[int, tuple[dict, int]] = collections.OrderedDict()
-        self._cached_bytes = 0
-        self._lock = threading.Lock()
+        self._padding = self._empty(1)  # all-padding example (index -1), as a batch of one
+        self.capacity = min(len(self.windows), cache_bytes // sum(x.nbytes for x in jax.tree.leaves(self._padding)))
+        self._allocate()
+
+    def _allocate(self) -> None:
+        # Zero pages (calloc): memory is used as rows are filled.
+        self._slab, self._filled = self._empty(self.capacity), np.zeros(self.capacity, bool)
+
+    def _empty(self, size: int) -> dict:
+        batch = empty_batch(self.shapes, size)
+        if self.positions:
+            batch["position"] = np.full((size, self.shapes.max_turns, 2), -1, np.int32)
+        return batch
 
     def __len__(self) -> int:
         return len(self.windows)
 
-    def __getstate__(self) -> dict:  # grain's worker processes get a copy: without the lock and cache
-        state = dict(self.__dict__)
-        del state["_lock"], state["_cache"]
-        return state
+    def __getstate__(self) -> dict:  # grain's worker processes get a copy without the slab
+        return {k: v for k, v in self.__dict__.items() if k not in ("_slab", "_filled")}
 
     def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state, _lock=threading.Lock(), _cache=collections.OrderedDict(), _cached_bytes=0)
+        self.__dict__.update(state)
+        self._allocate()
 
-    def padded(self, dialogue_index: int) -> dict:
-        """``pad_dialogue`` of dialogue ``dialogue_index``, from the cache where it is."""
-        with self._lock:
-            hit = self._cache.get(dialogue_index)
-            if hit is not None:
-                self._cache.move_to_end(dialogue_index)
-                return hit[0]
-        padded = pad_dialogue(self.dialogues[dialogue_index], self.shapes)
-        size = sum(x.nbytes for x in jax.tree.leaves(padded))
-        with self._lock:
-            if dialogue_index not in self._cache and size <= self.cache_bytes:
-                self._cache[dialogue_index] = padded, size
-                self._cached_bytes += size
-                while self._cached_bytes > self.cache_bytes:
-                    _, (_, dropped) = self._cache.popitem(last=False)
-                    self._cached_bytes -= dropped
-        return padded
+    def example(self, index: int) -> dict:
+        """Window ``index`` padded afresh, as a batch of one (index -1: all padding)."""
+        if index < 0:
+            return self._padding
+        dialogue_index, start, first_labelled = self.windows[index].tolist()
+        dialogue = self.dialogues[dialogue_index]
+        example = jax.tree.map(lambda x: x[None], pad_window(dialogue, start, first_labelled, self.shapes))
+        if self.positions:
+            example["position"] = window_position(dialogue_index, start, first_labelled, dialogue.num_turns,
+                                                  self.shapes.max_turns)[None]
+        return example
 
     def batch(self, indices) -> dict:
-        """The windows ``indices`` as one batch [len(indices), T, ...]; index -1 is an all-padding
-        example (no labels, position -1)."""
-        T = self.shapes.max_turns
-        batch = empty_batch(self.shapes, len(indices))
-        if self.positions:
-            batch["position"] = np.full((len(indices), T, 2), -1, np.int32)
-        for row, index in enumerate(np.asarray(indices).tolist()):
-            if index < 0:
-                continue
-            dialogue_index, start, first_labelled = self.windows[index].tolist()
-            padded = self.padded(dialogue_index)
-            fill_window(batch, row, padded, start, first_labelled)
-            if self.positions:
-                batch["position"][row] = window_position(dialogue_index, start, first_labelled,
-                                                         len(padded["speakers"]), T)
+        """The windows ``indices`` as one batch [len(indices), T, ...] (index -1: all padding)."""
+        indices = np.asarray(indices, np.int64)
+        cached = (indices >= 0) & (indices < self.capacity)
+        rows = np.where(cached, indices, 0)
+        for index in np.unique(indices[cached & ~self._filled[rows]]).tolist() if self.capacity else ():
+            jax.tree.map(lambda slab, x: slab.__setitem__(index, x[0]), self._slab, self.example(index))
+            self._filled[index] = True
+        batch = (jax.tree.map(lambda slab: np.take(slab, rows, axis=0), self._slab) if self.capacity
+                 else self._empty(len(indices)))
+        for row in np.flatnonzero(~cached).tolist():
+            jax.tree.map(lambda out, x: out.__setitem__(row, x[0]), batch, self.example(int(indices[row])))
         return batch
-
-    def __getitem__(self, index: int) -> dict:
-        return jax.tree.map(lambda x: x[0], self.batch([index]))
 
 
 def shuffled_batches(source: WindowSource, batch_size: int, seed: int, process_index: int, process_count: int,

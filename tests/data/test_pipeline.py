@@ -94,27 +94,31 @@ def test_hosts_read_disjoint_shares_of_the_same_global_batches(records_dir):
         np.testing.assert_array_equal(np.concatenate([s["audio"] for s in shares]), whole["audio"])
 
 
-def test_cached_padded_dialogues_give_the_same_batches_within_their_budget(records_dir):
-    """Later epochs copy rows from cached padded dialogues; a source without a cache (every
-    window read and padded afresh), one whose budget holds a few dialogues (least recently used
-    out first) and one that holds them all give the same batches, positions and padding rows."""
+def test_cached_windows_give_the_same_batches_within_their_budget(records_dir):
+    """Later epochs gather cached padded windows; a source without a cache (every window read and
+    padded afresh), one whose budget holds three windows and one that holds them all give the
+    same batches, positions and padding rows."""
     config = tiny_config(records_dir)
     config.data.max_turns = 5
     manifest = records.load_manifest(records_dir)
     source = inputs.window_source(config, manifest, "validation", positions=True)
-    one_dialogue = sum(x.nbytes for x in jax.tree.leaves(source.padded(0)))
+    one_window = sum(x.nbytes for x in jax.tree.leaves(source.example(0)))
     sources = [pipeline.WindowSource(source.dialogues, source.shapes, config.model.context_turns, True, budget)
-               for budget in (0, 3 * one_dialogue, 1 << 30)]
+               for budget in (0, 3 * one_window + 1, 1 << 30)]
+    assert [s.capacity for s in sources] == [0, 3, len(source)]
     windows = np.random.default_rng(0).permutation(len(source))
-    batches = [[s.batch(np.append(w, -1)) for w in np.array_split(windows, 4)] for s in sources]
-    for batch in batches[1:]:
-        jax.tree.map(np.testing.assert_array_equal, batches[0], batch)
-    for s, cached in zip(sources, (0, None, len(source.dialogues))):
-        assert s._cached_bytes <= s.cache_bytes
-        assert len(s._cache) == cached if cached is not None else 0 < len(s._cache) < len(source.dialogues)
+    for _ in range(2):  # filling the caches, then from them
+        batches = [[s.batch(np.append(w, -1)) for w in np.array_split(windows, 4)] for s in sources]
+        for batch in batches[1:]:
+            jax.tree.map(np.testing.assert_array_equal, batches[0], batch)
+    assert [int(s._filled.sum()) for s in sources] == [0, 3, len(source)]
     padding = batches[0][-1]  # the -1 row: an all-padding example
     assert not padding["turn_mask"][-1].any() and (padding["position"][-1] == -1).all()
     assert (padding["labels"]["sentiment"][-1] == -1).all()
+    # A batch is a copy: writing into it leaves the cached windows as they were.
+    batches[2][0]["tokens"][:] = -7
+    again = np.array_split(windows, 4)[0]
+    jax.tree.map(np.testing.assert_array_equal, sources[2].batch(again), sources[0].batch(again))
 
 
 def test_a_source_goes_to_worker_processes_without_its_cache(records_dir):
@@ -124,5 +128,5 @@ def test_a_source_goes_to_worker_processes_without_its_cache(records_dir):
     source = inputs.window_source(config, records.load_manifest(records_dir), "validation")
     first = source.batch([0, 1])
     copy = cloudpickle.loads(cloudpickle.dumps(source))  # what grain's worker processes receive
-    assert len(copy._cache) == 0 and copy._cached_bytes == 0
+    assert not copy._filled.any() and copy._slab["tokens"].shape[0] == copy.capacity
     jax.tree.map(np.testing.assert_array_equal, copy.batch([0, 1]), first)
