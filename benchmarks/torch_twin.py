@@ -29,8 +29,8 @@ AdamW (``TorchTrainStep`` says why). Time on an otherwise idle machine: with mor
 threads than cores, each of torch's OpenMP parallel regions waits for a descheduled thread (on a
 busy 2-core machine, 2 threads made the steps 20x slower than 1).
 
-PyTorch is an optional peer, never a dependency of mmjax (CPU wheel:
-``pip install torch --index-url https://download.pytorch.org/whl/cpu``).
+PyTorch is an optional peer, never a dependency of mmjax (``pip install 'mmjax[torch]'``; a
+CPU-only wheel is enough).
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ try:
 except ModuleNotFoundError:
     if __name__ == "__main__":
         print("benchmarks/torch_twin.py: error: PyTorch is not installed (an optional peer of this benchmark, never a "
-              "dependency of mmjax): pip install torch --index-url https://download.pytorch.org/whl/cpu", file=sys.stderr)
+              "dependency of mmjax): pip install torch (a CPU-only wheel is enough)", file=sys.stderr)
         sys.exit(2)
     raise
 
