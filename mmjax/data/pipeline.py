@@ -172,6 +172,12 @@ def window_position(dialogue_index: int, start: int, first_labelled: int, num_tu
     return position
 
 
+def _write_row(batch: dict, row: int, example: dict) -> None:
+    """Writes the batch-of-one ``example`` into row ``row`` of every array of ``batch`` (nested dicts)."""
+    for out, x in zip(jax.tree.leaves(batch), jax.tree.leaves(example), strict=True):
+        out[row] = x[0]
+
+
 class WindowSource:
     """Random-access source of padded context windows over dialogues, read a batch at a time.
 
@@ -233,12 +239,12 @@ class WindowSource:
         cached = (indices >= 0) & (indices < self.capacity)
         rows = np.where(cached, indices, 0)
         for index in np.unique(indices[cached & ~self._filled[rows]]).tolist() if self.capacity else ():
-            jax.tree.map(lambda slab, x: slab.__setitem__(index, x[0]), self._slab, self.example(index))
+            _write_row(self._slab, index, self.example(index))
             self._filled[index] = True
         batch = (jax.tree.map(lambda slab: np.take(slab, rows, axis=0), self._slab) if self.capacity
                  else self._empty(len(indices)))
         for row in np.flatnonzero(~cached).tolist():
-            jax.tree.map(lambda out, x: out.__setitem__(row, x[0]), batch, self.example(int(indices[row])))
+            _write_row(batch, row, self.example(int(indices[row])))
         return batch
 
 
