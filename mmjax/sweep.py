@@ -21,6 +21,7 @@ import json
 import logging
 import re
 import shlex
+import sys
 from collections.abc import Sequence
 
 import jax
@@ -204,6 +205,19 @@ def format_ranking(ranked: list[dict], metric: str) -> str:
     return "\n".join(lines)
 
 
+def argv_overrides(args: Sequence[str]) -> list[str]:
+    """The ``--config.key=value`` flags among command-line ``args`` (a value given as the next word joined)."""
+    flags_, i = [], 0
+    while i < len(args):
+        arg = args[i]
+        if arg.startswith("--config."):
+            if "=" not in arg and i + 1 < len(args) and not args[i + 1].startswith("-"):
+                arg, i = f"{arg}={args[i + 1]}", i + 1
+            flags_.append(arg)
+        i += 1
+    return flags_
+
+
 def _define_flags():
     """Defined only when the command runs, so that command modules can be imported together."""
     config_flags.DEFINE_config_file("config", None, "Path to a config file with get_config().", lock_config=True)
@@ -227,7 +241,8 @@ def main(argv):
         ranked = sweep(f.config, f.workdir, f.grid, seeds)
     if jax.process_index() == 0:
         print(format_ranking(ranked, f.config.get("selection_metric", "macro_f1")))
-        best = " ".join(override_flag(k, v) for k, v in ranked[0]["overrides"].items())
+        given = [shlex.quote(a) for a in argv_overrides(sys.argv[1:])]  # the sweep's own --config.X flags
+        best = " ".join(given + [override_flag(k, v) for k, v in ranked[0]["overrides"].items()])
         config_file = config_flags.get_config_filename(f["config"])
         print(f"\nbest on validation; train it with:\n  python -m mmjax.train --config={config_file} "
               f"--workdir=WORKDIR {best}\nwrote {epath.Path(f.workdir) / RESULTS}")
