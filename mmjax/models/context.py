@@ -43,7 +43,7 @@ class ContextInteraction(nn.Module):
         y = layers.layer_norm(self.dtype, "pre_attention_norm")(x)
         h = layers.Attention(self.num_heads, self.dtype, self.dropout, name="attention")(
             y, y, mask, bias, deterministic=deterministic)
-        x = x + nn.Dropout(self.dropout)(h, deterministic=deterministic)
+        x = x + layers.Dropout(self.dropout)(h, deterministic=deterministic)
         h = layers.MLP(self.mlp_dim, self.dtype, self.dropout, name="mlp")(
             layers.layer_norm(self.dtype, "pre_mlp_norm")(x), deterministic=deterministic)
-        return x + nn.Dropout(self.dropout)(h, deterministic=deterministic)
+        return x + layers.Dropout(self.dropout)(h, deterministic=deterministic)

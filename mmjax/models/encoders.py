@@ -51,7 +51,7 @@ class TextEncoder(nn.Module):
         positions = self.param("position_embedding", nn.with_logical_partitioning(
             nn.initializers.normal(0.02), ("positions", "embed")), (self.max_positions, self.width))
         x = embed(tokens) + positions[:tokens.shape[-1]].astype(self.dtype)
-        x = nn.Dropout(self.dropout)(x, deterministic=deterministic)
+        x = layers.Dropout(self.dropout)(x, deterministic=deterministic)
         for i in range(self.num_layers):
             x = layers.TransformerLayer(self.num_heads, self.mlp_dim, self.dtype, self.dropout,
                                         name=f"layer_{i}")(x, mask, deterministic)
@@ -110,12 +110,12 @@ class NgramEncoder(nn.Module):
         unigrams = nn.Embed(self.vocab_size, self.width, dtype=self.dtype, embedding_init=init,
                             name="unigram_embedding")
         ngrams = nn.Embed(self.buckets, self.width, dtype=self.dtype, embedding_init=init, name="ngram_embedding")
-        drop = nn.Dropout(self.ngram_dropout, broadcast_dims=(-1,))  # drops whole n-grams
+        drop = layers.Dropout(self.ngram_dropout, broadcast_dims=(-1,))  # drops whole n-grams
         x = drop(unigrams(tokens) * mask[..., None], deterministic=deterministic)
         for order in range(2, self.orders + 1):
             ids, inside = hashed_ngrams(tokens, mask, order, self.buckets)
             x = x + drop(ngrams(ids) * inside[..., None], deterministic=deterministic)
-        x = nn.Dropout(self.dropout)(x, deterministic=deterministic)
+        x = layers.Dropout(self.dropout)(x, deterministic=deterministic)
         return layers.layer_norm(self.dtype, "final_norm")(x)
 
 
@@ -137,7 +137,7 @@ class SequenceEncoder(nn.Module):
         x = layers.layer_norm(self.dtype, "input_norm")(features.astype(self.dtype))
         x = layers.dense(self.width, ("features", "embed"), self.dtype, name="input_projection")(x)
         x = x + sinusoidal_positions(features.shape[-2], self.width).astype(self.dtype)
-        x = nn.Dropout(self.dropout)(x, deterministic=deterministic)
+        x = layers.Dropout(self.dropout)(x, deterministic=deterministic)
         for i in range(self.num_layers):
             x = layers.TransformerLayer(self.num_heads, self.mlp_dim, self.dtype, self.dropout,
                                         name=f"layer_{i}")(x, mask, deterministic)
@@ -190,7 +190,7 @@ class BertLayer(nn.Module):
     def __call__(self, x, mask, deterministic=True):
         c = self.config
         norm = functools.partial(layers.layer_norm, self.dtype, epsilon=c.layer_norm_eps)
-        drop = lambda h: nn.Dropout(self.dropout)(h, deterministic=deterministic)  # noqa: E731
+        drop = lambda h: layers.Dropout(self.dropout)(h, deterministic=deterministic)  # noqa: E731
         h = layers.Attention(c.num_attention_heads, self.dtype, self.dropout, name="attention")(
             x, x, mask[..., :, None] & mask[..., None, :], deterministic=deterministic)
         x = norm(name="attention_norm")(x + drop(h))
@@ -224,7 +224,7 @@ class BertEncoder(nn.Module):
         token_types = table("token_type_embeddings", c.type_vocab_size, "token_types")
         x = jnp.take(words, tokens, axis=0) + positions[:tokens.shape[-1]] + token_types[0]
         x = layers.layer_norm(self.dtype, "embeddings_norm", c.layer_norm_eps)(x.astype(self.dtype))
-        x = nn.Dropout(self.dropout)(x, deterministic=deterministic)
+        x = layers.Dropout(self.dropout)(x, deterministic=deterministic)
         for i in range(c.num_hidden_layers):
             x = BertLayer(c, self.dtype, self.dropout, name=f"layer_{i}")(x, mask, deterministic)
         return x
@@ -259,7 +259,7 @@ class ConvRecurrentEncoder(nn.Module):
                         kernel_init=nn.with_logical_partitioning(layers.default_kernel,
                                                                  ("conv_window", "embed", "mlp")),
                         bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("mlp",)))(x * keep)
-            x = layers.layer_norm(self.dtype, f"conv_norm_{i}")(x + nn.Dropout(self.dropout)(
+            x = layers.layer_norm(self.dtype, f"conv_norm_{i}")(x + layers.Dropout(self.dropout)(
                 nn.gelu(y), deterministic=deterministic))
 
         def gru(name):
@@ -275,7 +275,7 @@ class ConvRecurrentEncoder(nn.Module):
 
         lengths = jnp.sum(mask, axis=-1).astype(jnp.int32)
         x = nn.Bidirectional(gru("forward_gru"), gru("backward_gru"))(x * keep, seq_lengths=lengths)
-        x = nn.Dropout(self.dropout)(x, deterministic=deterministic)
+        x = layers.Dropout(self.dropout)(x, deterministic=deterministic)
         return layers.layer_norm(self.dtype, "final_norm")(x)
 
 

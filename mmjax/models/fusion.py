@@ -60,7 +60,7 @@ class CrossModalFusion(nn.Module):
                 attended = layers.Attention(self.num_heads, self.dtype, self.dropout,
                                             name=f"{source}_to_{target}")(
                     query, keys, sequence_masks[source][:, None, :], deterministic=deterministic)
-                out = out + nn.Dropout(self.dropout)(attended[:, 0], deterministic=deterministic)
+                out = out + layers.Dropout(self.dropout)(attended[:, 0], deterministic=deterministic)
             fused[target] = out
         return _joint(fused, present, self.modalities, self.dtype, width)
 

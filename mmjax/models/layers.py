@@ -12,6 +12,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 Dtype = Any
 default_kernel = nn.initializers.xavier_uniform()
@@ -57,6 +58,52 @@ def masked_softmax(scores: jax.Array, mask: jax.Array) -> jax.Array:
     return jnp.where(jnp.any(mask, axis=-1, keepdims=True), weights, 0.0)
 
 
+def _mix32(x: jax.Array) -> jax.Array:
+    """MurmurHash3's 32-bit finaliser: a bijection of uint32 whose every output bit depends on
+    every input bit."""
+    x = x ^ (x >> 16)
+    x = x * jnp.uint32(0x85EBCA6B)
+    x = x ^ (x >> 13)
+    x = x * jnp.uint32(0xC2B2AE35)
+    return x ^ (x >> 16)
+
+
+def keep_mask(key: jax.Array, rate: float, shape: tuple[int, ...]) -> jax.Array:
+    """bool ``shape``: each entry True with probability ``1 - rate`` (to 2**-32), independently of
+    the others as far as dropout can tell.
+
+    Two 32-bit words drawn from ``key`` seed a hash of each entry's index. ``jax.random.bernoulli``
+    runs 20 Threefry rounds per entry: on a CPU that was a quarter of the tiny model's train step
+    and a fifth of ``base``'s (BENCHMARKS.md); this is ~10 integer ops, fused into the consumer. An
+    index is a global position, so a sharded array computes its own slice without communication.
+    """
+    size = int(np.prod(shape, dtype=np.int64))
+    if size >= 2 ** 32:
+        raise ValueError(f"dropout over {size} entries: at most 2**32 - 1 can be indexed")
+    seed = jax.random.bits(key, (2,), jnp.uint32)
+    index = jax.lax.iota(jnp.uint32, size).reshape(shape)
+    bits = _mix32(_mix32(index ^ seed[0]) + seed[1])
+    return bits >= jnp.uint32(min(round(rate * 2 ** 32), 2 ** 32 - 1))
+
+
+class Dropout(nn.Module):
+    """``flax.linen.Dropout`` (same arguments, same scaling by ``1 / (1 - rate)``) with its mask from
+    ``keep_mask``. ``broadcast_dims``: axes that share one mask value (e.g. whole n-grams)."""
+
+    rate: float
+    broadcast_dims: tuple[int, ...] = ()
+
+    @nn.compact
+    def __call__(self, x, deterministic: bool = True):
+        if deterministic or self.rate == 0.0:
+            return x
+        if self.rate >= 1.0:
+            return jnp.zeros_like(x)
+        shape = tuple(1 if d in {a % x.ndim for a in self.broadcast_dims} else n for d, n in enumerate(x.shape))
+        keep = keep_mask(self.make_rng("dropout"), self.rate, shape)
+        return jnp.where(keep, x / jnp.asarray(1.0 - self.rate, x.dtype), jnp.zeros((), x.dtype))
+
+
 class Attention(nn.Module):
     """Multi-head attention of ``query`` over ``key_value``; fully masked queries output zeros.
 
@@ -87,7 +134,7 @@ class Attention(nn.Module):
         if bias is not None:
             scores = scores + bias
         weights = masked_softmax(scores, jnp.expand_dims(mask, -3)).astype(self.dtype)
-        weights = nn.Dropout(self.dropout)(weights, deterministic=deterministic)
+        weights = Dropout(self.dropout)(weights, deterministic=deterministic)
         out = jnp.einsum("...hqk,...khd->...qhd", weights, v)
         out_kernel = self.param("out_kernel", nn.with_logical_partitioning(
             _output_init, ("heads", "kv", "embed")), (self.num_heads, head_dim, width))
@@ -106,7 +153,7 @@ class MLP(nn.Module):
     @nn.compact
     def __call__(self, x, deterministic=True):
         h = nn.gelu(dense(self.hidden, ("embed", "mlp"), self.dtype, name="wi")(x))
-        h = nn.Dropout(self.dropout)(h, deterministic=deterministic)
+        h = Dropout(self.dropout)(h, deterministic=deterministic)
         return dense(x.shape[-1], ("mlp", "embed"), self.dtype, name="wo")(h)
 
 
@@ -124,7 +171,7 @@ class TransformerLayer(nn.Module):
         y = layer_norm(self.dtype, "pre_attention_norm")(x)
         h = Attention(self.num_heads, self.dtype, self.dropout, name="attention")(
             y, y, pair_mask, deterministic=deterministic)
-        x = x + nn.Dropout(self.dropout)(h, deterministic=deterministic)
+        x = x + Dropout(self.dropout)(h, deterministic=deterministic)
         h = MLP(self.mlp_dim, self.dtype, self.dropout, name="mlp")(
             layer_norm(self.dtype, "pre_mlp_norm")(x), deterministic=deterministic)
-        return x + nn.Dropout(self.dropout)(h, deterministic=deterministic)
+        return x + Dropout(self.dropout)(h, deterministic=deterministic)

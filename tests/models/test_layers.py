@@ -1,0 +1,38 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from mmjax.models import layers
+
+
+@pytest.mark.parametrize("rate", [0.1, 0.5])
+def test_keep_mask_keeps_each_entry_with_probability_one_minus_rate_independently(rate):
+    masks = np.stack([np.asarray(layers.keep_mask(jax.random.key(k), rate, (64, 1000))) for k in range(4)])
+    n = masks[0].size
+    for mask in masks:  # each key: the kept fraction within 5 binomial standard deviations
+        assert abs(mask.mean() - (1 - rate)) < 5 * np.sqrt(rate * (1 - rate) / n)
+    # different keys give unrelated masks: agreement as for independent draws
+    agreement = (masks[0] == masks[1]).mean()
+    expected = rate ** 2 + (1 - rate) ** 2
+    assert abs(agreement - expected) < 5 * np.sqrt(expected * (1 - expected) / n)
+    # neighbouring entries are uncorrelated (a hash of the index, not a stride pattern)
+    flat = masks[0].reshape(-1).astype(float)
+    assert abs(np.corrcoef(flat[:-1], flat[1:])[0, 1]) < 5 / np.sqrt(n)
+    # a key split off another one does not give a shifted copy of its mask
+    child = np.asarray(layers.keep_mask(jax.random.fold_in(jax.random.key(0), 1), rate, (64, 1000)))
+    assert not any(np.array_equal(np.roll(child.reshape(-1), s), masks[0].reshape(-1)) for s in range(-3, 4))
+
+
+def test_dropout_scales_kept_entries_shares_broadcast_dims_and_is_identity_when_deterministic():
+    x = jnp.ones((8, 50, 16))
+    module = layers.Dropout(0.25, broadcast_dims=(-1,))
+    np.testing.assert_array_equal(module.apply({}, x, deterministic=True), x)
+    y = np.asarray(module.apply({}, x, deterministic=False, rngs={"dropout": jax.random.key(3)}))
+    assert set(np.unique(y).tolist()) <= {0.0, np.float32(1 / 0.75).item()}
+    assert (y == y[..., :1]).all()  # one mask value per broadcast row
+    again = module.apply({}, x, deterministic=False, rngs={"dropout": jax.random.key(3)})
+    np.testing.assert_array_equal(again, y)
+    other = module.apply({}, x, deterministic=False, rngs={"dropout": jax.random.key(4)})
+    assert not np.array_equal(other, y)
+    assert (layers.Dropout(1.0).apply({}, x, deterministic=False, rngs={"dropout": jax.random.key(0)}) == 0).all()
