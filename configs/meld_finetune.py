@@ -10,14 +10,8 @@ Another BERT-family checkpoint: ``--config.model.pretrained.path=DIR`` (its toke
 records': ``prepare --tokenizer=DIR``).
 """
 
-from configs import meld
+from configs import common, meld
 
 
 def get_config():
-    config = meld.get_config()
-    config.model.text_encoder = "pretrained"
-    config.model.pretrained.mode = "finetune"
-    config.model.pretrained.path = ""  # all-MiniLM-L6-v2 from its wheel
-    config.model.pretrained.learning_rate_scale = 0.025
-    config.model.dtype = "bfloat16"
-    return config
+    return common.finetune_minilm(meld.get_config())

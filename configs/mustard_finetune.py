@@ -9,14 +9,8 @@ taken over untuned. Made for an accelerator: on a 2-core CPU a step takes second
 For the speaker-dependent folds add ``--config.data.dir=data_cache/mustard_fold<k>`` (README).
 """
 
-from configs import mustard
+from configs import common, mustard
 
 
 def get_config():
-    config = mustard.get_config()
-    config.model.text_encoder = "pretrained"
-    config.model.pretrained.mode = "finetune"
-    config.model.pretrained.path = ""  # all-MiniLM-L6-v2 from its wheel
-    config.model.pretrained.learning_rate_scale = 0.025
-    config.model.dtype = "bfloat16"
-    return config
+    return common.finetune_minilm(mustard.get_config())
