@@ -665,16 +665,22 @@ def _timed_call(step, batch) -> tuple[object, float]:
     return out, time.perf_counter() - start
 
 
-def _interleaved(sides: dict, batches: dict, rounds: int, steps: int) -> dict[str, list[float]]:
+def _interleaved(sides: dict, batches: dict, rounds: int, steps: int, label: str = "") -> dict[str, list[float]]:
     """side -> its median step seconds in each of ``rounds`` rounds of ``steps`` steps, the sides
     taking turns within each round; side "jax" cycles through batches["jax"], the others through
-    batches["torch"] (``measurements._timed``: each step synced)."""
+    batches["torch"] (``measurements._timed``: each step synced). Each round's medians go to
+    stderr, prefixed by ``label``."""
     times: dict[str, list[float]] = {side: [] for side in sides}
-    for _ in range(rounds):
+    for r in range(rounds):
         for side, step in sides.items():
             timed = measurements._timed(step, batches[_framework(side)], steps, warmup=0)
             times[side].append(timed["median_step_seconds"])
+        _progress(f"{label}round {r + 1}/{rounds}: " + ", ".join(f"{side} {1e3 * t[-1]:.1f} ms" for side, t in times.items()))
     return times
+
+
+def _progress(line: str) -> None:
+    print(f"{PROGRAM}: {line}", file=sys.stderr, flush=True)
 
 
 def _framework(side: str) -> str:
@@ -693,6 +699,7 @@ def benchmark(config, rounds: int, steps: int, warmup: int, threads: list[int]) 
                                                                     jax.process_count()), range(BATCHES))]}
     batches = {kind: {"jax": [sharding.global_batch(b, s.mesh) for b in bs], "torch": [to_torch(b) for b in bs]}
                for kind, bs in numpy_batches.items()}
+    _progress("compiling the JAX train and eval steps...")
     jax_steps = JaxSteps(config, s, batches["eval"]["jax"][0])
     params = jax.device_get(jax_steps.state.params)
     twin = TorchTwin(config, manifest)
@@ -709,6 +716,7 @@ def benchmark(config, rounds: int, steps: int, warmup: int, threads: list[int]) 
     for t in threads:
         torch.set_num_threads(t)
         torch._dynamo.reset()  # compile afresh for t threads (the kernels bake the thread count in)
+        _progress(f"torch.compile for {t} thread(s)...")
         eager, compiled = copy.deepcopy(twin), copy.deepcopy(twin)
         sides = {"train": {"jax": jax_steps.train, f"eager/{t}": TorchTrainStep(eager, config, manifest),
                            f"compiled/{t}": TorchTrainStep(compiled, config, manifest, compiled=True)},
@@ -729,7 +737,7 @@ def benchmark(config, rounds: int, steps: int, warmup: int, threads: list[int]) 
                 for i in range(warmup):
                     jax.block_until_ready(step(data[i % len(data)]))
         for kind, kind_sides in sides.items():
-            for side, times in _interleaved(kind_sides, batches[kind], rounds, steps).items():
+            for side, times in _interleaved(kind_sides, batches[kind], rounds, steps, f"{kind}, {t} thread(s), ").items():
                 results["step_seconds"][kind].setdefault(side, []).extend(times)
     return _summarise(results)
 

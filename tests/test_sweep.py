@@ -59,7 +59,6 @@ def test_overrides_apply_to_a_copy_and_print_as_flags_train_parses_back():
         "03_model.modalities=text,learning_rate=0.01"
 
 
-@pytest.mark.slow
 def test_the_printed_train_command_keeps_the_sweeps_own_config_flags():
     args = ["--config=c.py", "--config.num_train_steps=50", "--grid=learning_rate=1e-3,2e-3",
             "--config.data.dir", "data_cache/x", "--seeds=0,1", "--config.model.frozen"]
@@ -67,6 +66,7 @@ def test_the_printed_train_command_keeps_the_sweeps_own_config_flags():
                                           "--config.model.frozen"]
 
 
+@pytest.mark.slow
 def test_a_sweep_trains_each_point_and_seed_and_ranks_them_by_validation(records_dir, tmp_path):
     workdir = tmp_path / "sweep"
     args = ("mmjax.sweep", "--config=tests/tiny.py", f"--config.data.dir={records_dir}", f"--workdir={workdir}",
