@@ -287,11 +287,13 @@ class ShuffledIndexBatches:
             return self._permutations[epoch]
 
     def __getitem__(self, index: int) -> np.ndarray:
-        start = (index * self.process_count + self.process_index) * self.per_host
-        first_epoch, last_epoch = start // self.num_items, (start + self.per_host - 1) // self.num_items
-        sequence = np.concatenate([self.permutation(e) for e in range(first_epoch, last_epoch + 1)])
-        offset = start - first_epoch * self.num_items
-        return sequence[offset:offset + self.per_host]
+        position = (index * self.process_count + self.process_index) * self.per_host
+        end, parts = position + self.per_host, []
+        while position < end:  # one slice per epoch the batch touches, not whole epochs copied
+            epoch, offset = divmod(position, self.num_items)
+            parts.append(self.permutation(epoch)[offset:offset + end - position])
+            position += len(parts[-1])
+        return np.concatenate(parts)
 
 
 def shuffled_batches(source: WindowSource, batch_size: int, seed: int, process_index: int, process_count: int,
