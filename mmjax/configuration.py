@@ -67,6 +67,8 @@ def validate(config, process_count: int = 1) -> None:
     for key, value in (("model.dropout", config.model.dropout), ("ema_decay", config.get("ema_decay", 0.0))):
         if not (_is_number(value) and 0.0 <= value < 1.0):
             raise ConfigError(f"config.{key}={value!r}: expected a value in [0, 1)")
+    if not isinstance(config.data.get("pack_text", False), bool):
+        raise ConfigError(f"config.data.pack_text={config.data.pack_text!r}: expected True or False")
     if config.model.width % config.model.num_heads:
         raise ConfigError(f"config.model.width={config.model.width} is not divisible by "
                           f"config.model.num_heads={config.model.num_heads}")

@@ -8,7 +8,7 @@ from collections.abc import Iterator, Mapping
 
 import grain
 
-from mmjax.data import pipeline, records
+from mmjax.data import packing, pipeline, records
 from mmjax.data.text import MINILM_NAME
 from mmjax.errors import ConfigError
 from mmjax.models.text_states import checkpoint_key
@@ -34,12 +34,15 @@ def text_states_dim(config, manifest: Mapping) -> int:
 def shapes(config, manifest: Mapping) -> pipeline.Shapes:
     """The padded shapes of one example of ``config`` over the records of ``manifest``."""
     features = manifest["features"]
+    encodes_text = "text" in config.model.modalities and config.model.text_encoder != "cached"
+    packed = config.data.get("pack_text", False) and encodes_text  # cached states: no encoder to spare
     return pipeline.Shapes(max_turns=config.data.max_turns, max_tokens=config.data.max_tokens,
                            max_audio_frames=config.data.max_audio_frames,
                            max_visual_frames=config.data.max_visual_frames,
                            audio_dim=max(1, features["audio_dim"]), visual_dim=max(1, features["visual_dim"]),
                            text_states_dim=text_states_dim(config, manifest),
-                           tasks=resolve_tasks(config.tasks, manifest), modalities=tuple(config.model.modalities))
+                           tasks=resolve_tasks(config.tasks, manifest), modalities=tuple(config.model.modalities),
+                           packed_row_multiple=packing.row_multiple(config.data.max_turns) if packed else 0)
 
 
 def window_source(config, manifest: Mapping, split: str, positions: bool = False) -> pipeline.WindowSource:

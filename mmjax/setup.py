@@ -5,6 +5,8 @@ steps. No side effects: nothing is written, no corpus prepared (``mmjax.prepared
 from __future__ import annotations
 
 import dataclasses
+import logging
+import time
 
 import jax
 
@@ -13,6 +15,8 @@ from mmjax.data import pipeline
 from mmjax.errors import ConfigError
 from mmjax.models import model as model_lib
 from mmjax.state import abstract_state_and_shardings, create_state
+
+_log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
@@ -50,8 +54,8 @@ def build(config, devices=None, manifest=None, training: bool = True) -> Setup:
     model = model_lib.build_model(config, manifest)
     tx = optim.make_optimizer(config)
     shapes = inputs.shapes(config, manifest)
-    batch_shapes = jax.tree.map(lambda x: jax.ShapeDtypeStruct((config.batch_size,) + x.shape, x.dtype),
-                                pipeline.empty_example(shapes))
+    batch_shapes = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype),
+                                pipeline.largest_batch(shapes, config.batch_size))
     abstract, shardings = abstract_state_and_shardings(model, tx, batch_shapes, mesh, rules,
                                                        ema=train_step.ema_decay(config) > 0)
     return Setup(config, manifest, mesh, rules, model, tx, batch_shapes, abstract, shardings)
@@ -66,15 +70,21 @@ def initial_state(s: Setup):
 
 
 def compile_train_step(s: Setup, config):
-    """Ahead-of-time compiled train step (state donated), and its XLA cost and memory figures."""
+    """Ahead-of-time compiled train step (state donated), and its XLA cost and memory figures on
+    the largest batch shapes (``s.batch_shapes``). The step compiles again, once, for each other
+    batch shape it meets (``data.pack_text``: a few counts of packed rows)."""
     batch_sharding = sharding.batch_sharding(s.mesh)
     step_fn = train_step.make_train_step(s.model, s.tx, config, losses.class_weights(config, s.manifest))
     step = jax.jit(step_fn, donate_argnums=0,
                    in_shardings=(s.state_shardings, batch_sharding), out_shardings=(s.state_shardings, None))
-    batch = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=batch_sharding), s.batch_shapes)
-    with sharding.activate(s.mesh, s.rules):
-        lowered = step.lower(s.abstract_state, batch)
-        compiled = lowered.compile()
+
+    def lower(batch):
+        batch = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=batch_sharding), batch)
+        with sharding.activate(s.mesh, s.rules):
+            return step.lower(s.abstract_state, batch)
+
+    lowered = lower(s.batch_shapes)
+    compiled = lowered.compile()
     # FLOPs of the program as written, before the backend rewrites it: XLA:GPU's count of the
     # compiled step leaves out the matmuls it hands to cuBLAS (9x too low for configs/base.py).
     cost = lowered.cost_analysis() or compiled.cost_analysis()
@@ -85,7 +95,29 @@ def compile_train_step(s: Setup, config):
         stats["memory_bytes"] = {k: int(getattr(memory, f"{k}_size_in_bytes")) for k in
                                  ("argument", "output", "temp", "alias", "generated_code")
                                  if hasattr(memory, f"{k}_size_in_bytes")}
-    return compiled, stats
+    return CompiledPerShape(compiled, s.batch_shapes, lambda batch: lower(batch).compile()), stats
+
+
+class CompiledPerShape:
+    """Calls the executable compiled for the shapes of its arguments' batch, compiling one the first
+    time a batch of new shapes comes (logged: compiling takes seconds to minutes)."""
+
+    def __init__(self, compiled, batch_shapes, compile_for):
+        self._compile_for, self._compiled = compile_for, {self._key(batch_shapes): compiled}
+
+    @staticmethod
+    def _key(batch) -> tuple:
+        return tuple(x.shape for x in jax.tree.leaves(batch))
+
+    def __call__(self, state, batch):
+        key = self._key(batch)
+        if key not in self._compiled:
+            start = time.perf_counter()
+            self._compiled[key] = self._compile_for(batch)
+            if jax.process_index() == 0:
+                _log.info(f"compiled the train step for another batch shape ({len(self._compiled)} so far) "
+                          f"in {time.perf_counter() - start:.1f} s")
+        return self._compiled[key](state, batch)
 
 
 def jit_eval_step(s: Setup):

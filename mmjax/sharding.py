@@ -9,8 +9,11 @@ import math
 
 import flax.linen as nn
 import jax
+import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
+from mmjax.data import packing
 from mmjax.errors import ConfigError
 
 MESH_AXES = ("data", "fsdp", "model")
@@ -73,7 +76,14 @@ def data_parallel_size(mesh: Mesh) -> int:
 
 
 def global_batch(local_batch, mesh: Mesh):
-    """Host-local numpy batch (this host's rows) -> global jax.Arrays sharded over the mesh."""
+    """Host-local numpy batch (this host's rows) -> global jax.Arrays sharded over the mesh.
+
+    Hosts pack their windows' text into as many rows as their own windows need
+    (``mmjax.data.packing``): with several hosts, all pad to the most any of them has.
+    """
+    if jax.process_count() > 1 and packing.PACKED_TOKENS in local_batch:
+        rows = int(np.max(multihost_utils.process_allgather(np.int32(packing.num_rows(local_batch)))))
+        local_batch = packing.pad_rows(local_batch, rows)
     sharding = batch_sharding(mesh)
     return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, x), local_batch)
 

@@ -26,10 +26,12 @@ def _train_losses(workdir: str) -> dict[int, float]:
 
 
 @pytest.mark.slow
-def test_two_processes_match_one(tmp_path):
+@pytest.mark.parametrize("pack_text", [False, True])  # packed: the hosts agree on the rows of each batch
+def test_two_processes_match_one(tmp_path, pack_text):
     records = str(tmp_path / "records")  # made by process 0 of the 2-process run, read by both
     args = ["mmjax.train", "--config=tests/tiny.py", f"--config.data.dir={records}",
-            "--config.num_train_steps=6", "--config.log_every_steps=1", "--config.checkpoint_every_steps=3"]
+            "--config.num_train_steps=6", "--config.log_every_steps=1", "--config.checkpoint_every_steps=3",
+            f"--config.data.pack_text={pack_text}"]
     port = _free_port()
     processes = [
         run_module(*args, f"--workdir={tmp_path / 'two'}", wait=False, env={

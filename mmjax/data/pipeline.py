@@ -37,7 +37,7 @@ import grain
 import jax
 import numpy as np
 
-from mmjax.data import arrays, schema
+from mmjax.data import arrays, packing, schema
 from mmjax.errors import ConfigError
 from mmjax.tasks import Task
 
@@ -55,6 +55,7 @@ class Shapes:
     tasks: tuple[Task, ...]
     modalities: tuple[str, ...] = ("text", "audio", "visual")
     text_states_dim: int = 0  # > 0: examples carry the records' cached text states
+    packed_row_multiple: int = 0  # > 0: batches carry their text packed (mmjax.data.packing), rows a multiple of it
 
     def frames(self, modality: str) -> tuple[int, int]:
         """(max frames, feature dim) of a feature modality."""
@@ -111,6 +112,18 @@ def empty_batch(shapes: Shapes, size: int) -> dict:
 def empty_example(shapes: Shapes) -> dict:
     """An all-padding example (used to fill the last evaluation batch)."""
     return jax.tree.map(lambda x: x[0], empty_batch(shapes, 1))
+
+
+def model_batch(batch: dict, shapes: Shapes, rows: int | None = None) -> dict:
+    """A batch of windows as the model reads it: its text packed when ``shapes`` says so
+    (``packing.pack``, with ``rows`` rows or the fewest that hold it), else unchanged."""
+    return packing.pack(batch, shapes.packed_row_multiple, rows) if shapes.packed_row_multiple else batch
+
+
+def largest_batch(shapes: Shapes, size: int) -> dict:
+    """An all-padding batch of ``size`` windows with the largest shapes a model batch can have
+    (packed text: ``max_turns`` rows), what models are initialised and first compiled on."""
+    return model_batch(empty_batch(shapes, size), shapes, rows=shapes.max_turns)
 
 
 def pad_dialogue(dialogue: schema.Dialogue, shapes: Shapes) -> dict:
@@ -234,7 +247,8 @@ class WindowSource:
         return example
 
     def batch(self, indices) -> dict:
-        """The windows ``indices`` as one batch [len(indices), T, ...] (index -1: all padding)."""
+        """The windows ``indices`` as one model batch [len(indices), T, ...] (index -1: all
+        padding; ``model_batch``: text packed where the shapes say so)."""
         indices = np.asarray(indices, np.int64)
         cached = (indices >= 0) & (indices < self.capacity)
         rows = np.where(cached, indices, 0)
@@ -245,7 +259,7 @@ class WindowSource:
                  else self._empty(len(indices)))
         for row in np.flatnonzero(~cached).tolist():
             _write_row(batch, row, self.example(int(indices[row])))
-        return batch
+        return model_batch(batch, self.shapes)
 
 
 class ShuffledIndexBatches:

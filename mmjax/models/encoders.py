@@ -25,11 +25,19 @@ def sinusoidal_positions(length: int, width: int) -> np.ndarray:
     return table
 
 
+def position_embeddings(table: jax.Array, length: int, positions: jax.Array | None) -> jax.Array:
+    """Rows of a [max_positions, width] table: [length, width] for positions 0..length-1, or
+    [n, length, width] for int32 ``positions`` [n, length] (rows packing several utterances)."""
+    return table[:length] if positions is None else jnp.take(table, positions, axis=0)
+
+
 class TextEncoder(nn.Module):
     """Token ids -> contextual token states.
 
-    tokens: int32 [n, tokens]; mask: bool [n, tokens] -> [n, tokens, width]. Learned positions
-    up to ``max_positions``, so the parameters do not depend on the padded length.
+    tokens: int32 [n, tokens]; mask: bool [n, tokens], or int32 segment ids with ``positions``
+    int32 [n, tokens] for rows that pack several utterances (``mmjax.data.packing``: a token
+    attends within its utterance and is embedded at its position in it) -> [n, tokens, width].
+    Learned positions up to ``max_positions``, so the parameters do not depend on the padded length.
     """
 
     vocab_size: int
@@ -42,15 +50,15 @@ class TextEncoder(nn.Module):
     dropout: float = 0.0
 
     @nn.compact
-    def __call__(self, tokens, mask, deterministic=True):
+    def __call__(self, tokens, mask, deterministic=True, positions=None):
         if tokens.shape[-1] > self.max_positions:
             raise ValueError(f"{tokens.shape[-1]} tokens per utterance exceed max_positions={self.max_positions}")
         embed = nn.Embed(self.vocab_size, self.width, dtype=self.dtype, name="token_embedding",
                          embedding_init=nn.with_logical_partitioning(
                              nn.initializers.normal(0.02), ("vocab", "embed")))
-        positions = self.param("position_embedding", nn.with_logical_partitioning(
+        table = self.param("position_embedding", nn.with_logical_partitioning(
             nn.initializers.normal(0.02), ("positions", "embed")), (self.max_positions, self.width))
-        x = embed(tokens) + positions[:tokens.shape[-1]].astype(self.dtype)
+        x = embed(tokens) + position_embeddings(table, tokens.shape[-1], positions).astype(self.dtype)
         x = layers.Dropout(self.dropout)(x, deterministic=deterministic)
         for i in range(self.num_layers):
             x = layers.TransformerLayer(self.num_heads, self.mlp_dim, self.dtype, self.dropout,
@@ -66,19 +74,21 @@ MAX_NGRAM_ORDER = len(_NGRAM_MULTIPLIERS)
 
 def hashed_ngrams(tokens: jax.Array, mask: jax.Array, order: int, buckets: int) -> tuple[jax.Array, jax.Array]:
     """Bucket of the n-gram of ``order`` tokens that starts at each position, and whether it lies
-    inside the utterance.
+    inside one utterance.
 
-    tokens: int32 [n, L]; mask: bool [n, L] -> (int32 [n, L] in [0, buckets), bool [n, L]).
+    tokens: int32 [n, L]; mask: bool [n, L] (one utterance per row, left-aligned), or int32
+    segment ids [n, L] (0: padding) of rows packing several -> (int32 [n, L] in [0, buckets), bool [n, L]).
     A multiplicative hash in uint32 arithmetic (wraps, identical on every backend).
     """
     if not 1 <= order <= MAX_NGRAM_ORDER:
         raise ConfigError(f"n-gram order {order} is not in 1..{MAX_NGRAM_ORDER}")
     shift = lambda x, k: jnp.pad(x[:, k:], ((0, 0), (0, k)))  # noqa: E731  position i reads i + k
+    segments = mask.astype(jnp.int32)  # a bool mask: every real token in segment 1
     value = jnp.full(tokens.shape, order, jnp.uint32)
-    inside = mask
+    inside = segments > 0
     for k in range(order):
         value = (value ^ shift(tokens, k).astype(jnp.uint32)) * jnp.uint32(_NGRAM_MULTIPLIERS[k])
-        inside = inside & shift(mask, k)
+        inside = inside & (shift(segments, k) == segments)
     value = value ^ (value >> 15)
     return (value % jnp.uint32(buckets)).astype(jnp.int32), inside
 
@@ -93,7 +103,8 @@ class NgramEncoder(nn.Module):
     no attention, little to overfit on small corpora. Each n-gram embedding is dropped with
     probability ``ngram_dropout`` in training (word dropout).
 
-    tokens: int32 [n, tokens]; mask: bool [n, tokens] -> [n, tokens, width].
+    tokens: int32 [n, tokens]; mask: bool [n, tokens], or int32 segment ids of rows packing several
+    utterances (``hashed_ngrams``) -> [n, tokens, width]. Positions play no part.
     """
 
     vocab_size: int
@@ -105,13 +116,14 @@ class NgramEncoder(nn.Module):
     dropout: float = 0.0
 
     @nn.compact
-    def __call__(self, tokens, mask, deterministic=True):
+    def __call__(self, tokens, mask, deterministic=True, positions=None):
+        del positions  # a bag: the same n-grams wherever they stand
         init = nn.with_logical_partitioning(nn.initializers.normal(0.1), ("vocab", "embed"))
         unigrams = nn.Embed(self.vocab_size, self.width, dtype=self.dtype, embedding_init=init,
                             name="unigram_embedding")
         ngrams = nn.Embed(self.buckets, self.width, dtype=self.dtype, embedding_init=init, name="ngram_embedding")
         drop = layers.Dropout(self.ngram_dropout, broadcast_dims=(-1,))  # drops whole n-grams
-        x = drop(unigrams(tokens) * mask[..., None], deterministic=deterministic)
+        x = drop(unigrams(tokens) * (mask > 0)[..., None], deterministic=deterministic)
         for order in range(2, self.orders + 1):
             ids, inside = hashed_ngrams(tokens, mask, order, self.buckets)
             x = x + drop(ngrams(ids) * inside[..., None], deterministic=deterministic)
@@ -180,7 +192,8 @@ class BertConfig:
 
 
 class BertLayer(nn.Module):
-    """Post-norm Transformer layer as in BERT. x: [n, tokens, hidden]; mask: bool [n, tokens]."""
+    """Post-norm Transformer layer as in BERT. x: [n, tokens, hidden]; mask: bool [n, tokens] or
+    segment ids (``layers.token_pairs``)."""
 
     config: BertConfig
     dtype: layers.Dtype = jnp.float32
@@ -192,7 +205,7 @@ class BertLayer(nn.Module):
         norm = functools.partial(layers.layer_norm, self.dtype, epsilon=c.layer_norm_eps)
         drop = lambda h: layers.Dropout(self.dropout)(h, deterministic=deterministic)  # noqa: E731
         h = layers.Attention(c.num_attention_heads, self.dtype, self.dropout, name="attention")(
-            x, x, mask[..., :, None] & mask[..., None, :], deterministic=deterministic)
+            x, x, layers.token_pairs(mask), deterministic=deterministic)
         x = norm(name="attention_norm")(x + drop(h))
         h = layers.dense(c.intermediate_size, ("embed", "mlp"), self.dtype, name="intermediate")(x)
         h = layers.dense(c.hidden_size, ("mlp", "embed"), self.dtype, name="output")(
@@ -203,8 +216,9 @@ class BertLayer(nn.Module):
 class BertEncoder(nn.Module):
     """BERT-family encoder (no pooler): token ids -> last hidden states, one segment (type 0).
 
-    tokens: int32 [n, tokens]; mask: bool [n, tokens] -> [n, tokens, hidden_size]. Parameter
-    names and layouts are those ``mmjax.models.pretrained`` fills from a Hugging Face checkpoint.
+    tokens: int32 [n, tokens]; mask: bool [n, tokens], or int32 segment ids with ``positions``
+    (as ``TextEncoder``) -> [n, tokens, hidden_size]. Parameter names and layouts are those
+    ``mmjax.models.pretrained`` fills from a Hugging Face checkpoint.
     """
 
     config: BertConfig
@@ -212,7 +226,7 @@ class BertEncoder(nn.Module):
     dropout: float = 0.0
 
     @nn.compact
-    def __call__(self, tokens, mask, deterministic=True):
+    def __call__(self, tokens, mask, deterministic=True, positions=None):
         c = self.config
         if tokens.shape[-1] > c.max_position_embeddings:
             raise ValueError(f"{tokens.shape[-1]} tokens per utterance exceed the checkpoint's "
@@ -220,9 +234,10 @@ class BertEncoder(nn.Module):
         table = lambda name, rows, axis: self.param(name, nn.with_logical_partitioning(  # noqa: E731
             nn.initializers.normal(0.02), (axis, "embed")), (rows, c.hidden_size))
         words = table("word_embeddings", c.vocab_rows, "vocab")
-        positions = table("position_embeddings", c.max_position_embeddings, "positions")
+        position_table = table("position_embeddings", c.max_position_embeddings, "positions")
         token_types = table("token_type_embeddings", c.type_vocab_size, "token_types")
-        x = jnp.take(words, tokens, axis=0) + positions[:tokens.shape[-1]] + token_types[0]
+        x = (jnp.take(words, tokens, axis=0) + position_embeddings(position_table, tokens.shape[-1], positions)
+             + token_types[0])
         x = layers.layer_norm(self.dtype, "embeddings_norm", c.layer_norm_eps)(x.astype(self.dtype))
         x = layers.Dropout(self.dropout)(x, deterministic=deterministic)
         for i in range(c.num_hidden_layers):

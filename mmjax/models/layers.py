@@ -34,6 +34,17 @@ def layer_norm(dtype: Dtype, name: str | None = None, epsilon: float = 1e-6):
                         bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("norm",)))
 
 
+def token_pairs(mask: jax.Array) -> jax.Array:
+    """bool [..., n, n]: which tokens of a row attend to which.
+
+    mask: bool [..., n], one sequence per row; or int segment ids [..., n], 0 on padding, for rows
+    that pack several sequences (``mmjax.data.packing``): a token attends within its own segment.
+    """
+    if mask.dtype == jnp.bool_:
+        return mask[..., :, None] & mask[..., None, :]
+    return (mask[..., :, None] == mask[..., None, :]) & (mask[..., :, None] > 0)
+
+
 def padded_vocab_size(vocab_size: int, multiple: int = 128) -> int:
     """Vocabulary rounded up so the embedding table splits evenly over any mesh axis of size
     dividing ``multiple``; the extra rows are never indexed."""
@@ -158,7 +169,8 @@ class MLP(nn.Module):
 
 
 class TransformerLayer(nn.Module):
-    """Pre-norm self-attention + MLP block. x: [..., n, embed]; mask: bool [..., n]."""
+    """Pre-norm self-attention + MLP block. x: [..., n, embed]; mask: bool [..., n] or segment
+    ids (``token_pairs``)."""
 
     num_heads: int
     mlp_dim: int
@@ -167,7 +179,7 @@ class TransformerLayer(nn.Module):
 
     @nn.compact
     def __call__(self, x, mask, deterministic=True):
-        pair_mask = mask[..., :, None] & mask[..., None, :]
+        pair_mask = token_pairs(mask)
         y = layer_norm(self.dtype, "pre_attention_norm")(x)
         h = Attention(self.num_heads, self.dtype, self.dropout, name="attention")(
             y, y, pair_mask, deterministic=deterministic)

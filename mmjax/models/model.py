@@ -6,6 +6,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from mmjax.data import packing
 from mmjax.errors import ConfigError
 from mmjax.models import context, encoders, fusion, layers, pretrained, towers
 from mmjax.tasks import Task, resolve_tasks
@@ -73,30 +74,13 @@ class AffectModel(nn.Module):
         sequences, masks = {}, {}
         for m in self.modalities:
             if m == "text":
-                inputs = (flat(batch["tokens"]), flat(batch["token_mask"]))
-                if self.cached_text:  # a frozen encoder's states, computed once (models/text_states.py)
-                    states = flat(batch["text_states"]).astype(self.dtype)
-                elif self.ngram is not None:
-                    states = encoders.NgramEncoder(self.vocab_size, self.width, **self.ngram, dtype=self.dtype,
-                                                   dropout=self.dropout, name=TEXT_ENCODER)(
-                        *inputs, deterministic=deterministic)
-                elif self.pretrained_text is None:
-                    states = encoders.TextEncoder(self.vocab_size, num_layers=self.text_layers,
-                                                  name=TEXT_ENCODER, **common)(*inputs, deterministic=deterministic)
-                else:
-                    states = encoders.BertEncoder(self.pretrained_text, self.dtype, self.dropout, name=TEXT_ENCODER)(
-                        *inputs, deterministic=deterministic or self.freeze_text)
-                    if self.freeze_text:  # no backward pass through the encoder at all
-                        states = jax.lax.stop_gradient(states)
-                if self.cached_text or self.pretrained_text is not None:
-                    states = layers.dense(self.width, ("features", "embed"), self.dtype, name="text_projection")(states)
+                masks[m], states = flat(batch["token_mask"]), self._text_states(batch, deterministic)
             else:
                 build = _lookup(encoders.FEATURE_ENCODERS, "model.feature_encoder", self.feature_encoder)
                 encoder = build(num_layers=self.feature_layers, name=f"{m}_encoder", **common)
-                inputs = (flat(batch[m]), flat(batch[f"{m}_mask"]))
-                states = encoder(*inputs, deterministic=deterministic)
+                masks[m] = flat(batch[f"{m}_mask"])
+                states = encoder(flat(batch[m]), masks[m], deterministic=deterministic)
             sequences[m] = nn.with_logical_constraint(states, ("batch", "length", "embed"))
-            masks[m] = inputs[1]
 
         turn_mask = batch["turn_mask"]
         present, utterances = {}, {}
@@ -124,6 +108,39 @@ class AffectModel(nn.Module):
             self.param(TASK_LOG_VARIANCE, nn.with_logical_partitioning(nn.initializers.zeros, ("tasks",)),
                        (len(self.tasks),))
         return {task: value.reshape(B, T, -1) for task, value in logits.items()}
+
+    def _text_states(self, batch, deterministic: bool) -> jax.Array:
+        """[B*T, L, width] token states of every utterance: encoded from ``tokens`` [B, T, L], or
+        from the batch's packed rows (``mmjax.data.packing``: ``packed_tokens``, ``packed_segments``
+        and ``packed_positions`` [B, P, L]) and put back in place by ``packed_index`` [B, T, L]."""
+        B, T, L = batch["token_mask"].shape
+        if self.cached_text:  # a frozen encoder's states, computed once (models/text_states.py)
+            states = batch["text_states"].reshape(B * T, L, -1).astype(self.dtype)
+        else:
+            if self.ngram is not None:
+                encoder = encoders.NgramEncoder(self.vocab_size, self.width, **self.ngram, dtype=self.dtype,
+                                                dropout=self.dropout, name=TEXT_ENCODER)
+            elif self.pretrained_text is None:
+                encoder = encoders.TextEncoder(self.vocab_size, self.width, self.text_layers, self.num_heads,
+                                               self.mlp_dim, dtype=self.dtype, dropout=self.dropout, name=TEXT_ENCODER)
+            else:
+                encoder = encoders.BertEncoder(self.pretrained_text, self.dtype, self.dropout, name=TEXT_ENCODER)
+            frozen = self.pretrained_text is not None and self.freeze_text
+            run = lambda tokens, mask, positions=None: encoder(  # noqa: E731  [n, L] -> [n, L, hidden]
+                tokens, mask, deterministic=deterministic or frozen, positions=positions)
+            if packing.PACKED_TOKENS in batch:
+                rows = lambda x: x.reshape((-1,) + x.shape[2:])  # noqa: E731  [B, P, ...] -> [B*P, ...]
+                packed = run(*(rows(batch[k]) for k in packing.PACKED_KEYS))
+                packed = packed.reshape(B, -1, packed.shape[-1])  # [B, P*L, hidden]
+                states = jnp.take_along_axis(packed, batch[packing.PACKED_INDEX].reshape(B, T * L, 1), axis=1)
+                states = states.reshape(B * T, L, -1)
+            else:
+                states = run(batch["tokens"].reshape(B * T, L), batch["token_mask"].reshape(B * T, L))
+            if frozen:  # no backward pass through the encoder at all
+                states = jax.lax.stop_gradient(states)
+        if self.cached_text or self.pretrained_text is not None:
+            states = layers.dense(self.width, ("features", "embed"), self.dtype, name="text_projection")(states)
+        return states
 
 
 def build_model(config, manifest) -> AffectModel:

@@ -3,6 +3,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from mmjax.data import packing
 from mmjax.models import encoders, layers
 from tests.tiny import quick_jit
 
@@ -71,3 +72,22 @@ def test_ngram_encoder_is_a_bag_ignoring_padding_and_order_across_ngrams():
     swapped = jnp.array([[2, 1, 3, 0, 0]], jnp.int32)  # same unigrams, other bigrams
     assert float(jnp.abs(pooled(tokens, mask) - pooled(swapped, mask)).max()) > 1e-3
     assert encoder.apply(params, tokens, mask).shape == (1, 5, 8)
+
+
+def test_bert_encoder_states_are_the_same_packed_or_one_utterance_per_row():
+    config = encoders.BertConfig(vocab_size=40, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                                 intermediate_size=32, max_position_embeddings=16)
+    lengths = np.array([[5, 3, 7, 0]])
+    batch = {"tokens": np.where(np.arange(8) < lengths[..., None],
+                                np.random.default_rng(0).integers(1, 40, (1, 4, 8)), 0).astype(np.int32),
+             "token_mask": np.arange(8) < lengths[..., None]}
+    packed = packing.pack(batch)
+    assert packing.num_rows(packed) == 2
+    encoder = encoders.BertEncoder(config)
+    params = encoder.init(jax.random.key(0), batch["tokens"][0], batch["token_mask"][0])
+    alone = encoder.apply(params, batch["tokens"][0], batch["token_mask"][0])  # [T, L, hidden]
+    shared = encoder.apply(params, *(packed[k][0] for k in packing.PACKED_KEYS[:2]),
+                           positions=packed[packing.PACKED_POSITIONS][0]).reshape(-1, 16)
+    mask = batch["token_mask"][0]
+    np.testing.assert_allclose(np.asarray(shared)[packed[packing.PACKED_INDEX][0][mask]], np.asarray(alone)[mask],
+                               rtol=1e-5, atol=1e-5)
