@@ -86,9 +86,11 @@ def input_pipeline(config, manifest, batches: int) -> dict:
 
 
 def _timed(step, batches, steps: int, warmup: int) -> dict:
-    """Median seconds (and p10/p90) of ``step(batch)`` over ``steps`` calls after ``warmup``, each
-    synced; ``step`` cycles through ``batches``. Adds utterances, real text tokens (not padding)
+    """Median seconds (and p10/p90) of ``step(batch)`` over ``steps`` calls after one call per
+    batch and ``warmup`` more, each synced; ``step`` cycles through ``batches``. Adds utterances, real text tokens (not padding)
     and windows per second of those batches."""
+    for batch in batches:  # untimed: compiles every batch shape (packed text has a few) before timing
+        jax.block_until_ready(step(batch))
     times = []
     for i in range(steps + warmup):
         start = time.perf_counter()

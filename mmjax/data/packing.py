@@ -36,22 +36,22 @@ def row_multiple(max_turns: int) -> int:
 
 
 def assign_rows(lengths: np.ndarray, max_tokens: int) -> tuple[np.ndarray, np.ndarray, int]:
-    """First-fit decreasing of one window's utterances into rows of ``max_tokens``.
+    """First-fit decreasing of each window's utterances into rows of ``max_tokens``, all windows at
+    once: the k-th longest utterance of every window goes to the first of its rows with room.
 
-    lengths: int [T] tokens per turn (0: padding turn) -> (row int [T], column where the utterance
-    starts int [T], rows used); padding turns get row 0, column 0.
+    lengths: int [B, T] tokens per turn (0: padding turn, placed nowhere) -> (row int [B, T],
+    column where the utterance starts int [B, T], the most rows a window uses).
     """
-    row, column, used = np.zeros(len(lengths), np.int64), np.zeros(len(lengths), np.int64), []
-    for t in np.argsort(-lengths, kind="stable").tolist():
-        n = int(lengths[t])
-        if n == 0:
-            break
-        r = next((i for i, filled in enumerate(used) if filled + n <= max_tokens), len(used))
-        if r == len(used):
-            used.append(0)
-        row[t], column[t] = r, used[r]
-        used[r] += n
-    return row, column, len(used)
+    B, T = lengths.shape
+    filled = np.zeros((B, T), np.int64)  # tokens in each window's rows; at most T rows are ever needed
+    row, column = np.zeros((B, T), np.int64), np.zeros((B, T), np.int64)
+    windows = np.arange(B)
+    for turn in np.argsort(-lengths, axis=1, kind="stable").T:  # [B]: each window's k-th longest turn
+        n = lengths[windows, turn]
+        r = np.argmax(filled + n[:, None] <= max_tokens, axis=1)  # an empty row always fits
+        row[windows, turn], column[windows, turn] = r, filled[windows, r]
+        filled[windows, r] += n
+    return row, column, int((filled > 0).sum(1).max(initial=0))
 
 
 def pack(batch: dict, row_multiple: int = 1, rows: int | None = None) -> dict:
@@ -64,11 +64,8 @@ def pack(batch: dict, row_multiple: int = 1, rows: int | None = None) -> dict:
     lengths = mask.sum(-1)
     if not np.array_equal(mask, np.arange(L) < lengths[..., None]):
         raise ValueError("token_mask must be True on a prefix of each utterance's row to pack it")
-    row, column = np.zeros((B, T), np.int64), np.zeros((B, T), np.int64)
-    needed = 1
-    for b in range(B):
-        row[b], column[b], used = assign_rows(lengths[b], L)
-        needed = max(needed, used)
+    row, column, needed = assign_rows(lengths, L)
+    needed = max(needed, 1)
     if rows is None:
         rows = min(T, -(-needed // row_multiple) * row_multiple)
     elif rows < needed:
