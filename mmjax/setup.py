@@ -78,38 +78,42 @@ def compile_train_step(s: Setup, config):
     step = jax.jit(step_fn, donate_argnums=0,
                    in_shardings=(s.state_shardings, batch_sharding), out_shardings=(s.state_shardings, None))
 
-    def lower(batch):
+    def compile_for(batch):
         batch = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=batch_sharding), batch)
         with sharding.activate(s.mesh, s.rules):
-            return step.lower(s.abstract_state, batch)
+            lowered = step.lower(s.abstract_state, batch)
+            compiled = lowered.compile()
+        # FLOPs of the program as written, before the backend rewrites it: XLA:GPU's count of the
+        # compiled step leaves out the matmuls it hands to cuBLAS (9x too low for configs/base.py).
+        cost = lowered.cost_analysis() or compiled.cost_analysis()
+        cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+        return compiled, float(cost.get("flops", 0.0)) if cost else None
 
-    lowered = lower(s.batch_shapes)
-    compiled = lowered.compile()
-    # FLOPs of the program as written, before the backend rewrites it: XLA:GPU's count of the
-    # compiled step leaves out the matmuls it hands to cuBLAS (9x too low for configs/base.py).
-    cost = lowered.cost_analysis() or compiled.cost_analysis()
-    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-    stats = {"flops": float(cost.get("flops", 0.0)) if cost else None}
+    compiled, flops = compile_for(s.batch_shapes)
+    stats = {"flops": flops}
     memory = compiled.memory_analysis()
     if memory is not None:
         stats["memory_bytes"] = {k: int(getattr(memory, f"{k}_size_in_bytes")) for k in
                                  ("argument", "output", "temp", "alias", "generated_code")
                                  if hasattr(memory, f"{k}_size_in_bytes")}
-    return CompiledPerShape(compiled, s.batch_shapes, lambda batch: lower(batch).compile()), stats
+    return CompiledPerShape(s.batch_shapes, (compiled, flops), compile_for), stats
 
 
 class CompiledPerShape:
     """Calls the executable compiled for the shapes of its arguments' batch, compiling one the first
-    time a batch of new shapes comes (logged: compiling takes seconds to minutes)."""
+    time a batch of new shapes comes (logged: compiling takes seconds to minutes).
 
-    def __init__(self, compiled, batch_shapes, compile_for):
-        self._compile_for, self._compiled = compile_for, {self._key(batch_shapes): compiled}
+    ``compile_for(batch)`` -> (executable, FLOPs per step or None); ``first`` is that of ``batch_shapes``.
+    """
+
+    def __init__(self, batch_shapes, first, compile_for):
+        self._compile_for, self._compiled = compile_for, {self._key(batch_shapes): first}
 
     @staticmethod
     def _key(batch) -> tuple:
         return tuple(x.shape for x in jax.tree.leaves(batch))
 
-    def __call__(self, state, batch):
+    def _get(self, batch):
         key = self._key(batch)
         if key not in self._compiled:
             start = time.perf_counter()
@@ -117,7 +121,14 @@ class CompiledPerShape:
             if jax.process_index() == 0:
                 _log.info(f"compiled the train step for another batch shape ({len(self._compiled)} so far) "
                           f"in {time.perf_counter() - start:.1f} s")
-        return self._compiled[key](state, batch)
+        return self._compiled[key]
+
+    def __call__(self, state, batch):
+        return self._get(batch)[0](state, batch)
+
+    def flops(self, batch) -> float | None:
+        """FLOPs of one step on ``batch``'s shapes (XLA's count of the lowered program)."""
+        return self._get(batch)[1]
 
 
 def jit_eval_step(s: Setup):
