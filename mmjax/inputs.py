@@ -7,7 +7,9 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 
 import grain
+import jax
 
+from mmjax import sharding
 from mmjax.data import packing, pipeline, records
 from mmjax.data.text import MINILM_NAME
 from mmjax.errors import ConfigError
@@ -42,14 +44,24 @@ def shapes(config, manifest: Mapping) -> pipeline.Shapes:
                            audio_dim=max(1, features["audio_dim"]), visual_dim=max(1, features["visual_dim"]),
                            text_states_dim=text_states_dim(config, manifest),
                            tasks=resolve_tasks(config.tasks, manifest), modalities=tuple(config.model.modalities),
-                           packed_row_multiple=packing.row_multiple(config.data.max_turns) if packed else 0)
+                           packed_text=bool(packed))
+
+
+def text_packing(config, microbatches: int = 1, mesh=None) -> packing.Packing:
+    """The groups a host batch's text is packed in (``data.pack_text``): one per data-parallel
+    device of this host (of ``mesh``, default the config's mesh over every device) and micro-batch."""
+    mesh = sharding.make_mesh(config) if mesh is None else mesh
+    return packing.Packing(max(1, sharding.data_parallel_size(mesh) // jax.process_count()), microbatches)
 
 
 def window_source(config, manifest: Mapping, split: str, positions: bool = False) -> pipeline.WindowSource:
-    """The context windows of ``split`` in ``config.data.dir`` (``positions``: with their positions)."""
+    """The context windows of ``split`` in ``config.data.dir`` (``positions``: with their positions);
+    training batches' text is packed per device and gradient-accumulation micro-batch."""
     dialogues = records.DialogueSource(config.data.dir, split, manifest)
+    microbatches = config.grad_accum_steps if split == "train" else 1
     return pipeline.WindowSource(dialogues, shapes(config, manifest), config.model.context_turns, positions,
-                                 cache_bytes=config.data.get("cache_mb", 1024) << 20)
+                                 cache_bytes=config.data.get("cache_mb", 1024) << 20,
+                                 groups=text_packing(config, microbatches))
 
 
 def train_dataset(config, manifest: Mapping, process_index: int, process_count: int) -> grain.IterDataset:

@@ -51,8 +51,8 @@ def read_input(path: str, config, manifest, allow_outside: bool = False) -> dial
 def probabilities(run: restored_run.RestoredRun, dialogues, progress: bool = True) -> list[dict[str, np.ndarray]]:
     """Per dialogue: {task: float32 [turns, Task.outputs]} class or label probabilities, or values."""
     s, config = run.setup, run.config
-    source = pipeline.WindowSource(dialogues, inputs.shapes(config, s.manifest),
-                                   config.model.context_turns, positions=True)
+    source = pipeline.WindowSource(dialogues, inputs.shapes(config, s.manifest), config.model.context_turns,
+                                   positions=True, groups=inputs.text_packing(config, mesh=s.mesh))
     batches = pipeline.ordered_batches(source, config.eval_batch_size, jax.process_index(), jax.process_count(),
                                        config.data.read_threads)
     step = setup_lib.jit_predict_step(s)

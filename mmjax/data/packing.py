@@ -1,27 +1,35 @@
-"""Packing each window's utterances into fewer token rows, so the text encoder skips padding.
+"""Packing a batch's utterances into fewer token rows, so the text encoder skips padding.
 
 A window pads every one of its ``T`` turns to ``L`` tokens; on real corpora most of that is
 padding (MELD, CMMA: 23-25% of a batch's [B, T, L] token slots are real), and the text encoder's
-cost grows with the slots, not the tokens. ``pack`` places each window's utterances into rows of
-``L`` tokens, first fit by decreasing length, several utterances to a row, and gives every
-window of the batch ``P`` rows: the most any of them needs, rounded up to a multiple of
-``row_multiple`` (at most ``T``), so a corpus meets a few shapes, each compiled once. Rows stay
-inside their window: the batch axis, and how it is sharded, do not change.
+cost grows with the slots, not the tokens. ``pack`` places utterances into rows of ``L``
+tokens, best fit by decreasing length, several to a row. Rows belong to *groups* of windows:
+one group per device and gradient-accumulation micro-batch (``Packing``), so that every
+utterance's row lies on the device that holds its window and in its micro-batch: the batch is
+split over devices in contiguous blocks of windows, and into micro-batches by stride (window
+w goes to micro-batch w % microbatches, ``train_step._micro_batches``). With one device and no
+accumulation the whole batch is one group. Every group gets ``P`` rows, the most any group
+needs rounded up to a multiple of 1/16 of its worst case, so a corpus meets a few shapes, each
+compiled once.
 
 A packed batch has, instead of ``tokens``::
 
-    packed_tokens     int32 [B, P, L]  token ids, 0 on padding
-    packed_segments   int32 [B, P, L]  1 + the turn of the utterance a token belongs to, 0 on padding
-    packed_positions  int32 [B, P, L]  the token's position in its utterance
-    packed_index      int32 [B, T, L]  where token l of turn t lies in its window's rows:
+    packed_tokens     int32 [G, P, L]  token ids, 0 on padding
+    packed_segments   int32 [G, P, L]  1 + the utterance's place in its group, 0 on padding
+    packed_positions  int32 [G, P, L]  the token's position in its utterance
+    packed_index      int32 [B, T, L]  where token l of turn t lies among its group's rows:
                                        row * L + column (0 on padding)
 
-The model encodes the rows, a token attending only within its own segment and embedded at its
-own position (so each utterance's states are those it gets alone), and gathers them back to
-[B, T, L] with ``packed_index`` (``AffectModel._text_states``).
+The groups are ordered device by device, micro-batch by micro-batch (group d * microbatches + j),
+so a micro-batch's groups and windows split alike, and within it each group's windows form one
+contiguous block: the model encodes the rows (a token attends only within its own segment and is
+embedded at its own position, so each utterance's states are those it gets alone) and gathers
+each group's states back to [B, T, L] with ``packed_index`` (``AffectModel._text_states``).
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import numpy as np
 
@@ -30,53 +38,84 @@ PACKED_INDEX = "packed_index"
 PACKED_KEYS = (PACKED_TOKENS, PACKED_SEGMENTS, PACKED_POSITIONS)  # a text encoder's (tokens, mask, positions)
 
 
-def row_multiple(max_turns: int) -> int:
-    """Rows are rounded up to multiples of this: at most 6 shapes per corpus, whatever ``max_turns``."""
-    return -(-max_turns // 6)
+@dataclasses.dataclass(frozen=True)
+class Packing:
+    """How a host batch's windows split into groups: ``devices`` blocks of consecutive windows
+    (this host's data-parallel devices) times ``microbatches`` strided micro-batches."""
+
+    devices: int = 1
+    microbatches: int = 1
+
+    @property
+    def groups(self) -> int:
+        return self.devices * self.microbatches
+
+    def group_of(self, windows: int) -> np.ndarray:
+        """int [windows]: the group of each window of a host batch of ``windows``."""
+        if windows % self.groups or (windows // self.devices) % self.microbatches:
+            raise ValueError(f"{windows} windows do not split into {self.devices} devices x "
+                             f"{self.microbatches} micro-batches")
+        w = np.arange(windows)
+        return (w // (windows // self.devices)) * self.microbatches + w % self.microbatches
 
 
 def assign_rows(lengths: np.ndarray, max_tokens: int) -> tuple[np.ndarray, np.ndarray, int]:
-    """First-fit decreasing of each window's utterances into rows of ``max_tokens``, all windows at
-    once: the k-th longest utterance of every window goes to the first of its rows with room.
+    """Best-fit decreasing of each group's utterances into rows of ``max_tokens``: longest first,
+    each into the open row it fills most tightly, a new row when none has room (rows kept in
+    lists by free room, so a placement looks at most ``max_tokens`` lists).
 
-    lengths: int [B, T] tokens per turn (0: padding turn, placed nowhere) -> (row int [B, T],
-    column where the utterance starts int [B, T], the most rows a window uses).
+    lengths: int [G, U] tokens per utterance (0: padding, placed nowhere) -> (row int [G, U],
+    column where the utterance starts int [G, U], the most rows a group uses).
     """
-    B, T = lengths.shape
-    filled = np.zeros((B, T), np.int64)  # tokens in each window's rows; at most T rows are ever needed
-    row, column = np.zeros((B, T), np.int64), np.zeros((B, T), np.int64)
-    windows = np.arange(B)
-    for turn in np.argsort(-lengths, axis=1, kind="stable").T:  # [B]: each window's k-th longest turn
-        n = lengths[windows, turn]
-        r = np.argmax(filled + n[:, None] <= max_tokens, axis=1)  # an empty row always fits
-        row[windows, turn], column[windows, turn] = r, filled[windows, r]
-        filled[windows, r] += n
-    return row, column, int((filled > 0).sum(1).max(initial=0))
+    row, column, most = np.zeros(lengths.shape, np.int64), np.zeros(lengths.shape, np.int64), 0
+    for g, group in enumerate(lengths.tolist()):
+        by_room: list[list[int]] = [[] for _ in range(max_tokens + 1)]  # free room -> open rows
+        filled: list[int] = []
+        for u in sorted(range(len(group)), key=lambda u: -group[u]):
+            n = group[u]
+            if n == 0:
+                break
+            room = next((room for room in range(n, max_tokens + 1) if by_room[room]), None)
+            r = by_room[room].pop() if room is not None else len(filled)
+            if room is None:
+                filled.append(0)
+            row[g, u], column[g, u] = r, filled[r]
+            filled[r] += n
+            by_room[max_tokens - filled[r]].append(r)
+        most = max(most, len(filled))
+    return row, column, most
 
 
-def pack(batch: dict, row_multiple: int = 1, rows: int | None = None) -> dict:
+def pack(batch: dict, packing: Packing = Packing(), rows: int | None = None) -> dict:
     """``batch`` (``pipeline.empty_batch``'s layout, [B, T, ...]) with its ``tokens`` packed into
-    rows (module docstring); every other key unchanged. ``rows`` fixes P (the unpacked worst case
-    is ``T``); by default the fewest rows that hold every window, rounded up to ``row_multiple``.
+    the rows of ``packing``'s groups (module docstring); every other key unchanged. ``rows`` fixes
+    P (the worst case is B / groups * T); by default the fewest rows that hold every group,
+    rounded up to a sixteenth of the worst case.
     """
     tokens, mask = batch["tokens"], batch["token_mask"]
     B, T, L = tokens.shape
     lengths = mask.sum(-1)
     if not np.array_equal(mask, np.arange(L) < lengths[..., None]):
         raise ValueError("token_mask must be True on a prefix of each utterance's row to pack it")
-    row, column, needed = assign_rows(lengths, L)
-    needed = max(needed, 1)
+    G = packing.groups
+    order = np.argsort(packing.group_of(B), kind="stable")  # windows by group: [G, B/G] blocks
+    grouped_rows, grouped_columns, needed = assign_rows(lengths[order].reshape(G, -1), L)  # [G, B/G * T]
+    row, column = np.empty((B, T), np.int64), np.empty((B, T), np.int64)
+    row[order], column[order] = grouped_rows.reshape(B, T), grouped_columns.reshape(B, T)
+    most = B // G * T
     if rows is None:
-        rows = min(T, -(-needed // row_multiple) * row_multiple)
+        step = -(-most // 16)
+        rows = min(most, -(-max(needed, 1) // step) * step)
     elif rows < needed:
-        raise ValueError(f"the batch's windows need {needed} rows of {L} tokens, more than rows={rows}")
+        raise ValueError(f"the batch's groups need {needed} rows of {L} tokens, more than rows={rows}")
     b, t, position = np.nonzero(mask)
-    r, c = row[b, t], column[b, t] + position
+    g, r, c = packing.group_of(B)[b], row[b, t], column[b, t] + position
+    segment = (np.argsort(order)[b] % (B // G)) * T + t + 1  # the utterance's place in its group
     out = {key: value for key, value in batch.items() if key != "tokens"}
-    for key, values in ((PACKED_TOKENS, tokens[b, t, position]), (PACKED_SEGMENTS, t + 1),
+    for key, values in ((PACKED_TOKENS, tokens[b, t, position]), (PACKED_SEGMENTS, segment),
                         (PACKED_POSITIONS, position)):
-        out[key] = np.zeros((B, rows, L), np.int32)
-        out[key][b, r, c] = values
+        out[key] = np.zeros((G, rows, L), np.int32)
+        out[key][g, r, c] = values
     out[PACKED_INDEX] = np.zeros((B, T, L), np.int32)
     out[PACKED_INDEX][b, t, position] = r * L + c
     return out

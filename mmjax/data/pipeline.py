@@ -55,7 +55,7 @@ class Shapes:
     tasks: tuple[Task, ...]
     modalities: tuple[str, ...] = ("text", "audio", "visual")
     text_states_dim: int = 0  # > 0: examples carry the records' cached text states
-    packed_row_multiple: int = 0  # > 0: batches carry their text packed (mmjax.data.packing), rows a multiple of it
+    packed_text: bool = False  # batches carry their text packed (mmjax.data.packing)
 
     def frames(self, modality: str) -> tuple[int, int]:
         """(max frames, feature dim) of a feature modality."""
@@ -114,16 +114,17 @@ def empty_example(shapes: Shapes) -> dict:
     return jax.tree.map(lambda x: x[0], empty_batch(shapes, 1))
 
 
-def model_batch(batch: dict, shapes: Shapes, rows: int | None = None) -> dict:
-    """A batch of windows as the model reads it: its text packed when ``shapes`` says so
-    (``packing.pack``, with ``rows`` rows or the fewest that hold it), else unchanged."""
-    return packing.pack(batch, shapes.packed_row_multiple, rows) if shapes.packed_row_multiple else batch
+def model_batch(batch: dict, shapes: Shapes, groups: packing.Packing = packing.Packing(),
+                rows: int | None = None) -> dict:
+    """A batch of windows as the model reads it: its text packed in ``groups`` when ``shapes``
+    says so (``packing.pack``, with ``rows`` rows per group or the fewest that hold it), else unchanged."""
+    return packing.pack(batch, groups, rows) if shapes.packed_text else batch
 
 
-def largest_batch(shapes: Shapes, size: int) -> dict:
+def largest_batch(shapes: Shapes, size: int, groups: packing.Packing = packing.Packing()) -> dict:
     """An all-padding batch of ``size`` windows with the largest shapes a model batch can have
-    (packed text: ``max_turns`` rows), what models are initialised and first compiled on."""
-    return model_batch(empty_batch(shapes, size), shapes, rows=shapes.max_turns)
+    (packed text: every turn a row of its own), what models are initialised and first compiled on."""
+    return model_batch(empty_batch(shapes, size), shapes, groups, rows=size // groups.groups * shapes.max_turns)
 
 
 def pad_dialogue(dialogue: schema.Dialogue, shapes: Shapes) -> dict:
@@ -196,6 +197,7 @@ class WindowSource:
 
     ``dialogues``: a records.DialogueSource, or any sequence of schema.Dialogue with a ``turns``
     int array [dialogues] (prediction inputs). ``positions`` adds the ``position`` key.
+    ``groups``: how a batch's text is packed, where ``shapes.packed_text`` (``packing.Packing``).
 
     Each window is read, decoded and padded once (``pad_window``) into a slab: one array per key
     holding the first ``capacity`` windows, as many as fit in ``cache_bytes`` (all of them for the
@@ -207,8 +209,8 @@ class WindowSource:
     """
 
     def __init__(self, dialogues, shapes: Shapes, context_turns: int, positions: bool = False,
-                 cache_bytes: int = 1 << 30):
-        self.dialogues, self.shapes, self.positions = dialogues, shapes, positions
+                 cache_bytes: int = 1 << 30, groups: packing.Packing = packing.Packing()):
+        self.dialogues, self.shapes, self.positions, self.groups = dialogues, shapes, positions, groups
         self.windows = context_windows(dialogues.turns, shapes.max_turns, context_turns)
         self._padding = self._empty(1)  # all-padding example (index -1), as a batch of one
         self.capacity = min(len(self.windows), cache_bytes // sum(x.nbytes for x in jax.tree.leaves(self._padding)))
@@ -259,7 +261,7 @@ class WindowSource:
                  else self._empty(len(indices)))
         for row in np.flatnonzero(~cached).tolist():
             _write_row(batch, row, self.example(int(indices[row])))
-        return model_batch(batch, self.shapes)
+        return model_batch(batch, self.shapes, self.groups)
 
 
 class ShuffledIndexBatches:

@@ -112,7 +112,7 @@ class AffectModel(nn.Module):
     def _text_states(self, batch, deterministic: bool) -> jax.Array:
         """[B*T, L, width] token states of every utterance: encoded from ``tokens`` [B, T, L], or
         from the batch's packed rows (``mmjax.data.packing``: ``packed_tokens``, ``packed_segments``
-        and ``packed_positions`` [B, P, L]) and put back in place by ``packed_index`` [B, T, L]."""
+        and ``packed_positions`` [G, P, L]) and put back in place by ``packed_index`` [B, T, L]."""
         B, T, L = batch["token_mask"].shape
         if self.cached_text:  # a frozen encoder's states, computed once (models/text_states.py)
             states = batch["text_states"].reshape(B * T, L, -1).astype(self.dtype)
@@ -129,11 +129,13 @@ class AffectModel(nn.Module):
             run = lambda tokens, mask, positions=None: encoder(  # noqa: E731  [n, L] -> [n, L, hidden]
                 tokens, mask, deterministic=deterministic or frozen, positions=positions)
             if packing.PACKED_TOKENS in batch:
-                rows = lambda x: x.reshape((-1,) + x.shape[2:])  # noqa: E731  [B, P, ...] -> [B*P, ...]
+                G = batch[packing.PACKED_TOKENS].shape[0]
+                rows = lambda x: x.reshape((-1,) + x.shape[2:])  # noqa: E731  [G, P, L] -> [G*P, L]
                 packed = run(*(rows(batch[k]) for k in packing.PACKED_KEYS))
-                packed = packed.reshape(B, -1, packed.shape[-1])  # [B, P*L, hidden]
-                states = jnp.take_along_axis(packed, batch[packing.PACKED_INDEX].reshape(B, T * L, 1), axis=1)
-                states = states.reshape(B * T, L, -1)
+                packed = packed.reshape(G, -1, packed.shape[-1])  # [G, P*L, hidden]
+                # Each group's windows are one block of the batch: a gather within each group (and device).
+                index = batch[packing.PACKED_INDEX].reshape(G, -1, 1)  # [G, B/G*T*L, 1]
+                states = jnp.take_along_axis(packed, index, axis=1).reshape(B * T, L, -1)
             else:
                 states = run(batch["tokens"].reshape(B * T, L), batch["token_mask"].reshape(B * T, L))
             if frozen:  # no backward pass through the encoder at all
