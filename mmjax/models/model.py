@@ -133,7 +133,7 @@ class AffectModel(nn.Module):
                 rows = lambda x: x.reshape((-1,) + x.shape[2:])  # noqa: E731  [G, P, L] -> [G*P, L]
                 packed = run(*(rows(batch[k]) for k in packing.PACKED_KEYS))
                 packed = packed.reshape(G, -1, packed.shape[-1])  # [G, P*L, hidden]
-                # Each group's windows are one block of the batch: a gather within each group (and device).
+                # Each group's windows are one block of the (micro-)batch: a gather within each group and device.
                 index = batch[packing.PACKED_INDEX].reshape(G, -1, 1)  # [G, B/G*T*L, 1]
                 states = jnp.take_along_axis(packed, index, axis=1).reshape(B * T, L, -1)
             else:

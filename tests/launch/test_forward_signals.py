@@ -12,12 +12,22 @@ CHILD = ("import signal, sys, time; signal.signal(signal.SIGTERM, lambda *a: (pr
          "sys.exit(0))); print('child started', flush=True); time.sleep(60)")
 
 
+def _bash_with_default_signals(script: str) -> list[str]:
+    """A command running ``script`` in bash with SIGTERM and SIGINT at their defaults, whatever
+    pytest inherited: a process started in the background by a shell without job control ignores
+    SIGINT, and a shell that starts with a signal ignored cannot trap it. (A Python exec, not
+    Popen's preexec_fn, which forks a multithreaded process.)"""
+    reset = ("import os, signal, sys; [signal.signal(s, signal.SIG_DFL) for s in (signal.SIGTERM, signal.SIGINT)]; "
+             "os.execvp('bash', ['bash', '-c', sys.argv[1]])")
+    return [sys.executable, "-c", reset, script]
+
+
 @pytest.mark.parametrize("signum, to_group", [(signal.SIGTERM, False), (signal.SIGTERM, True),
                                                (signal.SIGINT, True)])  # the last: Ctrl-C in a terminal
 def test_a_signal_reaches_the_command_once_and_stops_the_script_after_it(signum, to_group):
     script = f'set -e; source launch/forward_signals.sh; forward {sys.executable} -c "{CHILD}"; echo next step'
-    process = subprocess.Popen(["bash", "-c", script], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True, start_new_session=True)
+    process = subprocess.Popen(_bash_with_default_signals(script), cwd=REPO, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, start_new_session=True)
     assert process.stdout.readline().strip() == "child started"
     time.sleep(0.2)
     if to_group:
