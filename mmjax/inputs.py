@@ -47,11 +47,13 @@ def shapes(config, manifest: Mapping) -> pipeline.Shapes:
                            packed_text=bool(packed))
 
 
-def text_packing(config, microbatches: int = 1, mesh=None) -> packing.Packing:
-    """The groups a host batch's text is packed in (``data.pack_text``): one per data-parallel
-    device of this host (of ``mesh``, default the config's mesh over every device) and micro-batch."""
+def text_packing(config, microbatches: int = 1, mesh=None, hosts: int | None = None) -> packing.Packing:
+    """The groups a batch's text is packed in (``data.pack_text``): one per data-parallel device
+    (of ``mesh``, default the config's mesh over every device) and micro-batch, for one host's
+    share of a batch split over ``hosts`` (default every process; 1: the global batch)."""
     mesh = sharding.make_mesh(config) if mesh is None else mesh
-    return packing.Packing(max(1, sharding.data_parallel_size(mesh) // jax.process_count()), microbatches)
+    hosts = jax.process_count() if hosts is None else hosts
+    return packing.Packing(max(1, sharding.data_parallel_size(mesh) // hosts), microbatches)
 
 
 def window_source(config, manifest: Mapping, split: str, positions: bool = False) -> pipeline.WindowSource:

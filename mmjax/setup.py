@@ -11,7 +11,7 @@ import time
 import jax
 
 from mmjax import configuration, inputs, losses, optim, prepared_records, sharding, train_step
-from mmjax.data import packing, pipeline
+from mmjax.data import pipeline
 from mmjax.errors import ConfigError
 from mmjax.models import model as model_lib
 from mmjax.state import abstract_state_and_shardings, create_state
@@ -54,7 +54,7 @@ def build(config, devices=None, manifest=None, training: bool = True) -> Setup:
     model = model_lib.build_model(config, manifest)
     tx = optim.make_optimizer(config)
     shapes = inputs.shapes(config, manifest)
-    groups = packing.Packing(sharding.data_parallel_size(mesh), config.grad_accum_steps)  # the global batch's
+    groups = inputs.text_packing(config, config.grad_accum_steps, mesh, hosts=1)  # the global batch's
     batch_shapes = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype),
                                 pipeline.largest_batch(shapes, config.batch_size, groups))
     abstract, shardings = abstract_state_and_shardings(model, tx, batch_shapes, mesh, rules,

@@ -51,7 +51,7 @@ def test_config_builds_validates_and_makes_a_model(name, request):
     manifest = records.load_manifest(records_dir)
     model = model_lib.build_model(config, manifest)
     shapes = inputs.shapes(config, manifest)
-    example = jax.tree.map(lambda x: jax.ShapeDtypeStruct((2,) + x.shape, x.dtype), pipeline.empty_example(shapes))
+    example = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), pipeline.largest_batch(shapes, 2))
     params = jax.eval_shape(model.init, jax.random.key(0), example)["params"]
     assert params
     # Every parameter carries one logical axis name (or None) per dimension.

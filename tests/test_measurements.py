@@ -22,8 +22,7 @@ def test_timed_steps_count_real_tokens_utterances_and_windows():
     batches = [{"turn_mask": mask(2, 3, 4), "token_mask": mask(2, 3, 5, 7)},
                {"turn_mask": mask(2, 3, 2), "token_mask": mask(2, 3, 5, 11)}]
     result = measurements._timed(lambda batch: calls.append(batch) or batch["turn_mask"], batches, steps=4, warmup=1)
-    # Each batch once (compiling its shapes), then the warm-up and the timed steps cycling through them.
-    assert len(calls) == 2 + 5 and calls[:2] == batches and calls[3] is batches[1] and calls[4] is batches[0]
+    assert len(calls) == 5 and calls[1] is batches[1] and calls[2] is batches[0]  # cycles after warm-up
     median = result["median_step_seconds"]
     assert median > 0 and result["step_seconds_p10_p90"][0] <= median <= result["step_seconds_p10_p90"][1]
     # Means over the batches: 3 utterances, 9 real tokens, 2 windows per step.

@@ -97,8 +97,8 @@ def pack(batch: dict, packing: Packing = Packing(), rows: int | None = None) -> 
     lengths = mask.sum(-1)
     if not np.array_equal(mask, np.arange(L) < lengths[..., None]):
         raise ValueError("token_mask must be True on a prefix of each utterance's row to pack it")
-    G = packing.groups
-    order = np.argsort(packing.group_of(B), kind="stable")  # windows by group: [G, B/G] blocks
+    G, group = packing.groups, packing.group_of(B)
+    order = np.argsort(group, kind="stable")  # windows by group: [G, B/G] blocks
     grouped_rows, grouped_columns, needed = assign_rows(lengths[order].reshape(G, -1), L)  # [G, B/G * T]
     row, column = np.empty((B, T), np.int64), np.empty((B, T), np.int64)
     row[order], column[order] = grouped_rows.reshape(B, T), grouped_columns.reshape(B, T)
@@ -109,7 +109,7 @@ def pack(batch: dict, packing: Packing = Packing(), rows: int | None = None) -> 
     elif rows < needed:
         raise ValueError(f"the batch's groups need {needed} rows of {L} tokens, more than rows={rows}")
     b, t, position = np.nonzero(mask)
-    g, r, c = packing.group_of(B)[b], row[b, t], column[b, t] + position
+    g, r, c = group[b], row[b, t], column[b, t] + position
     segment = (np.argsort(order)[b] % (B // G)) * T + t + 1  # the utterance's place in its group
     out = {key: value for key, value in batch.items() if key != "tokens"}
     for key, values in ((PACKED_TOKENS, tokens[b, t, position]), (PACKED_SEGMENTS, segment),

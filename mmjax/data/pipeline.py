@@ -109,11 +109,6 @@ def empty_batch(shapes: Shapes, size: int) -> dict:
     return batch
 
 
-def empty_example(shapes: Shapes) -> dict:
-    """An all-padding example (used to fill the last evaluation batch)."""
-    return jax.tree.map(lambda x: x[0], empty_batch(shapes, 1))
-
-
 def model_batch(batch: dict, shapes: Shapes, groups: packing.Packing = packing.Packing(),
                 rows: int | None = None) -> dict:
     """A batch of windows as the model reads it: its text packed in ``groups`` when ``shapes``
