@@ -37,6 +37,12 @@ def get_config():
     # seen twice or more); 2^16 steps 2.9x faster than 2^18 (BENCHMARKS.md).
     config.model.ngram.buckets = 2 ** 16
     config.class_weights = "inverse_frequency"
+    # Mean best validation score over seeds 0-2: 32.3 at 2e-3, 32.6 at 5e-3.
+    config.learning_rate = 5e-3
+    # Each task read at its own best step: the six tasks peak at different steps. Chosen on
+    # validation alone (select on half of its dialogues, score on the other half, 20 halvings per
+    # seed): +0.25 on the mean of the six over the joint best step (README).
+    config.checkpoint_selection = "per_task"
     # Mean best validation score over seeds 0-2: 32.3 without context, 31.2 with 3 previous turns.
     config.model.context_turns = 0
     return config

@@ -13,13 +13,14 @@ that restores and moves the damaged ones aside, keeping them (``restore_newest``
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import inspect
 import json
 import logging
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 
 import grain
 import jax
@@ -47,21 +48,28 @@ class DamagedCheckpoint(MmjaxError):
 
 
 SCORE = "validation_score"
+TASK_SCORE = "validation_score/{}"  # each task's own, for per-task checkpoint selection
 
 
 def _score(metrics) -> float:
     return metrics[SCORE]
 
 
-def manager(workdir: str, keep_latest: int | None = None, create: bool = True) -> ocp.CheckpointManager:
+def _task_score(task: str, metrics) -> float:
+    return metrics.get(TASK_SCORE.format(task), float("-inf"))  # steps saved without it rank last
+
+
+def manager(workdir: str, keep_latest: int | None = None, create: bool = True,
+            best_of_tasks: Sequence[str] = ()) -> ocp.CheckpointManager:
     """The workdir's manager: keeps the latest ``keep_latest`` checkpoints plus the one with the
-    best validation score (``keep_latest=None`` keeps, and deletes, nothing)."""
+    best validation score and, for each of ``best_of_tasks``, the one with that task's best
+    (``keep_latest=None`` keeps, and deletes, nothing)."""
     policy = None
     if keep_latest is not None:
         policy = preservation_policy.AnyPreservationPolicy([
             preservation_policy.LatestN(keep_latest),
-            preservation_policy.BestN(get_metric_fn=_score, n=1,
-                                      keep_checkpoints_without_metrics=False)])
+            *(preservation_policy.BestN(get_metric_fn=fn, n=1, keep_checkpoints_without_metrics=False)
+              for fn in [_score, *(functools.partial(_task_score, task) for task in best_of_tasks)])])
     # best_fn makes Orbax store each step's metrics (and rank steps by them in best_step()).
     options = ocp.CheckpointManagerOptions(create=create, enable_async_checkpointing=True,
                                            best_fn=_score, best_mode="max", preservation_policy=policy)
@@ -74,12 +82,15 @@ def workdir_path(workdir: str) -> epath.Path:
     return epath.Path(os.path.abspath(workdir) if is_local(workdir) else workdir)
 
 
-def save(mngr: ocp.CheckpointManager, step: int, state, data_iterator, score: float) -> None:
-    """Saves state and iterator asynchronously; ``score`` ranks it for the best checkpoint. The
-    steps saved before it are sealed first (Orbax waits for them before a new save anyway)."""
+def save(mngr: ocp.CheckpointManager, step: int, state, data_iterator, score: float,
+         task_scores: Mapping[str, float] | None = None) -> None:
+    """Saves state and iterator asynchronously; ``score`` ranks it for the best checkpoint, each of
+    ``task_scores`` ({task: validation score}) for that task's. The steps saved before it are
+    sealed first (Orbax waits for them before a new save anyway)."""
     seal(mngr)
+    metrics = {SCORE: score, **{TASK_SCORE.format(t): v for t, v in (task_scores or {}).items()}}
     with _space_checked(mngr):
-        mngr.save(step, metrics={SCORE: score}, args=ocp.args.Composite(**{
+        mngr.save(step, metrics=metrics, args=ocp.args.Composite(**{
             STATE: ocp.args.StandardSave(state), DATA: grain.checkpoint.CheckpointSave(data_iterator)}))
 
 
@@ -102,6 +113,35 @@ def _space_checked(mngr: ocp.CheckpointManager):
 def best_step(mngr: ocp.CheckpointManager) -> int | None:
     """The saved step with the highest validation score."""
     return mngr.best_step()
+
+
+def per_task_selection(config) -> bool:
+    """Whether ``config``'s best checkpoint is each task's own (``config.checkpoint_selection``;
+    runs recorded before the key existed select jointly)."""
+    return config.get("checkpoint_selection", "joint") == "per_task"
+
+
+def best_task_scores(mngr: ocp.CheckpointManager, tasks: Sequence[str]) -> dict[str, tuple[int, float]]:
+    """{task: (the saved step with that task's highest validation score, the score)}, the earliest
+    of equals. Waits for saves in flight: Orbax reads the scores from the finished steps."""
+    mngr.wait_until_finished()
+    steps = sorted(mngr.all_steps())
+    saved = {step: mngr.metrics(step) or {} for step in steps}
+    out = {}
+    for task in tasks:
+        key = TASK_SCORE.format(task)
+        scored = [step for step in steps if key in saved[step]]
+        if not scored:
+            raise MmjaxError(f"no checkpoint in {mngr.directory} has its own validation score for task {task!r}: "
+                             "per-task selection needs a run trained with config.checkpoint_selection='per_task'")
+        best = max(scored, key=lambda step: saved[step][key])
+        out[task] = best, float(saved[best][key])
+    return out
+
+
+def best_task_steps(mngr: ocp.CheckpointManager, tasks: Sequence[str]) -> dict[str, int]:
+    """{task: the saved step with that task's highest validation score} (``best_task_scores``)."""
+    return {task: step for task, (step, _) in best_task_scores(mngr, tasks).items()}
 
 
 def _saved_moving_average(mngr: ocp.CheckpointManager, step: int) -> str:
@@ -136,6 +176,16 @@ def restore(mngr: ocp.CheckpointManager, step: int, abstract_state, data_iterato
         _log.warning("the checkpoint at step %d has no moving average of the params: it starts from them", step)
     return abstract_state.replace(step=fields["step"], params=fields["params"], opt_state=fields["opt_state"],
                                   ema_params=ema if wanted else None)
+
+
+def resolve_task_steps(mngr: ocp.CheckpointManager, step: int | str, workdir: str, tasks: Sequence[str],
+                       per_task: bool) -> dict[str, int]:
+    """{task: the saved step it is read from}: ``step`` for every task (``resolve_step``), or with
+    ``per_task`` and ``step="best"`` each task's own best step."""
+    if step == "best" and per_task:
+        return best_task_steps(mngr, tasks)
+    resolved = resolve_step(mngr, step, workdir)
+    return dict.fromkeys(tasks, resolved)
 
 
 def resolve_step(mngr: ocp.CheckpointManager, step: int | str, workdir: str) -> int:

@@ -16,6 +16,7 @@ _POSITIVE_INTS = ("batch_size", "grad_accum_steps", "eval_batch_size", "num_trai
 TEXT_ENCODERS = ("scratch", "ngram", "pretrained", "cached")
 PRETRAINED_MODES = ("finetune", "frozen")
 SELECTION_METRICS = ("macro_f1", "weighted_f1")  # config.selection_metric
+CHECKPOINT_SELECTIONS = ("joint", "per_task")  # config.checkpoint_selection
 
 
 def _get(config, key: str):
@@ -97,6 +98,9 @@ def validate(config, process_count: int = 1) -> None:
     if config.get("selection_metric", "macro_f1") not in SELECTION_METRICS:
         raise ConfigError(f"config.selection_metric={config.selection_metric!r} is not one of "
                           f"{list(SELECTION_METRICS)}")
+    if config.get("checkpoint_selection", "joint") not in CHECKPOINT_SELECTIONS:
+        raise ConfigError(f"config.checkpoint_selection={config.checkpoint_selection!r} is not one of "
+                          f"{list(CHECKPOINT_SELECTIONS)}")
     if isinstance(config.tasks, str) or not config.tasks or not all(isinstance(t, str) for t in config.tasks):
         raise ConfigError(f"config.tasks={config.tasks!r}: expected a non-empty sequence of task names")
     for task, weight in config.task_weights.items():

@@ -53,20 +53,22 @@ def probabilities(run: restored_run.RestoredRun, dialogues, progress: bool = Tru
     s, config = run.setup, run.config
     source = pipeline.WindowSource(dialogues, inputs.shapes(config, s.manifest), config.model.context_turns,
                                    positions=True, groups=inputs.text_packing(config, mesh=s.mesh))
-    batches = pipeline.ordered_batches(source, config.eval_batch_size, jax.process_index(), jax.process_count(),
-                                       config.data.read_threads)
     step = setup_lib.jit_predict_step(s)
     tasks = corpus_tasks(s.manifest)
     out = [{t: np.zeros((d.num_turns, tasks[t].outputs), np.float32) for t in config.tasks} for d in dialogues]
     total = pipeline.num_ordered_batches(len(source), config.eval_batch_size, jax.process_count())
     with sharding.activate(s.mesh, s.rules):
-        for local_batch in progress_lib.bar(batches, total=total, desc="predict", unit="batch", enabled=progress):
-            result = jax.device_get(step(run.params, sharding.global_batch(local_batch, s.mesh)))
-            position = result.pop("position")  # [B, T, 2]
-            rows = position[..., 0] >= 0
-            for task, values in result.items():
-                for (d, t), p in zip(position[rows].tolist(), values[rows]):
-                    out[d][task][t] = p
+        for at, params, read in run.by_step():  # one pass per checkpoint (per-task selection: several)
+            batches = pipeline.ordered_batches(source, config.eval_batch_size, jax.process_index(),
+                                               jax.process_count(), config.data.read_threads)
+            bar = progress_lib.bar(batches, total=total, desc=f"predict (step {at})", unit="batch", enabled=progress)
+            for local_batch in bar:
+                result = jax.device_get(step(params, sharding.global_batch(local_batch, s.mesh)))
+                position = result.pop("position")  # [B, T, 2]
+                rows = position[..., 0] >= 0
+                for task in read:
+                    for (d, t), p in zip(position[rows].tolist(), result[task][rows]):
+                        out[d][task][t] = p
     return out
 
 

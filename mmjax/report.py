@@ -61,15 +61,16 @@ def png_name(split: str, task: str) -> str:
     return f"confusion_{split}_{re.sub(r'[^A-Za-z0-9_.+-]', '-', task)}.png"
 
 
-def write_confusion_pngs(report: Mapping, directory: str, split: str, model: str) -> dict[str, str]:
+def write_confusion_pngs(report: Mapping, directory: str, split: str, model: str | Mapping[str, str]) -> dict[str, str]:
     """Writes one confusion-matrix figure per classification task into ``directory``, titled with the task, split
-    and ``model`` (e.g. "step 1200"); returns {task: file name}."""
+    and ``model`` (e.g. "step 1200"; or one per task); returns {task: file name}."""
     names = {}
     for task, r in report.items():
         if "confusion" not in r:  # regression and multi-label tasks have none
             continue
         names[task] = png_name(split, task)
-        figure = figures.confusion_figure(np.asarray(r["confusion"]), r["labels"], f"{task}: {split} split, {model}")
+        title = f"{task}: {split} split, {model if isinstance(model, str) else model[task]}"
+        figure = figures.confusion_figure(np.asarray(r["confusion"]), r["labels"], title)
         figures.save_png(figure, os.path.join(directory, names[task]))
     return names
 
@@ -98,7 +99,14 @@ def aggregate(reports: Sequence[Mapping]) -> dict:
     return out
 
 
-def run_scores(seed: str, workdir: str, step: int, report: Mapping) -> dict:
+def step_label(step: int | Mapping[str, int]) -> str:
+    """"step N", or each task's step where tasks come from different steps (per-task selection)."""
+    if isinstance(step, Mapping):
+        return "steps " + ", ".join(f"{task} {at}" for task, at in step.items())
+    return f"step {step}"
+
+
+def run_scores(seed: str, workdir: str, step: int | Mapping[str, int], report: Mapping) -> dict:
     """One seed's line of a multi-seed evaluation: its workdir, the step evaluated, the mean
     headline score over tasks (``score``) and each task's scores."""
     return {"seed": seed, "workdir": workdir, "step": step,
@@ -113,7 +121,8 @@ def format_runs(runs: Sequence[Mapping], title: str) -> str:
     lines = [title, f"{'seed':<10}{'step':>8}{'mean score':>15}"
              + "".join(f"{(t[:10] + ' ' + heads[t])[:19]:>20}" for t in tasks)]
     for run in runs:
-        lines.append(f"{run['seed']:<10}{run['step']:>8}{run['score']:>15.4f}"
+        step = "per task" if isinstance(run["step"], Mapping) else run["step"]  # each task's: in the JSON
+        lines.append(f"{run['seed']:<10}{step:>8}{run['score']:>15.4f}"
                      + "".join(f"{run['tasks'][t][heads[t]]:>20.4f}" for t in tasks))
     return "\n".join(lines)
 

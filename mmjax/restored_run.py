@@ -30,8 +30,19 @@ _MUST_MATCH = ("tasks", "features", "text", "text_states")
 class RestoredRun:
     config: object
     setup: setup_lib.Setup
-    params: object  # restored parameters, in setup.state_shardings.params
-    step: int
+    params: dict[int, object]  # step -> its restored parameters, in setup.state_shardings.params
+    task_steps: dict[str, int]  # task -> the step its predictions come from
+
+    @property
+    def step(self) -> int | dict[str, int]:
+        """The step restored, or {task: step} where tasks come from different steps."""
+        steps = set(self.task_steps.values())
+        return steps.pop() if len(steps) == 1 else dict(self.task_steps)
+
+    def by_step(self) -> list[tuple[int, object, list[str]]]:
+        """(step, its params, the tasks read from it) for each step restored, in step order."""
+        return [(step, params, [t for t, at in self.task_steps.items() if at == step])
+                for step, params in sorted(self.params.items())]
 
 
 def _note(message: str) -> None:
@@ -84,7 +95,8 @@ def run_config(workdir: str, config=None):
 
 
 def restore(workdir: str, step: int | str = "latest", config=None, manifest: Mapping | None = None) -> RestoredRun:
-    """Restores ``step`` ("latest", "best" or a number) of ``workdir``.
+    """Restores ``step`` ("latest", "best" or a number) of ``workdir``; "best" under per-task
+    selection restores each task's best step.
 
     ``manifest``: the records manifest to build the model from (prediction passes the training
     one and needs no records); None reads the records directory, which must hold the records the
@@ -97,7 +109,8 @@ def restore(workdir: str, step: int | str = "latest", config=None, manifest: Map
     else:
         s = setup_lib.build(config, manifest=manifest, training=False)
     mngr = checkpointing.manager(workdir, create=False)
-    resolved = checkpointing.resolve_step(mngr, step, workdir)
+    tasks = list(config.tasks)
+    task_steps = checkpointing.resolve_task_steps(mngr, step, workdir, tasks, checkpointing.per_task_selection(config))
     # A run with a moving average of its parameters is evaluated with it, as in its validation.
     key = "params" if s.abstract_state.ema_params is None else "ema_params"
 
@@ -107,8 +120,9 @@ def restore(workdir: str, step: int | str = "latest", config=None, manifest: Map
     try:  # "latest" falls back to the newest step that restores; "best" or a number does not
         if step == "latest":
             resolved, params = checkpointing.restore_newest(mngr, restore_params, set_aside=False)
+            task_steps, restored = dict.fromkeys(tasks, resolved), {resolved: params}
         else:
-            params = checkpointing.checked_restore(mngr, resolved, restore_params)
+            restored = {at: checkpointing.checked_restore(mngr, at, restore_params) for at in set(task_steps.values())}
     finally:
         mngr.close()
-    return RestoredRun(config, s, params, resolved)
+    return RestoredRun(config, s, restored, task_steps)

@@ -32,27 +32,53 @@ def evaluate(config, workdir: str, split: str = "test", step: int | str = "lates
     return _evaluate(config, workdir, split, step, top_speakers, verbose)[0]
 
 
-def _evaluate(config, workdir: str, split: str, step: int | str, top_speakers: int, verbose: bool) -> tuple[dict, int]:
-    """``evaluate``'s report and the step it evaluated (what "latest" or "best" resolved to)."""
+def _evaluate(config, workdir: str, split: str, step: int | str, top_speakers: int,
+              verbose: bool) -> tuple[dict, int | dict]:
+    """``evaluate``'s report and the step it evaluated (what "latest" or "best" resolved to;
+    {task: step} where tasks come from different steps)."""
     run = restored_run.restore(workdir, step, config)
     s = run.setup
+    eval_step = setup_lib.jit_eval_step(s)
+    result = {}
     # The one place the test split may be opened (records.DialogueSource refuses it elsewhere).
     allow = records.reading_test_split() if split == records.TEST_SPLIT else contextlib.nullcontext()
     with allow:
-        result = evaluation.run(setup_lib.jit_eval_step(s), run.params, run.config, s.manifest, split, s.mesh,
-                                s.rules, details=True, top_speakers=top_speakers)
-    relations = evaluation.learned_task_relations(run.params, run.config, run.setup.manifest)
+        for _, params, tasks in run.by_step():
+            at = evaluation.run(eval_step, params, run.config, s.manifest, split, s.mesh, s.rules, details=True,
+                                top_speakers=top_speakers)
+            result.update({t: at[t] for t in tasks})
+    result = {t: result[t] for t in run.config.tasks}
+    relations = _task_relations(run)
+    label = report_lib.step_label(run.step)
     if jax.process_index() == 0:
-        pngs = report_lib.write_confusion_pngs(result, workdir, split, f"step {run.step}")
+        pngs = report_lib.write_confusion_pngs(result, workdir, split,
+                                               {t: report_lib.step_label(at) for t, at in run.task_steps.items()})
         evaluation.write_report(result, os.path.join(workdir, f"eval_{split}.json"), split=split, step=run.step,
                                 confusion_png=pngs, task_relations=relations)
         if verbose:
-            print("\n\n".join([evaluation.format_table(result, f"{workdir}: {split} split, checkpoint step {run.step}"),
+            print("\n\n".join([evaluation.format_table(result, f"{workdir}: {split} split, checkpoint {label}"),
                                report_lib.format_per_class(result),
                                report_lib.format_breakdown(result, "by_speaker", "speaker"),
                                report_lib.format_breakdown(result, "by_modalities", "modalities present"),
                                evaluation.format_task_relations(relations)]))
     return result, run.step
+
+
+def _task_relations(run: restored_run.RestoredRun) -> dict:
+    """``evaluation.learned_task_relations`` of the run; where tasks come from different steps,
+    each task's row of the cross-stitch matrices and its loss weight from its own step."""
+    relations = {step: evaluation.learned_task_relations(params, run.config, run.setup.manifest)
+                 for step, params, _ in run.by_step()}
+    if len(relations) == 1:
+        return relations.popitem()[1]
+    of_task = lambda task: relations[run.task_steps[task]]  # noqa: E731
+    merged = dict(next(iter(relations.values())))
+    merged["cross_stitch"] = {layer: [of_task(t)["cross_stitch"][layer][i] for i, t in enumerate(merged["tasks"])]
+                              for layer in merged["cross_stitch"]}
+    for key in ("log_variance", "loss_weight"):
+        if key in merged:
+            merged[key] = {t: of_task(t)[key][t] for t in merged[key]}
+    return merged
 
 
 def seed_workdirs(template: str, seeds: list[str]) -> list[str]:

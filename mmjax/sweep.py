@@ -8,7 +8,7 @@ brackets or quotes, e.g. ``model.modalities=("text",),("text","audio")``) is tra
 in ``<workdir>/<NN>_<overrides>_s<seed>`` by ``mmjax.train``'s code, so a run already there is
 resumed or, when finished, only read. A point's score is the mean over its seeds of the
 validation score of each run's best checkpoint (the checkpoint ``evaluate --step=best`` picks, by
-``config.selection_metric``); the test split is never read. Writes ``<workdir>/sweep.json`` (per
+``config.selection_metric``; under per-task selection, the mean of each task's best); the test split is never read. Writes ``<workdir>/sweep.json`` (per
 point: overrides, per seed the best step, its score and per-task validation scores; mean and
 standard deviation) and prints the points ranked, with the command that trains the best one.
 """
@@ -141,23 +141,38 @@ def with_overrides(config, overrides: dict):
     return config
 
 
-def best_validation(workdir: str) -> dict:
-    """The best checkpoint of a trained run: {"step", "score", "tasks": {task/score: value}},
-    from its checkpoints' ranking and the validation line of ``metrics.jsonl`` at that step."""
+def best_validation(workdir: str, config) -> dict:
+    """The best checkpoint of a trained run: {"step", "score", "tasks": {task/score: value}}, from
+    its checkpoints' ranking and the validation lines of ``metrics.jsonl``. Under per-task
+    selection (``config.checkpoint_selection``): each task's best step ({task: step}), the mean of
+    their scores, and each task's scores at its step."""
     mngr = checkpointing.manager(workdir, create=False)
     try:
-        step = checkpointing.best_step(mngr)
+        if checkpointing.per_task_selection(config):
+            best = checkpointing.best_task_scores(mngr, config.tasks)
+            steps, score = {t: step for t, (step, _) in best.items()}, float(np.mean([v for _, v in best.values()]))
+        else:
+            step = checkpointing.best_step(mngr)
+            steps, score = dict.fromkeys(config.tasks, step), None
     finally:
         mngr.close()
     path = epath.Path(workdir) / "metrics.jsonl"
-    if step is None or not path.exists():
+    if None in steps.values() or not path.exists():
         raise MmjaxError(f"{workdir!r} has no validated checkpoint to rank")
+    validated = {}
     for line in path.read_text().splitlines():
         entry = json.loads(line)
-        if entry.get("split") == "validation" and entry.get("step") == step:
-            scores = {k: v for k, v in entry.items() if k not in ("step", "split", "score") and "/loss" not in k}
-            return {"step": step, "score": entry["score"], "tasks": scores}
-    raise MmjaxError(f"{path} has no validation line for the best checkpoint, step {step}")
+        if entry.get("split") == "validation":
+            validated[entry["step"]] = entry
+    missing = sorted(set(steps.values()) - set(validated))
+    if missing:
+        raise MmjaxError(f"{path} has no validation line for the best checkpoint, step {missing[0]}")
+    tasks = {k: v for t, at in steps.items() for k, v in validated[at].items()
+             if k.startswith(f"{t}/") and "/loss" not in k}
+    if score is None:
+        (step,) = set(steps.values())
+        return {"step": step, "score": validated[step]["score"], "tasks": tasks}
+    return {"step": steps, "score": score, "tasks": tasks}
 
 
 def summarise(overrides: dict, runs: list[dict]) -> dict:
@@ -178,9 +193,10 @@ def sweep(config, workdir: str, grid_specs: Sequence[str], seeds: Sequence[int])
             run_dir = str(epath.Path(workdir) / f"{name}_s{seed}")
             if jax.process_index() == 0:
                 _log.info(f"sweep point {i + 1}/{len(todo)}, seed {seed}: {overrides} -> {run_dir}")
-            trainer.train_and_evaluate(with_overrides(config, {**overrides, "seed": seed}), run_dir)
+            run_config = with_overrides(config, {**overrides, "seed": seed})
+            trainer.train_and_evaluate(run_config, run_dir)
             if jax.process_index() == 0:  # the process that wrote metrics.jsonl
-                best = best_validation(run_dir)
+                best = best_validation(run_dir, run_config)
                 runs.append({"seed": seed, "workdir": run_dir, **best})
                 _log.info(f"best validation score {best['score']:.4f} at step {best['step']}")
         if jax.process_index() == 0:

@@ -164,13 +164,18 @@ def check_validation_split(config, manifest: Mapping) -> None:
                           "from config.tasks or label some validation utterances")
 
 
-def validation_score(report: dict, config) -> float:
-    """Model-selection score: the mean over the tasks of their validation
-    ``config.selection_metric`` (the score a corpus reports; runs saved before the key existed
-    selected by macro-F1); a regression task contributes its headline score (Pearson r)."""
+def task_validation_scores(report: dict, config) -> dict[str, float]:
+    """{task: its model-selection score}: its validation ``config.selection_metric`` (the score a
+    corpus reports; runs saved before the key existed selected by macro-F1), for a regression
+    task its headline score (Pearson r)."""
     metric = config.get("selection_metric", "macro_f1")
-    return float(np.mean([metrics_lib.headline(r) if metrics_lib.kind_of(r) == REGRESSION else r[metric]
-                          for r in report.values()]))
+    return {t: float(metrics_lib.headline(r) if metrics_lib.kind_of(r) == REGRESSION else r[metric])
+            for t, r in report.items()}
+
+
+def validation_score(report: dict, config) -> float:
+    """Model-selection score: the mean over the tasks of ``task_validation_scores``."""
+    return float(np.mean(list(task_validation_scores(report, config).values())))
 
 
 def train_and_evaluate(config, workdir: str):
@@ -191,7 +196,9 @@ def _train(config, workdir: str):
     s = setup_lib.build(config, manifest=prepared_records.load_or_prepare(config))
     check_validation_split(config, s.manifest)
     is_main = jax.process_index() == 0
-    mngr = checkpointing.manager(workdir, config.max_checkpoints_to_keep)
+    per_task = checkpointing.per_task_selection(config)
+    mngr = checkpointing.manager(workdir, config.max_checkpoints_to_keep,
+                                 best_of_tasks=config.tasks if per_task else ())
     start = mngr.latest_step()
     if start is not None:
         try:
@@ -272,7 +279,7 @@ def _loop(config, s: setup_lib.Setup, state, start: int, step_fn, eval_fn, data,
             if jax.process_index() == 0:
                 progress.write(evaluation.format_table(report, f"validation at step {step} (score {score:.4f})"))
             if save:
-                checkpointing.save(mngr, step, state, data, score)
+                checkpointing.save(mngr, step, state, data, score, task_validation_scores(report, config))
             # The logged rate and the bar's leave validation and checkpoint time out.
             pause_seconds = time.perf_counter() - paused
             log.exclude_pause(pause_seconds)
@@ -298,7 +305,12 @@ def stopped_early(config, mngr, step: int) -> int | None:
     up to ``step``, have not improved its validation score; else None. It is read from the
     checkpoints, so a resumed run that had stopped early stays stopped."""
     patience = config.early_stopping_patience
-    best = checkpointing.best_step(mngr) if patience else None
+    if not patience:
+        return None
+    if checkpointing.per_task_selection(config):  # stalled when no task has improved
+        best = max(checkpointing.best_task_steps(mngr, config.tasks).values())
+    else:
+        best = checkpointing.best_step(mngr)
     if best is not None and step - best >= patience * config.checkpoint_every_steps:
         return best
     return None

@@ -9,7 +9,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from mmjax import checkpointing, inputs, restored_run, run_evaluation, setup as setup_lib, trainer
+from mmjax import checkpointing, inputs, prediction, restored_run, run_evaluation, setup as setup_lib, trainer
+from mmjax.data import records
 from mmjax.errors import MmjaxError
 from tests.tiny import run_module, run_on_a_small_disk, tiny_config
 
@@ -232,3 +233,61 @@ mount -o remount,size=64m {disk}
     intact = [int(s) for s in error[0].split("checkpoints at steps ")[1].split(" are")[0].split(", ")]
     assert f"from its checkpoint at step {max(intact)}" in second and "second exit=0" in second, second[-3000:]
     assert "12" in second.split("second exit=0")[1].split()  # the rerun saved the last step (ls lists the kept steps)
+
+
+def test_per_task_selection_keeps_and_restores_each_tasks_best_step(one_device_state, tmp_path):
+    """Each task's best step is kept besides the latest and the joint best; ``--step=best``
+    restores each task's own step (evaluation and prediction read each task from it: the test
+    below)."""
+    workdir, config, s, expected = _per_task_run(one_device_state, tmp_path)
+    mngr = checkpointing.manager(workdir, create=False)
+    assert checkpointing.best_task_steps(mngr, config.tasks) == expected
+    assert mngr.all_steps() == [1, 2, 3, 5]  # step 4 is no one's best and not the latest
+    mngr.close()
+    run = restored_run.restore(workdir, "best", config, manifest=s.manifest)
+    assert run.task_steps == expected and run.step == expected and sorted(run.params) == [1, 2]
+    config.checkpoint_selection = "joint"
+    assert restored_run.restore(workdir, "best", config, manifest=s.manifest).step == 3
+    with pytest.raises(MmjaxError, match="per-task selection needs a run trained with"):
+        checkpointing.best_task_steps(checkpointing.manager(workdir, create=False), ["sentiment_intensity"])
+
+
+@pytest.mark.slow
+def test_per_task_selection_evaluates_and_predicts_each_task_with_its_step(one_device_state, tmp_path):
+    workdir, config, s, expected = _per_task_run(one_device_state, tmp_path)
+    single = {step: run_evaluation.evaluate(config, workdir, "validation", step, verbose=False) for step in (1, 2)}
+    best = run_evaluation.evaluate(config, workdir, "validation", "best", verbose=False)
+    assert list(best) == list(config.tasks)
+    assert all(best[t] == single[at][t] for t, at in expected.items())
+    assert any(best[t] != single[1][t] for t in config.tasks)  # the steps predict differently: the test can fail
+    with open(os.path.join(workdir, "eval_validation.json")) as f:
+        assert json.load(f)["step"] == expected
+
+    dialogues = records.DialogueSource(config.data.dir, "validation", s.manifest)
+    by_step = {step: prediction.probabilities(restored_run.restore(workdir, step, config, manifest=s.manifest),
+                                              dialogues, progress=False) for step in (1, 2)}
+    per_task = prediction.probabilities(restored_run.restore(workdir, "best", config, manifest=s.manifest), dialogues,
+                                        progress=False)
+    for d, got in enumerate(per_task):
+        for t, at in expected.items():
+            np.testing.assert_array_equal(got[t], by_step[at][d][t])
+    assert not np.array_equal(per_task[0]["sentiment"], by_step[2][0]["sentiment"])
+
+
+def _per_task_run(one_device_state, tmp_path):
+    """A workdir of 5 saved steps whose parameters differ, trained with per-task selection:
+    (workdir, config, setup, {task: its best step}): sentiment peaks at step 1, sarcasm at 2, the
+    joint score at 3; the other tasks score the same at every step (their best: the earliest)."""
+    config, s, state = one_device_state
+    config = config.copy_and_resolve_references()
+    config.checkpoint_selection = "per_task"
+    data = iter(inputs.train_dataset(config, s.manifest, 0, 1))
+    workdir = str(tmp_path / "run")
+    mngr = checkpointing.manager(workdir, keep_latest=1, best_of_tasks=config.tasks)
+    for step in range(1, 6):
+        rng = np.random.default_rng(step)
+        params = jax.tree.map(lambda p: p + (0.3 * rng.standard_normal(p.shape)).astype(p.dtype), state.params)
+        scores = {t: 0.0 for t in config.tasks} | {"sentiment": float(step == 1), "sarcasm": float(step == 2)}
+        checkpointing.save(mngr, step, state.replace(step=step, params=params), data, -abs(step - 3), scores)
+    mngr.close()
+    return workdir, config, s, {t: 2 if t == "sarcasm" else 1 for t in config.tasks}

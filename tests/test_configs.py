@@ -93,6 +93,7 @@ def test_records_of_another_schema_version_are_one_clear_error(tmp_path):
     ("model.ngram.buckets", -4, "expected a positive integer"),
     ("model.ngram.dropout", 1.0, r"expected a value in \[0, 1\)"),
     ("selection_metric", "accuracy", "is not one of"),
+    ("checkpoint_selection", "each", "is not one of"),
     ("ema_decay", 1.0, r"expected a value in \[0, 1\)"),
     ("ema_decay", -0.5, r"expected a value in \[0, 1\)"),
     ("model.text_layers", -1, "expected an integer >= 0"),
