@@ -6,7 +6,7 @@ import pytest
 from configs import cmma
 from mmjax import sweep
 from mmjax.errors import ConfigError
-from tests.tiny import run_module
+from tests.tiny import run_module, scored_checkpoints
 
 # The subprocess compiles like this test process (conftest): one train step per point and seed.
 QUICK_XLA = {"XLA_FLAGS": "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"}
@@ -95,3 +95,17 @@ def test_a_sweep_trains_each_point_and_seed_and_ranks_them_by_validation(records
     assert code == 0, again
     assert again.count("is trained to config.num_train_steps=4") == 4
     assert json.loads((workdir / sweep.RESULTS).read_text())["points"] == ranked
+
+
+def test_a_run_with_per_task_selection_ranks_by_the_mean_of_each_tasks_best(tmp_path):
+    workdir = str(tmp_path / "run")
+    scored_checkpoints(workdir, {1: {"sentiment": 0.5, "emotion": 0.1}, 2: {"sentiment": 0.35, "emotion": 0.3},
+                                 3: {"sentiment": 0.2, "emotion": 0.2}})
+    config = cmma.get_config()
+    config.tasks = ("sentiment", "emotion")
+    best = sweep.best_validation(workdir, config)
+    assert best == {"step": {"sentiment": 1, "emotion": 2}, "score": pytest.approx(0.4),
+                    "tasks": {"sentiment/macro_f1": 0.5, "emotion/macro_f1": 0.3}}
+    config.checkpoint_selection = "joint"  # the best mean of the two: step 2's
+    assert sweep.best_validation(workdir, config) == {"step": 2, "score": pytest.approx(0.325),
+                                                      "tasks": {"sentiment/macro_f1": 0.35, "emotion/macro_f1": 0.3}}

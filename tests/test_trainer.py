@@ -8,7 +8,7 @@ import pytest
 
 from mmjax import checkpointing, prepared_records, restored_run, setup as setup_lib, trainer
 from mmjax.errors import ConfigError, TrainingDivergedError
-from tests.tiny import tiny_config
+from tests.tiny import scored_checkpoints, tiny_config
 
 
 @pytest.mark.slow
@@ -69,6 +69,21 @@ def test_early_stopping_counts_checkpoints_since_the_best_and_stays_stopped(reco
     trainer.train_and_evaluate(config, workdir)  # resumes stopped: no step, no validation (scores are used up)
     mngr = checkpointing.manager(workdir, create=False)
     assert mngr.latest_step() == 4
+
+
+def test_per_task_early_stopping_waits_until_no_task_has_improved(tmp_path):
+    workdir = str(tmp_path / "run")
+    # The joint score peaks at step 1; emotion alone improves until step 3.
+    scored_checkpoints(workdir, {1: {"sentiment": 0.6, "emotion": 0.1}, 2: {"sentiment": 0.3, "emotion": 0.2},
+                                 3: {"sentiment": 0.2, "emotion": 0.3}, 4: {"sentiment": 0.2, "emotion": 0.2}})
+    config = tiny_config(str(tmp_path))
+    config.tasks, config.checkpoint_every_steps, config.early_stopping_patience = ("sentiment", "emotion"), 1, 2
+    mngr = checkpointing.manager(workdir, create=False)
+    assert trainer.stopped_early(config, mngr, 2) is None and trainer.stopped_early(config, mngr, 3) == 1
+    config.checkpoint_selection = "per_task"
+    assert trainer.stopped_early(config, mngr, 4) is None  # emotion's best, step 3, is one checkpoint old
+    assert trainer.stopped_early(config, mngr, 5) == 3
+    mngr.close()
 
 
 def test_a_resumed_run_drops_the_log_lines_of_the_steps_it_logs_again(tmp_path):

@@ -79,3 +79,30 @@ def run_on_a_small_disk(disk: str, size: str, script: str, timeout=600) -> tuple
     result = subprocess.run(["unshare", "-rm", "sh", "-c", full], cwd=REPO, env=env, capture_output=True,
                             text=True, timeout=timeout)
     return result.returncode, result.stdout + result.stderr
+
+
+def scored_checkpoints(workdir: str, scores: dict[int, dict[str, float]], keep_latest: int | None = None) -> None:
+    """Saves a one-number state at each step of ``scores`` ({step: {task: validation score}}) with
+    the scores a per-task run saves (the joint one their mean), and their validation lines in
+    ``metrics.jsonl``: the checkpoint ranking without training."""
+    import json
+
+    import numpy as np
+    import orbax.checkpoint as ocp
+
+    from mmjax import checkpointing
+
+    tasks = next(iter(scores.values()))
+    mngr = checkpointing.manager(workdir, keep_latest, best_of_tasks=tasks)
+    lines = []
+    for step, by_task in scores.items():
+        joint = float(np.mean(list(by_task.values())))
+        mngr.save(step, metrics={checkpointing.SCORE: joint, **{checkpointing.TASK_SCORE.format(t): v
+                                                                for t, v in by_task.items()}},
+                  args=ocp.args.Composite(state=ocp.args.StandardSave({"step": np.int32(step)})))
+        lines.append(json.dumps({"step": step, "split": "validation", "score": joint,
+                                 **{f"{t}/macro_f1": v for t, v in by_task.items()}}))
+    mngr.wait_until_finished()
+    mngr.close()
+    with open(os.path.join(workdir, "metrics.jsonl"), "w") as f:
+        f.write("\n".join(lines) + "\n")
