@@ -4,7 +4,8 @@
     python -m mmjax.evaluate --workdir=runs/soft_s{seed} --seeds=0,1,2 --split=test
 
 Restores the latest checkpoint (or ``--step=best`` by validation score, or ``--step=N``) onto the
-devices present, whatever mesh wrote it, with the config the workdir recorded (``--config``
+devices present (a run trained with ``config.checkpoint_selection="per_task"``: ``best`` reads each
+task from its own best step), whatever mesh wrote it, with the config the workdir recorded (``--config``
 replaces it). Writes into the workdir ``eval_<split>.json`` (per task: accuracy, macro- and
 weighted-F1, loss, majority baseline, per-class precision/recall/F1, confusion matrix, scores by
 speaker and by modalities present) and one confusion-matrix PNG per task, and prints the tables.
