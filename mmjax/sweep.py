@@ -8,9 +8,10 @@ brackets or quotes, e.g. ``model.modalities=("text",),("text","audio")``) is tra
 in ``<workdir>/<NN>_<overrides>_s<seed>`` by ``mmjax.train``'s code, so a run already there is
 resumed or, when finished, only read. A point's score is the mean over its seeds of the
 validation score of each run's best checkpoint (the checkpoint ``evaluate --step=best`` picks, by
-``config.selection_metric``; under per-task selection, the mean of each task's best); the test split is never read. Writes ``<workdir>/sweep.json`` (per
-point: overrides, per seed the best step, its score and per-task validation scores; mean and
-standard deviation) and prints the points ranked, with the command that trains the best one.
+``config.selection_metric``; under per-task selection, the mean of each task's best); the test
+split is never read. Writes ``<workdir>/sweep.json`` (per point: overrides, per seed the best step,
+its score and per-task validation scores; mean and standard deviation) and prints the points
+ranked, with the command that trains the best one.
 """
 
 from __future__ import annotations
