@@ -1,5 +1,6 @@
 """CMMA (Chinese, all six tasks): soft sharing on text (a bag of character n-grams), class-balanced
-losses, no dialogue-context interaction (it scored lower on validation; see the README).
+losses, no dialogue-context interaction (it scored lower on validation; see the README), each
+task evaluated at its own best checkpoint (``checkpoint_selection="per_task"``).
 
 The published corpus has text, speakers and labels but no audio/visual features, so the model
 sees text alone; add features with ``prepare --audio/--visual`` and
