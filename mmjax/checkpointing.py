@@ -123,8 +123,8 @@ def per_task_selection(config) -> bool:
 
 def best_task_scores(mngr: ocp.CheckpointManager, tasks: Sequence[str]) -> dict[str, tuple[int, float]]:
     """{task: (the saved step with that task's highest validation score, the score)}, the earliest
-    of equals. Waits for saves in flight: Orbax reads the scores from the finished steps."""
-    mngr.wait_until_finished()
+    of equals. Orbax reads the scores from finished steps: a caller with saves in flight waits
+    for them first (``mngr.wait_until_finished()``, on every process)."""
     steps = sorted(mngr.all_steps())
     saved = {step: mngr.metrics(step) or {} for step in steps}
     out = {}

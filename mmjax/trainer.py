@@ -308,6 +308,7 @@ def stopped_early(config, mngr, step: int) -> int | None:
     if not patience:
         return None
     if checkpointing.per_task_selection(config):  # stalled when no task has improved
+        mngr.wait_until_finished()  # the scores are read from the saved steps, this one's included
         best = max(checkpointing.best_task_steps(mngr, config.tasks).values())
     else:
         best = checkpointing.best_step(mngr)
