@@ -46,8 +46,8 @@ def get_config() -> ml_collections.ConfigDict:
     # tasks; regression tasks contribute their Pearson r.
     config.selection_metric = "macro_f1"
     # "joint": one best checkpoint, by that mean. "per_task": each task's own best step is kept
-    # (besides the latest) and read by `--step=best` in evaluate and predict: each task's head from
-    # the checkpoint where its validation score peaked, for tasks that peak at different times.
+    # (besides the latest) and read by `--step=best` in evaluate and predict: each task's predictions
+    # from the whole model saved where its validation score peaked, for tasks that peak at different times.
     config.checkpoint_selection = "joint"
     # > 0: stop once this many checkpoints in a row have not improved the best validation score.
     config.early_stopping_patience = 0

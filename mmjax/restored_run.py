@@ -110,7 +110,6 @@ def restore(workdir: str, step: int | str = "latest", config=None, manifest: Map
         s = setup_lib.build(config, manifest=manifest, training=False)
     mngr = checkpointing.manager(workdir, create=False)
     tasks = list(config.tasks)
-    task_steps = checkpointing.resolve_task_steps(mngr, step, workdir, tasks, checkpointing.per_task_selection(config))
     # A run with a moving average of its parameters is evaluated with it, as in its validation.
     key = "params" if s.abstract_state.ema_params is None else "ema_params"
 
@@ -118,6 +117,8 @@ def restore(workdir: str, step: int | str = "latest", config=None, manifest: Map
         return checkpointing.restore_params(mngr, at, s.abstract_state.params, key)
 
     try:  # "latest" falls back to the newest step that restores; "best" or a number does not
+        task_steps = checkpointing.resolve_task_steps(mngr, step, workdir, tasks,
+                                                      checkpointing.per_task_selection(config))
         if step == "latest":
             resolved, params = checkpointing.restore_newest(mngr, restore_params, set_aside=False)
             task_steps, restored = dict.fromkeys(tasks, resolved), {resolved: params}

@@ -309,7 +309,10 @@ def stopped_early(config, mngr, step: int) -> int | None:
         return None
     if checkpointing.per_task_selection(config):  # stalled when no task has improved
         mngr.wait_until_finished()  # the scores are read from the saved steps, this one's included
-        best = max(checkpointing.best_task_steps(mngr, config.tasks).values())
+        try:
+            best = max(checkpointing.best_task_steps(mngr, config.tasks).values())
+        except MmjaxError:  # a run begun before checkpoints carried each task's score: not yet
+            return None
     else:
         best = checkpointing.best_step(mngr)
     if best is not None and step - best >= patience * config.checkpoint_every_steps:

@@ -83,6 +83,8 @@ def test_per_task_early_stopping_waits_until_no_task_has_improved(tmp_path):
     config.checkpoint_selection = "per_task"
     assert trainer.stopped_early(config, mngr, 4) is None  # emotion's best, step 3, is one checkpoint old
     assert trainer.stopped_early(config, mngr, 5) == 3
+    config.tasks = ("sentiment", "humor")  # a task no checkpoint scored (a run begun before): not yet stalled
+    assert trainer.stopped_early(config, mngr, 5) is None
     mngr.close()
 
 
