@@ -49,14 +49,18 @@ class DamagedCheckpoint(MmjaxError):
 
 SCORE = "validation_score"
 TASK_SCORE = "validation_score/{}"  # each task's own, for per-task checkpoint selection
+STEP = "step"  # in each step's metrics too: a policy ranking steps sees only their metrics
 
 
-def _score(metrics) -> float:
-    return metrics[SCORE]
+def _rank(key: str, metrics) -> tuple[float, int]:
+    """How a saved step ranks for the score ``key``: higher first, then the *earlier* of equal
+    scores, so that only a strict improvement moves the best step (a task whose score stays flat
+    keeps its first step; early stopping counts from it). Steps saved without the score rank
+    last; steps saved before STEP was stored, by position (Orbax keeps the later)."""
+    return metrics.get(key, float("-inf")), -metrics.get(STEP, 0)
 
 
-def _task_score(task: str, metrics) -> float:
-    return metrics.get(TASK_SCORE.format(task), float("-inf"))  # steps saved without it rank last
+_joint_rank = functools.partial(_rank, SCORE)
 
 
 def manager(workdir: str, keep_latest: int | None = None, create: bool = True,
@@ -69,10 +73,11 @@ def manager(workdir: str, keep_latest: int | None = None, create: bool = True,
         policy = preservation_policy.AnyPreservationPolicy([
             preservation_policy.LatestN(keep_latest),
             *(preservation_policy.BestN(get_metric_fn=fn, n=1, keep_checkpoints_without_metrics=False)
-              for fn in [_score, *(functools.partial(_task_score, task) for task in best_of_tasks)])])
-    # best_fn makes Orbax store each step's metrics (and rank steps by them in best_step()).
+              for fn in [_joint_rank, *(functools.partial(_rank, TASK_SCORE.format(t)) for t in best_of_tasks)])])
+    # best_fn makes Orbax store each step's metrics (and rank steps by them in best_step()); Orbax
+    # only sorts by it, so a tuple serves.
     options = ocp.CheckpointManagerOptions(create=create, enable_async_checkpointing=True,
-                                           best_fn=_score, best_mode="max", preservation_policy=policy)
+                                           best_fn=_joint_rank, best_mode="max", preservation_policy=policy)
     _quiet_orbax_failures()
     return ocp.CheckpointManager(workdir_path(workdir) / "checkpoints", options=options)
 
@@ -88,10 +93,14 @@ def save(mngr: ocp.CheckpointManager, step: int, state, data_iterator, score: fl
     ``task_scores`` ({task: validation score}) for that task's. The steps saved before it are
     sealed first (Orbax waits for them before a new save anyway)."""
     seal(mngr)
-    metrics = {SCORE: score, **{TASK_SCORE.format(t): v for t, v in (task_scores or {}).items()}}
     with _space_checked(mngr):
-        mngr.save(step, metrics=metrics, args=ocp.args.Composite(**{
+        mngr.save(step, metrics=step_metrics(step, score, task_scores), args=ocp.args.Composite(**{
             STATE: ocp.args.StandardSave(state), DATA: grain.checkpoint.CheckpointSave(data_iterator)}))
+
+
+def step_metrics(step: int, score: float, task_scores: Mapping[str, float] | None = None) -> dict:
+    """The metrics Orbax stores with a saved step, by which the manager ranks it."""
+    return {STEP: step, SCORE: score, **{TASK_SCORE.format(t): v for t, v in (task_scores or {}).items()}}
 
 
 @contextlib.contextmanager
@@ -121,12 +130,16 @@ def per_task_selection(config) -> bool:
     return config.get("checkpoint_selection", "joint") == "per_task"
 
 
-def best_task_scores(mngr: ocp.CheckpointManager, tasks: Sequence[str]) -> dict[str, tuple[int, float]]:
+def best_task_scores(mngr: ocp.CheckpointManager, tasks: Sequence[str],
+                     unfinished: Mapping[int, Mapping[str, float]] | None = None) -> dict[str, tuple[int, float]]:
     """{task: (the saved step with that task's highest validation score, the score)}, the earliest
-    of equals. Orbax reads the scores from finished steps: a caller with saves in flight waits
-    for them first (``mngr.wait_until_finished()``, on every process)."""
-    steps = sorted(mngr.all_steps())
-    saved = {step: mngr.metrics(step) or {} for step in steps}
+    of equals (``_rank``). Orbax reads the scores of finished steps from disk; ``unfinished``
+    gives {step: {task: score}} for steps whose save is still in flight (the trainer's latest),
+    so that no caller has to wait for them."""
+    unfinished = unfinished or {}
+    steps = sorted(set(mngr.all_steps()) | set(unfinished))
+    saved = {step: {TASK_SCORE.format(t): v for t, v in unfinished[step].items()} if step in unfinished
+             else mngr.metrics(step) or {} for step in steps}
     out = {}
     for task in tasks:
         key = TASK_SCORE.format(task)
@@ -134,14 +147,15 @@ def best_task_scores(mngr: ocp.CheckpointManager, tasks: Sequence[str]) -> dict[
         if not scored:
             raise MmjaxError(f"no checkpoint in {mngr.directory} has its own validation score for task {task!r}: "
                              "per-task selection needs a run trained with config.checkpoint_selection='per_task'")
-        best = max(scored, key=lambda step: saved[step][key])
+        best = max(scored, key=lambda step: (saved[step][key], -step))
         out[task] = best, float(saved[best][key])
     return out
 
 
-def best_task_steps(mngr: ocp.CheckpointManager, tasks: Sequence[str]) -> dict[str, int]:
+def best_task_steps(mngr: ocp.CheckpointManager, tasks: Sequence[str],
+                    unfinished: Mapping[int, Mapping[str, float]] | None = None) -> dict[str, int]:
     """{task: the saved step with that task's highest validation score} (``best_task_scores``)."""
-    return {task: step for task, (step, _) in best_task_scores(mngr, tasks).items()}
+    return {task: step for task, (step, _) in best_task_scores(mngr, tasks, unfinished).items()}
 
 
 def _saved_moving_average(mngr: ocp.CheckpointManager, step: int) -> str:

@@ -96,6 +96,14 @@ def parse_value(key: str, text: str, current):
     return value
 
 
+# Keys whose values the validation ranking cannot compare fairly.
+_NOT_RANKABLE = {
+    "checkpoint_selection": "per_task ranks by the mean of each task's best validation score, never below the best "
+                            "joint mean of the same run: the ranking would favour it whatever it does on unseen "
+                            "data (compare the two with benchmarks/selection_transfer.py)",
+    "selection_metric": "each value ranks the points by a different score"}
+
+
 def parse_grid(specs: Sequence[str], config) -> list[tuple[str, list]]:
     """``["lr=1e-3,3e-3", ...]`` -> ``[("lr", [0.001, 0.003]), ...]``, each value typed by ``config``."""
     grid, seen = [], set()
@@ -108,6 +116,8 @@ def parse_grid(specs: Sequence[str], config) -> list[tuple[str, list]]:
             raise ConfigError(f"--grid: {key!r} is given twice")
         if key == "seed":
             raise ConfigError("--grid=seed=...: give seeds with --seeds (each point is trained with every seed)")
+        if key in _NOT_RANKABLE:
+            raise ConfigError(f"--grid={key}=...: {_NOT_RANKABLE[key]}")
         seen.add(key)
         current = _current(config, key)
         grid.append((key, [parse_value(key, v, current) for v in split_values(values)]))
@@ -142,11 +152,12 @@ def with_overrides(config, overrides: dict):
     return config
 
 
-def best_validation(workdir: str, config) -> dict:
+def best_validation(workdir: str, config) -> dict | None:
     """The best checkpoint of a trained run: {"step", "score", "tasks": {task/score: value}}, from
     its checkpoints' ranking and the validation lines of ``metrics.jsonl``. Under per-task
     selection (``config.checkpoint_selection``): each task's best step ({task: step}), the mean of
-    their scores, and each task's scores at its step."""
+    their scores, and each task's scores at its step. Called on every process (Orbax's manager
+    synchronises them); process 0, which wrote ``metrics.jsonl``, returns it, the others None."""
     mngr = checkpointing.manager(workdir, create=False)
     try:
         if checkpointing.per_task_selection(config):
@@ -157,6 +168,8 @@ def best_validation(workdir: str, config) -> dict:
             steps, score = dict.fromkeys(config.tasks, step), None
     finally:
         mngr.close()
+    if jax.process_index() != 0:
+        return None
     path = epath.Path(workdir) / "metrics.jsonl"
     if None in steps.values() or not path.exists():
         raise MmjaxError(f"{workdir!r} has no validated checkpoint to rank")
@@ -196,8 +209,8 @@ def sweep(config, workdir: str, grid_specs: Sequence[str], seeds: Sequence[int])
                 _log.info(f"sweep point {i + 1}/{len(todo)}, seed {seed}: {overrides} -> {run_dir}")
             run_config = with_overrides(config, {**overrides, "seed": seed})
             trainer.train_and_evaluate(run_config, run_dir)
-            if jax.process_index() == 0:  # the process that wrote metrics.jsonl
-                best = best_validation(run_dir, run_config)
+            best = best_validation(run_dir, run_config)
+            if jax.process_index() == 0:
                 runs.append({"seed": seed, "workdir": run_dir, **best})
                 _log.info(f"best validation score {best['score']:.4f} at step {best['step']}")
         if jax.process_index() == 0:

@@ -279,7 +279,8 @@ def _loop(config, s: setup_lib.Setup, state, start: int, step_fn, eval_fn, data,
             if jax.process_index() == 0:
                 progress.write(evaluation.format_table(report, f"validation at step {step} (score {score:.4f})"))
             if save:
-                checkpointing.save(mngr, step, state, data, score, task_validation_scores(report, config))
+                task_scores = task_validation_scores(report, config)
+                checkpointing.save(mngr, step, state, data, score, task_scores)
             # The logged rate and the bar's leave validation and checkpoint time out.
             pause_seconds = time.perf_counter() - paused
             log.exclude_pause(pause_seconds)
@@ -291,7 +292,7 @@ def _loop(config, s: setup_lib.Setup, state, start: int, step_fn, eval_fn, data,
                     _log.warning(f"stopped by {watch.reason} at step {step}, saved in its checkpoint; run the "
                                  "same command again to resume")
                 return state
-            stalled_since = stopped_early(config, mngr, step)
+            stalled_since = stopped_early(config, mngr, step, task_scores)
             if stalled_since is not None:
                 progress.close()
                 _note_early_stop(config, step, stalled_since, "stopping early")
@@ -300,17 +301,19 @@ def _loop(config, s: setup_lib.Setup, state, start: int, step_fn, eval_fn, data,
     return state
 
 
-def stopped_early(config, mngr, step: int) -> int | None:
+def stopped_early(config, mngr, step: int, task_scores: dict[str, float] | None = None) -> int | None:
     """The best step, when the ``config.early_stopping_patience`` (> 0) checkpoints saved after it,
     up to ``step``, have not improved its validation score; else None. It is read from the
-    checkpoints, so a resumed run that had stopped early stays stopped."""
+    checkpoints, so a resumed run that had stopped early stays stopped. ``task_scores``: the
+    per-task scores of ``step`` when its save may still be in flight (the earlier saves are
+    finished: each save waits for the one before)."""
     patience = config.early_stopping_patience
     if not patience:
         return None
     if checkpointing.per_task_selection(config):  # stalled when no task has improved
-        mngr.wait_until_finished()  # the scores are read from the saved steps, this one's included
         try:
-            best = max(checkpointing.best_task_steps(mngr, config.tasks).values())
+            unfinished = {step: task_scores} if task_scores is not None else None
+            best = max(checkpointing.best_task_steps(mngr, config.tasks, unfinished).values())
         except MmjaxError:  # a run begun before checkpoints carried each task's score: not yet
             return None
     else:

@@ -246,6 +246,14 @@ def test_per_task_selection_keeps_and_restores_each_tasks_best_step(one_device_s
     mngr.close()
     run = restored_run.restore(workdir, "best", config, manifest=s.manifest)
     assert run.task_steps == expected and run.step == expected and sorted(run.params) == [1, 2]
+    # The evaluation report's task relations: each tower's cross-stitch row from its task's step.
+    merged = run_evaluation._task_relations(run)
+    single = {step: run_evaluation._task_relations(restored_run.restore(workdir, step, config, manifest=s.manifest))
+              for step in (1, 2)}
+    for layer, rows in merged["cross_stitch"].items():
+        for i, task in enumerate(merged["tasks"]):
+            assert rows[i] == single[expected[task]]["cross_stitch"][layer][i]
+        assert rows != single[1]["cross_stitch"][layer]  # the steps' rows differ: the check can fail
     config.checkpoint_selection = "joint"
     assert restored_run.restore(workdir, "best", config, manifest=s.manifest).step == 3
     with pytest.raises(MmjaxError, match="per-task selection needs a run trained with"):

@@ -33,3 +33,8 @@ def test_each_seed_has_its_line_with_the_step_it_evaluated():
     table = report.format_runs([run, report.run_scores("1", "runs/s1", 900, scores)], "title")
     assert table.splitlines()[2].split() == ["0", "1200", "0.5000", "0.6000", "0.4000"]
     assert table.splitlines()[3].split()[:2] == ["1", "900"]
+    per_task = report.run_scores("2", "runs/s2", {"sarcasm": 300, "humor": 900}, scores)
+    line = report.format_runs([run, per_task], "title").splitlines()[3]
+    assert line.split() == ["2", "per", "task", "0.5000", "0.6000", "0.4000"]  # each task's step: in the JSON
+    assert report.step_label(per_task["step"]) == "steps sarcasm 300, humor 900"
+    assert report.step_label(1200) == "step 1200"

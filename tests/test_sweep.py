@@ -37,6 +37,7 @@ def test_grid_values_take_the_type_of_the_config_key():
     ("model.ngram.orders=2.5", "'2.5' is not a int"),
     ("learning_rate", "expected KEY=VALUE"),
     ("seed=0,1", "give seeds with --seeds"),
+    ("checkpoint_selection=joint,per_task", "the ranking would favour it"),
 ])
 def test_a_bad_grid_is_one_error_naming_the_key(spec, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(")):

@@ -88,6 +88,54 @@ def test_per_task_early_stopping_waits_until_no_task_has_improved(tmp_path):
     mngr.close()
 
 
+def test_a_flat_task_keeps_its_first_best_step_and_lets_early_stopping_fire(tmp_path):
+    """Only a strict improvement moves a best step: the manager keeps, and selection reads, the
+    earliest of equal scores, so a task that stays flat after its peak does not hold training up."""
+    workdir = str(tmp_path / "run")
+    # Sentiment peaks at step 1, emotion at step 2 and stays there; the joint score is flat throughout.
+    flat = {step: {"sentiment": 0.5 if step == 1 else 0.25, "emotion": 0.125 if step == 1 else 0.375}
+            for step in range(1, 6)}  # exact in binary: the joint means tie exactly
+    scored_checkpoints(workdir, flat, keep_latest=1)
+    mngr = checkpointing.manager(workdir, create=False)
+    assert mngr.all_steps() == [1, 2, 5]
+    assert checkpointing.best_task_steps(mngr, ["sentiment", "emotion"]) == {"sentiment": 1, "emotion": 2}
+    assert checkpointing.best_step(mngr) == 1
+    config = tiny_config(str(tmp_path))
+    config.tasks, config.checkpoint_every_steps, config.early_stopping_patience = ("sentiment", "emotion"), 1, 3
+    assert trainer.stopped_early(config, mngr, 4) == 1
+    config.checkpoint_selection = "per_task"
+    assert trainer.stopped_early(config, mngr, 4) is None and trainer.stopped_early(config, mngr, 5) == 2
+    # The step just saved counts from its in-memory scores (its save may be in flight): a gain at step 6.
+    assert trainer.stopped_early(config, mngr, 6, {"sentiment": 0.25, "emotion": 0.5}) is None
+    assert trainer.stopped_early(config, mngr, 6, {"sentiment": 0.25, "emotion": 0.375}) == 2
+    mngr.close()
+
+
+@pytest.mark.slow
+def test_per_task_training_saves_each_tasks_score_and_keeps_its_best_across_a_resume(records_dir, tmp_path):
+    config = tiny_config(records_dir)
+    config.tasks, config.checkpoint_selection = ("sentiment", "emotion", "sarcasm"), "per_task"
+    config.eval_every_steps = config.checkpoint_every_steps = 1
+    config.max_checkpoints_to_keep = 1
+    workdir = str(tmp_path / "run")
+    trainer.train_and_evaluate(config, workdir)
+    config.num_train_steps = 6  # resumed from step 4
+    trainer.train_and_evaluate(config, workdir)
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        validated = {r["step"]: r for r in map(json.loads, f) if r["split"] == "validation"}
+    assert sorted(validated) == list(range(1, 7))
+    expected = {t: max(sorted(validated), key=lambda step: (validated[step][f"{t}/macro_f1"], -step))
+                 for t in config.tasks}  # the earliest of equals
+    joint = max(sorted(validated), key=lambda step: (validated[step]["score"], -step))
+    mngr = checkpointing.manager(workdir, create=False)
+    assert checkpointing.best_task_steps(mngr, config.tasks) == expected
+    assert set(mngr.all_steps()) == {6, joint, *expected.values()}
+    for step in mngr.all_steps():
+        assert mngr.metrics(step) == checkpointing.step_metrics(step, validated[step]["score"], {
+            t: validated[step][f"{t}/macro_f1"] for t in config.tasks})
+    mngr.close()
+
+
 def test_a_resumed_run_drops_the_log_lines_of_the_steps_it_logs_again(tmp_path):
     path = tmp_path / "metrics.jsonl"
     path.write_text("".join(json.dumps({"step": step, "split": split, "loss": 1.0}) + "\n"

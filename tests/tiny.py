@@ -97,8 +97,7 @@ def scored_checkpoints(workdir: str, scores: dict[int, dict[str, float]], keep_l
     lines = []
     for step, by_task in scores.items():
         joint = float(np.mean(list(by_task.values())))
-        mngr.save(step, metrics={checkpointing.SCORE: joint, **{checkpointing.TASK_SCORE.format(t): v
-                                                                for t, v in by_task.items()}},
+        mngr.save(step, metrics=checkpointing.step_metrics(step, joint, by_task),
                   args=ocp.args.Composite(state=ocp.args.StandardSave({"step": np.int32(step)})))
         lines.append(json.dumps({"step": step, "split": "validation", "score": joint,
                                  **{f"{t}/macro_f1": v for t, v in by_task.items()}}))
