@@ -47,7 +47,7 @@ def validation_rows(workdir: str, every: int) -> tuple[dict[int, dict[str, np.nd
         eval_step, batches = setup_lib.jit_eval_step(s), []
         with sharding.activate(s.mesh, s.rules):
             for batch in inputs.eval_batches(config, s.manifest, "validation", 0, 1):
-                batches.append(jax.device_get(eval_step(run.params[step], sharding.global_batch(batch, s.mesh))["rows"]))
+                batches.append(jax.device_get(eval_step(run.kept[step], sharding.global_batch(batch, s.mesh))["rows"]))
         out[step] = breakdowns.utterance_rows(batches)
     return out, config, tasks
 

@@ -9,9 +9,11 @@ average, with ``config.ema_decay``), not the optimizer state.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 import jax
 from etils import epath
@@ -30,8 +32,9 @@ _MUST_MATCH = ("tasks", "features", "text", "text_states")
 class RestoredRun:
     config: object
     setup: setup_lib.Setup
-    params: dict[int, object]  # step -> its restored parameters, in setup.state_shardings.params
     task_steps: dict[str, int]  # task -> the step its predictions come from
+    restore_step: Callable[[int], object]  # step -> its parameters, in setup.state_shardings.params
+    kept: dict[int, object] = dataclasses.field(default_factory=dict)  # step -> parameters already restored
 
     @property
     def step(self) -> int | dict[str, int]:
@@ -39,10 +42,14 @@ class RestoredRun:
         steps = set(self.task_steps.values())
         return steps.pop() if len(steps) == 1 else dict(self.task_steps)
 
-    def by_step(self) -> list[tuple[int, object, list[str]]]:
-        """(step, its params, the tasks read from it) for each step restored, in step order."""
-        return [(step, params, [t for t, at in self.task_steps.items() if at == step])
-                for step, params in sorted(self.params.items())]
+    def by_step(self) -> Iterator[tuple[int, object, list[str]]]:
+        """(step, its params, the tasks read from it) for each step, in step order. A run read from
+        one step keeps its parameters; where tasks come from several (per-task selection), each
+        step's are restored when reached, so that one step's parameters are held at a time."""
+        for step in sorted(set(self.task_steps.values())):
+            params = self.kept[step] if step in self.kept else self.restore_step(step)
+            yield step, params, [t for t, at in self.task_steps.items() if at == step]
+            del params
 
 
 def _note(message: str) -> None:
@@ -108,22 +115,27 @@ def restore(workdir: str, step: int | str = "latest", config=None, manifest: Map
         check_same_records(saved_run.load_manifest(workdir), s.manifest, config.data.dir)
     else:
         s = setup_lib.build(config, manifest=manifest, training=False)
-    mngr = checkpointing.manager(workdir, create=False)
     tasks = list(config.tasks)
     # A run with a moving average of its parameters is evaluated with it, as in its validation.
     key = "params" if s.abstract_state.ema_params is None else "ema_params"
 
-    def restore_params(at: int):
-        return checkpointing.restore_params(mngr, at, s.abstract_state.params, key)
+    def restore_step(at: int):
+        with contextlib.closing(checkpointing.manager(workdir, create=False)) as mngr:
+            return checkpointing.checked_restore(mngr, at, functools.partial(_restore_params, mngr, s, key))
 
-    try:  # "latest" falls back to the newest step that restores; "best" or a number does not
+    with contextlib.closing(checkpointing.manager(workdir, create=False)) as mngr:
         task_steps = checkpointing.resolve_task_steps(mngr, step, workdir, tasks,
                                                       checkpointing.per_task_selection(config))
-        if step == "latest":
-            resolved, params = checkpointing.restore_newest(mngr, restore_params, set_aside=False)
-            task_steps, restored = dict.fromkeys(tasks, resolved), {resolved: params}
-        else:
-            restored = {at: checkpointing.checked_restore(mngr, at, restore_params) for at in set(task_steps.values())}
-    finally:
-        mngr.close()
-    return RestoredRun(config, s, restored, task_steps)
+        if step == "latest":  # falls back to the newest step that restores; "best" or a number does not
+            resolved, params = checkpointing.restore_newest(mngr, functools.partial(_restore_params, mngr, s, key),
+                                                            set_aside=False)
+            return RestoredRun(config, s, dict.fromkeys(tasks, resolved), restore_step, {resolved: params})
+        steps = sorted(set(task_steps.values()))
+        if len(steps) > 1:  # restored one at a time later: damage is found now, not half-way through
+            for at in steps:
+                checkpointing.verify(mngr, at)
+    return RestoredRun(config, s, task_steps, restore_step, {steps[0]: restore_step(steps[0])} if len(steps) == 1 else {})
+
+
+def _restore_params(mngr, s: setup_lib.Setup, key: str, step: int):
+    return checkpointing.restore_params(mngr, step, s.abstract_state.params, key)

@@ -39,16 +39,17 @@ def _evaluate(config, workdir: str, split: str, step: int | str, top_speakers: i
     run = restored_run.restore(workdir, step, config)
     s = run.setup
     eval_step = setup_lib.jit_eval_step(s)
-    result = {}
+    result, relations = {}, {}
     # The one place the test split may be opened (records.DialogueSource refuses it elsewhere).
     allow = records.reading_test_split() if split == records.TEST_SPLIT else contextlib.nullcontext()
     with allow:
-        for _, params, tasks in run.by_step():
+        for at_step, params, tasks in run.by_step():
             at = evaluation.run(eval_step, params, run.config, s.manifest, split, s.mesh, s.rules, details=True,
                                 top_speakers=top_speakers)
             result.update({t: at[t] for t in tasks})
+            relations[at_step] = evaluation.learned_task_relations(params, run.config, s.manifest)
     result = {t: result[t] for t in run.config.tasks}
-    relations = _task_relations(run)
+    relations = merge_task_relations(relations, run.task_steps)
     label = report_lib.step_label(run.step)
     if jax.process_index() == 0:
         pngs = report_lib.write_confusion_pngs(result, workdir, split,
@@ -64,15 +65,14 @@ def _evaluate(config, workdir: str, split: str, step: int | str, top_speakers: i
     return result, run.step
 
 
-def _task_relations(run: restored_run.RestoredRun) -> dict:
-    """``evaluation.learned_task_relations`` of the run; where tasks come from different steps,
-    each task's row of the cross-stitch matrices and its loss weight from its own step."""
-    relations = {step: evaluation.learned_task_relations(params, run.config, run.setup.manifest)
-                 for step, params, _ in run.by_step()}
-    if len(relations) == 1:
-        return relations.popitem()[1]
-    of_task = lambda task: relations[run.task_steps[task]]  # noqa: E731
-    merged = dict(next(iter(relations.values())))
+def merge_task_relations(by_step: dict[int, dict], task_steps: dict[str, int]) -> dict:
+    """One ``evaluation.learned_task_relations`` from those of each step restored (``by_step``):
+    where tasks come from different steps, each task's row of the cross-stitch matrices and its
+    loss weight from its own step (``task_steps``)."""
+    if len(by_step) == 1:
+        return next(iter(by_step.values()))
+    of_task = lambda task: by_step[task_steps[task]]  # noqa: E731
+    merged = dict(next(iter(by_step.values())))
     merged["cross_stitch"] = {layer: [of_task(t)["cross_stitch"][layer][i] for i, t in enumerate(merged["tasks"])]
                               for layer in merged["cross_stitch"]}
     for key in ("log_variance", "loss_weight"):

@@ -9,7 +9,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from mmjax import checkpointing, inputs, prediction, restored_run, run_evaluation, setup as setup_lib, trainer
+from mmjax import checkpointing, evaluation, inputs, prediction, restored_run, run_evaluation, setup as setup_lib, trainer
 from mmjax.data import records
 from mmjax.errors import MmjaxError
 from tests.tiny import run_module, run_on_a_small_disk, tiny_config
@@ -245,11 +245,13 @@ def test_per_task_selection_keeps_and_restores_each_tasks_best_step(one_device_s
     assert mngr.all_steps() == [1, 2, 3, 5]  # step 4 is no one's best and not the latest
     mngr.close()
     run = restored_run.restore(workdir, "best", config, manifest=s.manifest)
-    assert run.task_steps == expected and run.step == expected and sorted(run.params) == [1, 2]
+    assert run.task_steps == expected and run.step == expected and not run.kept  # restored when evaluated
+    relations = {at: evaluation.learned_task_relations(params, config, s.manifest) for at, params, _ in run.by_step()}
+    assert sorted(relations) == [1, 2]
     # The evaluation report's task relations: each tower's cross-stitch row from its task's step.
-    merged = run_evaluation._task_relations(run)
-    single = {step: run_evaluation._task_relations(restored_run.restore(workdir, step, config, manifest=s.manifest))
-              for step in (1, 2)}
+    merged = run_evaluation.merge_task_relations(relations, run.task_steps)
+    single = {step: evaluation.learned_task_relations(restored_run.restore(workdir, step, config, manifest=s.manifest)
+                                                      .kept[step], config, s.manifest) for step in (1, 2)}
     for layer, rows in merged["cross_stitch"].items():
         for i, task in enumerate(merged["tasks"]):
             assert rows[i] == single[expected[task]]["cross_stitch"][layer][i]
