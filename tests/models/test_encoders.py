@@ -62,7 +62,7 @@ def test_hashed_ngrams_depend_on_order_and_content_and_stay_inside_the_utterance
 
 
 def test_ngram_encoder_is_a_bag_ignoring_padding_and_order_across_ngrams():
-    encoder = encoders.NgramEncoder(vocab_size=16, width=8, orders=2, buckets=64)
+    encoder = encoders.NgramEncoder(vocab_size=16, width=8, orders=2, buckets=64, ngram_init_scale=0.1)
     tokens = jnp.array([[1, 2, 3, 0, 0]], jnp.int32)
     mask = tokens > 0
     params = encoder.init(jax.random.key(0), tokens, mask)
@@ -72,6 +72,18 @@ def test_ngram_encoder_is_a_bag_ignoring_padding_and_order_across_ngrams():
     swapped = jnp.array([[2, 1, 3, 0, 0]], jnp.int32)  # same unigrams, other bigrams
     assert float(jnp.abs(pooled(tokens, mask) - pooled(swapped, mask)).max()) > 1e-3
     assert encoder.apply(params, tokens, mask).shape == (1, 5, 8)
+
+
+def test_ngram_rows_start_at_zero_so_an_ngram_training_never_moved_adds_nothing():
+    encoder = encoders.NgramEncoder(vocab_size=16, width=8, orders=2, buckets=64)
+    tokens, swapped = jnp.array([[1, 2, 3]], jnp.int32), jnp.array([[2, 1, 3]], jnp.int32)
+    params = encoder.init(jax.random.key(0), tokens, tokens > 0)
+    states = lambda p, t: encoder.apply(p, t, t > 0)  # noqa: E731
+    # Same unigrams, other bigrams: only the (untrained) bigram rows differ, and they are zero.
+    np.testing.assert_array_equal(np.sort(states(params, tokens), 1), np.sort(states(params, swapped), 1))
+    moved = jax.tree.map(lambda x: x, params)  # as if training had moved every row
+    moved["params"]["ngram_embedding"]["embedding"] = 0.1 * jax.random.normal(jax.random.key(1), (64, 8))
+    assert float(jnp.abs(jnp.sort(states(moved, tokens), 1) - jnp.sort(states(moved, swapped), 1)).max()) > 1e-3
 
 
 def test_bert_encoder_states_are_the_same_packed_or_one_utterance_per_row():
