@@ -98,9 +98,11 @@ def save(mngr: ocp.CheckpointManager, step: int, state, data_iterator, score: fl
             STATE: ocp.args.StandardSave(state), DATA: grain.checkpoint.CheckpointSave(data_iterator)}))
 
 
-def step_metrics(step: int, score: float, task_scores: Mapping[str, float] | None = None) -> dict:
-    """The metrics Orbax stores with a saved step, by which the manager ranks it."""
-    return {STEP: step, SCORE: score, **{TASK_SCORE.format(t): v for t, v in (task_scores or {}).items()}}
+def step_metrics(step: int, score: float | None, task_scores: Mapping[str, float] | None = None) -> dict:
+    """The metrics Orbax stores with a saved step, by which the manager ranks it (``score=None``:
+    without the joint score, as ``best_task_scores`` takes a step still being saved)."""
+    joint = {} if score is None else {SCORE: score}
+    return {STEP: step, **joint, **{TASK_SCORE.format(t): v for t, v in (task_scores or {}).items()}}
 
 
 @contextlib.contextmanager
@@ -138,8 +140,8 @@ def best_task_scores(mngr: ocp.CheckpointManager, tasks: Sequence[str],
     so that no caller has to wait for them."""
     unfinished = unfinished or {}
     steps = sorted(set(mngr.all_steps()) | set(unfinished))
-    saved = {step: {TASK_SCORE.format(t): v for t, v in unfinished[step].items()} if step in unfinished
-             else mngr.metrics(step) or {} for step in steps}
+    saved = {step: step_metrics(step, None, unfinished[step]) if step in unfinished else mngr.metrics(step) or {}
+             for step in steps}
     out = {}
     for task in tasks:
         key = TASK_SCORE.format(task)
@@ -147,7 +149,7 @@ def best_task_scores(mngr: ocp.CheckpointManager, tasks: Sequence[str],
         if not scored:
             raise MmjaxError(f"no checkpoint in {mngr.directory} has its own validation score for task {task!r}: "
                              "per-task selection needs a run trained with config.checkpoint_selection='per_task'")
-        best = max(scored, key=lambda step: (saved[step][key], -step))
+        best = max(scored, key=lambda step: _rank(key, saved[step]))  # the manager's rule: what it keeps
         out[task] = best, float(saved[best][key])
     return out
 
