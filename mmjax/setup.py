@@ -127,6 +127,10 @@ class CompiledPerShape:
     def __call__(self, state, batch):
         return self._get(batch)[0](state, batch)
 
+    def executable(self, batch):
+        """The compiled step for ``batch``'s shapes (``as_text()``: its HLO, for profiles)."""
+        return self._get(batch)[0]
+
     def flops(self, batch) -> float | None:
         """FLOPs of one step on ``batch``'s shapes (XLA's count of the lowered program)."""
         return self._get(batch)[1]

@@ -1,0 +1,177 @@
+"""Where a compiled step spends its time: a profiler trace of the train (or eval) step, each XLA
+operation's time attributed to the model code that produced it::
+
+    python benchmarks/profile_step.py --config=configs/soft_share.py [--step=eval] [--steps=6] [--depth=3]
+
+It compiles the step as ``mmjax.benchmark`` does (``setup.compile_train_step`` /
+``setup.jit_eval_step``), runs it a few times untimed, then traces ``--steps`` steps with
+``jax.profiler.trace``. Each traced operation (an XLA fusion, dot, copy, ...) is matched by name to
+the compiled program's HLO, whose metadata holds the JAX operation it came from
+(``jit(train_step)/jvp(AffectModel)/audio_encoder/layer_0/...``), and its time is summed by
+
+* phase: ``forward`` (under ``jvp``), ``backward`` (under ``transpose(jvp``) or ``update`` (the
+  rest of the train step: the loss's glue, clipping, the optimizer); the eval step is all
+  ``forward``;
+* the model path cut to ``--depth`` parts (``audio_encoder/layer_0/attention``);
+* the kind of operation (the XLA name without its number: ``ynn_fusion``, ``transpose_copy_fusion``).
+
+A fusion counts where its root operation came from: a matmul fused with the normalisation after
+it is booked to the normalisation.
+
+It also reports the wall time per traced step, the operations per step and how busy each of
+XLA's threads was: a step whose threads are busy for a fraction of its wall time waits on
+dispatch and dependencies, not on arithmetic. Times are per step, summed over threads, so they
+can exceed the wall time. The trace costs time itself: read the shares, not the absolute values.
+"""
+
+from __future__ import annotations
+
+import collections
+import glob
+import json
+import re
+import tempfile
+import time
+
+import jax
+from absl import app, flags
+from ml_collections import config_flags
+
+from mmjax import cli, inputs, prepared_records, setup as setup_lib, sharding
+
+PROGRAM = "benchmarks/profile_step.py"
+PHASES = (("transpose(jvp(", "backward"), ("jvp(", "forward"))  # first match wins
+# Trace events that are not one XLA operation: the executor's own spans and host-side calls.
+_NOT_OPERATIONS = re.compile(r"ThunkExecutor|SlinkyThreadPool|^\$|Pjit|PjRt|Execute|ParseArguments|Handle inputs|Rendezvous|^Wait")
+_HLO_LINE = re.compile(r'^\s*(?:ROOT )?%?([\w.\-]+) = [^\n]*?metadata=\{[^}\n]*?op_name="([^"]+)"', re.M)
+
+
+def operation_sources(hlo_text: str) -> dict[str, str]:
+    """Instruction name -> the JAX op_name its metadata records, for every instruction of the
+    compiled HLO text that has one (fusions carry their root's)."""
+    return {m.group(1): m.group(2) for m in _HLO_LINE.finditer(hlo_text)}
+
+
+def attribute(op_name: str | None, depth: int, model: str) -> tuple[str, str]:
+    """(phase, model path cut to ``depth`` parts) of an HLO op_name, for a model whose class is
+    named ``model``; ("update", "(unattributed)") without an op_name."""
+    if not op_name:
+        return "update", "(unattributed)"
+    parts = op_name.lstrip("(").split("/")  # "(transpose(jvp(...": a name XLA merged from several
+    if parts[0].startswith("jit("):
+        parts = parts[1:]  # the jitted function's own name
+    phase = "update"
+    if parts and parts[0] == model:  # the eval step's forward pass
+        phase, parts = "forward", parts[1:]
+    elif parts:  # the train step's: jvp(AffectModel), and its backward: transpose(jvp(AffectModel))
+        for prefix, name in PHASES:
+            if parts[0].startswith(prefix):
+                phase, parts = name, parts[1:]
+                break
+    return phase, "/".join(parts[:depth]) or "(top level)"
+
+
+def summarise(events, sources: dict[str, str], steps: int, depth: int, model: str) -> dict:
+    """Per-step milliseconds by phase, model path and operation kind, operations per step and busy
+    milliseconds per thread, from ``events``: (thread, operation name, duration ns) of ``steps``
+    traced steps."""
+    by_phase, by_path, by_kind = collections.Counter(), collections.Counter(), collections.Counter()
+    busy, count = collections.Counter(), 0
+    for thread, name, ns in events:
+        ms = ns / 1e6 / steps
+        phase, path = attribute(sources.get(name), depth, model)
+        by_phase[phase] += ms
+        by_path[f"{phase}: {path}"] += ms
+        by_kind[re.sub(r"\.\d+$", "", name)] += ms
+        busy[thread] += ms
+        count += 1
+    return {"operations_per_step": count / steps, "busy_ms_per_thread": dict(busy),
+            "ms_by_phase": dict(by_phase.most_common()), "ms_by_path": dict(by_path.most_common()),
+            "ms_by_kind": dict(by_kind.most_common())}
+
+
+def trace_events(step, batches, steps: int) -> tuple[list[tuple[str, str, int]], float]:
+    """Runs ``step`` on ``batches`` (cycled) ``steps`` times under the profiler: the XLA operations
+    traced on the host's threads as (thread, name, duration ns), and the wall seconds per step."""
+    with tempfile.TemporaryDirectory() as logdir:
+        start = time.perf_counter()
+        with jax.profiler.trace(logdir):
+            for i in range(steps):
+                jax.block_until_ready(step(batches[i % len(batches)]))
+        wall = (time.perf_counter() - start) / steps
+        data = jax.profiler.ProfileData.from_file(glob.glob(f"{logdir}/**/*.xplane.pb", recursive=True)[0])
+        events = [(line.name, event.name, event.duration_ns) for plane in data.planes if plane.name.startswith("/host")
+                  for line in plane.lines if line.name != "python"
+                  for event in line.events if not _NOT_OPERATIONS.search(event.name)]
+    return events, wall
+
+
+def profile(config, kind: str, steps: int, depth: int, warmup: int = 3, devices=None) -> dict:
+    """The summary of ``steps`` traced train (``kind="train"``) or eval steps (module docstring) on
+    ``devices`` (default: all)."""
+    manifest = prepared_records.load_or_prepare(config)
+    s = setup_lib.build(config, devices, manifest=manifest)
+    state = setup_lib.initial_state(s)
+    if kind == "train":
+        data = iter(inputs.train_dataset(config, manifest, jax.process_index(), jax.process_count()))
+        batches = [sharding.global_batch(next(data), s.mesh) for _ in range(3)]
+        train, _ = setup_lib.compile_train_step(s, config)
+        executable = train.executable(batches[0])
+        holder = {"state": state}
+
+        def step(batch):
+            holder["state"], metrics = train(holder["state"], batch)
+            return holder["state"], metrics
+    else:
+        eval_batches = inputs.eval_batches(config, manifest, "validation", jax.process_index(), jax.process_count())
+        batches = [sharding.global_batch(b, s.mesh) for b, _ in zip(eval_batches, range(3))]
+        with sharding.activate(s.mesh, s.rules):
+            executable = setup_lib.jit_eval_step(s).lower(state.params, batches[0]).compile()
+        step = lambda batch: executable(state.params, batch)  # noqa: E731
+    for i in range(warmup):
+        jax.block_until_ready(step(batches[i % len(batches)]))
+    events, wall = trace_events(step, batches, steps)
+    summary = summarise(events, operation_sources(executable.as_text()), steps, depth, type(s.model).__name__)
+    return {"step": kind, "traced_steps": steps, "wall_ms_per_step": wall * 1e3, **summary}
+
+
+def format_profile(result: dict, top: int) -> str:
+    lines = [f"{result['step']} step: {result['wall_ms_per_step']:.1f} ms wall per traced step, "
+             f"{result['operations_per_step']:.0f} XLA operations per step",
+             "busy per XLA thread: " + ", ".join(f"{ms:.1f} ms" for ms in result["busy_ms_per_thread"].values()
+                                                 if ms >= 0.5),
+             "by phase: " + ", ".join(f"{p} {ms:.1f} ms" for p, ms in result["ms_by_phase"].items())]
+    for title, key in (("by model path", "ms_by_path"), ("by operation kind", "ms_by_kind")):
+        lines.append(f"{title} (top {top}), ms per step:")
+        lines += [f"  {ms:9.2f}  {name}" for name, ms in list(result[key].items())[:top]]
+    return "\n".join(lines)
+
+
+def _define_flags():
+    config_flags.DEFINE_config_file("config", None, "Path to a config file.", lock_config=True)
+    flags.DEFINE_enum("step", "train", ["train", "eval"], "The step to profile.")
+    flags.DEFINE_integer("steps", 6, "Traced steps (after 3 untimed ones).")
+    flags.DEFINE_integer("depth", 3, "Parts of the model path to group by (audio_encoder/layer_0/attention: 3).")
+    flags.DEFINE_integer("top", 25, "Rows printed per table.")
+    flags.DEFINE_string("json", None, "Also write the whole summary to this JSON file.")
+    flags.mark_flags_as_required(["config"])
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    cli.initialize()
+    FLAGS = flags.FLAGS
+    with cli.user_errors(PROGRAM):
+        if FLAGS.steps < 1 or FLAGS.depth < 1:
+            raise app.UsageError("--steps and --depth must be at least 1")
+        result = profile(FLAGS.config, FLAGS.step, FLAGS.steps, FLAGS.depth)
+    result["config"] = config_flags.get_config_filename(FLAGS["config"])
+    print(format_profile(result, FLAGS.top))
+    if FLAGS.json:
+        with open(FLAGS.json, "w", encoding="utf-8") as f:
+            json.dump(result, f, indent=1)
+
+
+if __name__ == "__main__":
+    cli.run(PROGRAM, _define_flags, main)

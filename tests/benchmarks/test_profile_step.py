@@ -1,0 +1,55 @@
+"""The step profile (benchmarks/profile_step.py): HLO names to model code, and a real trace."""
+
+import jax
+import pytest
+
+from benchmarks import profile_step
+from tests.tiny import tiny_config
+
+HLO = """
+ENTRY %main.1 (p0: f32[8,4]) -> f32[8,4] {
+  %ynn_fusion.3 = f32[8,4]{1,0} fusion(f32[8,4]{1,0} %p0), kind=kCustom, calls=%f, metadata={op_type="dot_general" op_name="jit(train_step)/jvp(AffectModel)/audio_encoder/layer_0/attention/dot_general" source_file="layers.py"}
+  %copy_fusion = f32[8,4]{1,0} fusion(%ynn_fusion.3), kind=kLoop, metadata={op_name="jit(train_step)/transpose(jvp(AffectModel))/audio_encoder/final_norm/mul"}
+  ROOT %add.7 = f32[8,4]{1,0} add(%copy_fusion, %p0), metadata={op_name="jit(train_step)/mul"}
+  %dot.2 = f32[8,4]{1,0} dot(%p0, %p0)
+}
+"""
+
+
+def test_operations_are_traced_back_to_the_model_code_and_phase_that_made_them():
+    sources = profile_step.operation_sources(HLO)
+    assert sources == {"ynn_fusion.3": "jit(train_step)/jvp(AffectModel)/audio_encoder/layer_0/attention/dot_general",
+                       "copy_fusion": "jit(train_step)/transpose(jvp(AffectModel))/audio_encoder/final_norm/mul",
+                       "add.7": "jit(train_step)/mul"}
+    attribute = lambda name, depth=2: profile_step.attribute(sources.get(name), depth, "AffectModel")  # noqa: E731
+    assert attribute("ynn_fusion.3") == ("forward", "audio_encoder/layer_0")
+    assert attribute("ynn_fusion.3", depth=9) == ("forward", "audio_encoder/layer_0/attention/dot_general")
+    assert attribute("copy_fusion") == ("backward", "audio_encoder/final_norm")
+    assert attribute("add.7") == ("update", "mul")
+    assert attribute("dot.2") == ("update", "(unattributed)")
+    assert profile_step.attribute("jit(eval_step)/AffectModel/fusion/mul", 1, "AffectModel") == ("forward", "fusion")
+
+    events = [("t1", "ynn_fusion.3", 4_000_000), ("t2", "ynn_fusion.3", 2_000_000), ("t1", "copy_fusion", 1_000_000),
+              ("t2", "dot.2", 1_000_000)]
+    summary = profile_step.summarise(events, sources, steps=2, depth=1, model="AffectModel")
+    assert summary["operations_per_step"] == 2
+    assert summary["busy_ms_per_thread"] == {"t1": 2.5, "t2": 1.5}
+    assert summary["ms_by_phase"] == {"forward": 3.0, "backward": 0.5, "update": 0.5}
+    assert summary["ms_by_path"] == {"forward: audio_encoder": 3.0, "backward: audio_encoder": 0.5,
+                                     "update: (unattributed)": 0.5}
+    assert summary["ms_by_kind"] == {"ynn_fusion": 3.0, "copy_fusion": 0.5, "dot": 0.5}
+
+
+@pytest.mark.slow  # compiles and traces the tiny config's train step (~20 s on 2 cores)
+def test_a_traced_train_step_spends_its_time_in_the_models_forward_and_backward_passes(records_dir):
+    result = profile_step.profile(tiny_config(records_dir), "train", steps=2, depth=2, warmup=1,
+                                  devices=jax.devices()[:1])
+    phases = result["ms_by_phase"]
+    assert result["operations_per_step"] > 100 and result["wall_ms_per_step"] > 0
+    assert phases["forward"] > 0 and phases["backward"] > 0 and phases["update"] > 0
+    assert phases["forward"] + phases["backward"] > 0.5 * sum(phases.values())
+    for phase in ("forward", "backward"):
+        assert any(path.startswith(f"{phase}: ") and "text_encoder" in path for path in result["ms_by_path"])
+    assert sum(result["busy_ms_per_thread"].values()) == pytest.approx(sum(phases.values()))
+    text = profile_step.format_profile(result, top=3)
+    assert "train step" in text and text.count("\n  ") == 6  # three rows in each of the two tables
