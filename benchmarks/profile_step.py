@@ -42,7 +42,7 @@ from mmjax import cli, inputs, prepared_records, setup as setup_lib, sharding
 PROGRAM = "benchmarks/profile_step.py"
 PHASES = (("transpose(jvp(", "backward"), ("jvp(", "forward"))  # first match wins
 # Trace events that are not one XLA operation: the executor's own spans and host-side calls.
-_NOT_OPERATIONS = re.compile(r"ThunkExecutor|SlinkyThreadPool|^\$|Pjit|PjRt|Execute|ParseArguments|Handle inputs|Rendezvous|^Wait")
+_NOT_OPERATIONS = re.compile(r"ThunkExecutor|SlinkyThreadPool|^\$|Pjit|PjRt|Execute|ParseArguments|Handle inputs|Rendezvous|^Wait|ThreadpoolListener|^end: ")
 _HLO_LINE = re.compile(r'^\s*(?:ROOT )?%?([\w.\-]+) = [^\n]*?metadata=\{[^}\n]*?op_name="([^"]+)"', re.M)
 
 
@@ -76,16 +76,18 @@ def summarise(events, sources: dict[str, str], steps: int, depth: int, model: st
     milliseconds per thread, from ``events``: (thread, operation name, duration ns) of ``steps``
     traced steps."""
     by_phase, by_path, by_kind = collections.Counter(), collections.Counter(), collections.Counter()
-    busy, count = collections.Counter(), 0
+    busy, count, ops_by_phase = collections.Counter(), 0, collections.Counter()
     for thread, name, ns in events:
         ms = ns / 1e6 / steps
         phase, path = attribute(sources.get(name), depth, model)
         by_phase[phase] += ms
+        ops_by_phase[phase] += 1 / steps
         by_path[f"{phase}: {path}"] += ms
         by_kind[re.sub(r"\.\d+$", "", name)] += ms
         busy[thread] += ms
         count += 1
-    return {"operations_per_step": count / steps, "busy_ms_per_thread": dict(busy),
+    return {"operations_per_step": count / steps, "operations_by_phase": dict(ops_by_phase.most_common()),
+            "busy_ms_per_thread": dict(busy),
             "ms_by_phase": dict(by_phase.most_common()), "ms_by_path": dict(by_path.most_common()),
             "ms_by_kind": dict(by_kind.most_common())}
 
@@ -140,7 +142,8 @@ def format_profile(result: dict, top: int) -> str:
              f"{result['operations_per_step']:.0f} XLA operations per step",
              "busy per XLA thread: " + ", ".join(f"{ms:.1f} ms" for ms in result["busy_ms_per_thread"].values()
                                                  if ms >= 0.5),
-             "by phase: " + ", ".join(f"{p} {ms:.1f} ms" for p, ms in result["ms_by_phase"].items())]
+             "by phase: " + ", ".join(f"{p} {ms:.1f} ms ({result['operations_by_phase'][p]:.0f} operations)"
+                                      for p, ms in result["ms_by_phase"].items())]
     for title, key in (("by model path", "ms_by_path"), ("by operation kind", "ms_by_kind")):
         lines.append(f"{title} (top {top}), ms per step:")
         lines += [f"  {ms:9.2f}  {name}" for name, ms in list(result[key].items())[:top]]

@@ -33,6 +33,7 @@ def test_operations_are_traced_back_to_the_model_code_and_phase_that_made_them()
               ("t2", "dot.2", 1_000_000)]
     summary = profile_step.summarise(events, sources, steps=2, depth=1, model="AffectModel")
     assert summary["operations_per_step"] == 2
+    assert summary["operations_by_phase"] == {"forward": 1, "backward": 0.5, "update": 0.5}
     assert summary["busy_ms_per_thread"] == {"t1": 2.5, "t2": 1.5}
     assert summary["ms_by_phase"] == {"forward": 3.0, "backward": 0.5, "update": 0.5}
     assert summary["ms_by_path"] == {"forward: audio_encoder": 3.0, "backward: audio_encoder": 0.5,
