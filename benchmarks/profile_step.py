@@ -9,14 +9,15 @@ It compiles the step as ``mmjax.benchmark`` does (``setup.compile_train_step`` /
 the compiled program's HLO, whose metadata holds the JAX operation it came from
 (``jit(train_step)/jvp(AffectModel)/audio_encoder/layer_0/...``), and its time is summed by
 
-* phase: ``forward`` (under ``jvp``), ``backward`` (under ``transpose(jvp``) or ``update`` (the
-  rest of the train step: the loss's glue, clipping, the optimizer); the eval step is all
-  ``forward``;
+* phase: ``forward`` (under ``jvp``, or the eval step's model call), ``backward`` (under
+  ``transpose(jvp``) or ``update`` (the rest: the loss's glue, clipping and the optimizer; in the
+  eval step, its metrics);
 * the model path cut to ``--depth`` parts (``audio_encoder/layer_0/attention``);
 * the kind of operation (the XLA name without its number: ``ynn_fusion``, ``transpose_copy_fusion``).
 
 A fusion counts where its root operation came from: a matmul fused with the normalisation after
-it is booked to the normalisation.
+it is booked to the normalisation. It reads the XLA operations on the host's threads, where the
+CPU backend runs them; an accelerator's kernels are on its device planes, not read here yet.
 
 It also reports the wall time per traced step, the operations per step and how busy each of
 XLA's threads was: a step whose threads are busy for a fraction of its wall time waits on
@@ -42,7 +43,8 @@ from mmjax import cli, inputs, prepared_records, setup as setup_lib, sharding
 PROGRAM = "benchmarks/profile_step.py"
 PHASES = (("transpose(jvp(", "backward"), ("jvp(", "forward"))  # first match wins
 # Trace events that are not one XLA operation: the executor's own spans and host-side calls.
-_NOT_OPERATIONS = re.compile(r"ThunkExecutor|SlinkyThreadPool|^\$|Pjit|PjRt|Execute|ParseArguments|Handle inputs|Rendezvous|^Wait|ThreadpoolListener|^end: ")
+_NOT_OPERATIONS = re.compile(r"ThunkExecutor|SlinkyThreadPool|ThreadpoolListener|^end: |^\$|Pjit|PjRt|Execute|"
+                             r"ParseArguments|Handle inputs|Rendezvous|^Wait")
 _HLO_LINE = re.compile(r'^\s*(?:ROOT )?%?([\w.\-]+) = [^\n]*?metadata=\{[^}\n]*?op_name="([^"]+)"', re.M)
 
 
@@ -118,7 +120,7 @@ def profile(config, kind: str, steps: int, depth: int, warmup: int = 3, devices=
         data = iter(inputs.train_dataset(config, manifest, jax.process_index(), jax.process_count()))
         batches = [sharding.global_batch(next(data), s.mesh) for _ in range(3)]
         train, _ = setup_lib.compile_train_step(s, config)
-        executable = train.executable(batches[0])
+        executables = [train.executable(b) for b in batches]  # one per batch shape (packed text)
         holder = {"state": state}
 
         def step(batch):
@@ -128,12 +130,17 @@ def profile(config, kind: str, steps: int, depth: int, warmup: int = 3, devices=
         eval_batches = inputs.eval_batches(config, manifest, "validation", jax.process_index(), jax.process_count())
         batches = [sharding.global_batch(b, s.mesh) for b, _ in zip(eval_batches, range(3))]
         with sharding.activate(s.mesh, s.rules):
-            executable = setup_lib.jit_eval_step(s).lower(state.params, batches[0]).compile()
-        step = lambda batch: executable(state.params, batch)  # noqa: E731
+            evaluate = setup_lib.jit_eval_step(s)
+            executables = [evaluate.lower(state.params, b).compile() for b in batches]
+
+        def step(batch):
+            with sharding.activate(s.mesh, s.rules):
+                return evaluate(state.params, batch)
     for i in range(warmup):
         jax.block_until_ready(step(batches[i % len(batches)]))
     events, wall = trace_events(step, batches, steps)
-    summary = summarise(events, operation_sources(executable.as_text()), steps, depth, type(s.model).__name__)
+    sources = {name: op for e in executables for name, op in operation_sources(e.as_text()).items()}
+    summary = summarise(events, sources, steps, depth, type(s.model).__name__)
     return {"step": kind, "traced_steps": steps, "wall_ms_per_step": wall * 1e3, **summary}
 
 
@@ -153,9 +160,10 @@ def format_profile(result: dict, top: int) -> str:
 def _define_flags():
     config_flags.DEFINE_config_file("config", None, "Path to a config file.", lock_config=True)
     flags.DEFINE_enum("step", "train", ["train", "eval"], "The step to profile.")
-    flags.DEFINE_integer("steps", 6, "Traced steps (after 3 untimed ones).")
-    flags.DEFINE_integer("depth", 3, "Parts of the model path to group by (audio_encoder/layer_0/attention: 3).")
-    flags.DEFINE_integer("top", 25, "Rows printed per table.")
+    flags.DEFINE_integer("steps", 6, "Traced steps (after 3 untimed ones).", lower_bound=1)
+    flags.DEFINE_integer("depth", 3, "Parts of the model path to group by (audio_encoder/layer_0/attention: 3).",
+                         lower_bound=1)
+    flags.DEFINE_integer("top", 25, "Rows printed per table.", lower_bound=1)
     flags.DEFINE_string("json", None, "Also write the whole summary to this JSON file.")
     flags.mark_flags_as_required(["config"])
 
@@ -166,8 +174,6 @@ def main(argv):
     cli.initialize()
     FLAGS = flags.FLAGS
     with cli.user_errors(PROGRAM):
-        if FLAGS.steps < 1 or FLAGS.depth < 1:
-            raise app.UsageError("--steps and --depth must be at least 1")
         result = profile(FLAGS.config, FLAGS.step, FLAGS.steps, FLAGS.depth)
     result["config"] = config_flags.get_config_filename(FLAGS["config"])
     print(format_profile(result, FLAGS.top))

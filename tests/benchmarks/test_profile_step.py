@@ -54,3 +54,12 @@ def test_a_traced_train_step_spends_its_time_in_the_models_forward_and_backward_
     assert sum(result["busy_ms_per_thread"].values()) == pytest.approx(sum(phases.values()))
     text = profile_step.format_profile(result, top=3)
     assert "train step" in text and text.count("\n  ") == 6  # three rows in each of the two tables
+
+
+@pytest.mark.slow  # compiles the tiny config's eval step
+def test_a_traced_eval_step_is_the_models_forward_pass(records_dir):
+    result = profile_step.profile(tiny_config(records_dir), "eval", steps=1, depth=1, warmup=1,
+                                  devices=jax.devices()[:1])
+    assert set(result["ms_by_phase"]) == {"forward", "update"}  # update: the step's metrics
+    assert result["ms_by_phase"]["forward"] > result["ms_by_phase"]["update"]
+    assert "forward: text_encoder" in result["ms_by_path"] or "forward: AffectModel._text_states" in result["ms_by_path"]
