@@ -125,7 +125,7 @@ class CompiledPerShape:
         return self._compiled[key]
 
     def __call__(self, state, batch):
-        return self._get(batch)[0](state, batch)
+        return self.executable(batch)(state, batch)
 
     def executable(self, batch):
         """The compiled step for ``batch``'s shapes (``as_text()``: its HLO, for profiles)."""
