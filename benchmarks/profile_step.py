@@ -78,7 +78,7 @@ def summarise(events, sources: dict[str, str], steps: int, depth: int, model: st
     milliseconds per thread, from ``events``: (thread, operation name, duration ns) of ``steps``
     traced steps."""
     by_phase, by_path, by_kind = collections.Counter(), collections.Counter(), collections.Counter()
-    busy, count, ops_by_phase = collections.Counter(), 0, collections.Counter()
+    busy, ops_by_phase = collections.Counter(), collections.Counter()
     for thread, name, ns in events:
         ms = ns / 1e6 / steps
         phase, path = attribute(sources.get(name), depth, model)
@@ -87,8 +87,7 @@ def summarise(events, sources: dict[str, str], steps: int, depth: int, model: st
         by_path[f"{phase}: {path}"] += ms
         by_kind[re.sub(r"\.\d+$", "", name)] += ms
         busy[thread] += ms
-        count += 1
-    return {"operations_per_step": count / steps, "operations_by_phase": dict(ops_by_phase.most_common()),
+    return {"operations_per_step": len(events) / steps, "operations_by_phase": dict(ops_by_phase.most_common()),
             "busy_ms_per_thread": dict(busy),
             "ms_by_phase": dict(by_phase.most_common()), "ms_by_path": dict(by_path.most_common()),
             "ms_by_kind": dict(by_kind.most_common())}
@@ -121,11 +120,11 @@ def profile(config, kind: str, steps: int, depth: int, warmup: int = 3, devices=
         batches = [sharding.global_batch(next(data), s.mesh) for _ in range(3)]
         train, _ = setup_lib.compile_train_step(s, config)
         executables = [train.executable(b) for b in batches]  # one per batch shape (packed text)
-        holder = {"state": state}
 
         def step(batch):
-            holder["state"], metrics = train(holder["state"], batch)
-            return holder["state"], metrics
+            nonlocal state
+            state, metrics = train(state, batch)
+            return state, metrics
     else:
         eval_batches = inputs.eval_batches(config, manifest, "validation", jax.process_index(), jax.process_count())
         batches = [sharding.global_batch(b, s.mesh) for b, _ in zip(eval_batches, range(3))]
