@@ -16,11 +16,12 @@ the compiled program's HLO, whose metadata holds the JAX operation it came from
 * the kind of operation (the XLA name without its number: ``ynn_fusion``, ``transpose_copy_fusion``).
 
 A fusion counts where its root operation came from: a matmul fused with the normalisation after
-it is booked to the normalisation. It reads the XLA operations on the host's threads, where the
-CPU backend runs them; an accelerator's kernels are on its device planes, not read here yet.
+it is booked to the normalisation. On a CPU it reads the XLA operations on the host's threads,
+where the CPU backend runs them; on an accelerator the kernels on its device planes, each booked
+to the HLO instruction that launched it.
 
 It also reports the wall time per traced step, the operations per step and how busy each of
-XLA's threads was: a step whose threads are busy for a fraction of its wall time waits on
+XLA's threads (an accelerator's streams) was: a step whose threads are busy for a fraction of its wall time waits on
 dispatch and dependencies, not on arithmetic. Times are per step, summed over threads, so they
 can exceed the wall time. The trace costs time itself: read the shares, not the absolute values.
 """
@@ -93,25 +94,48 @@ def summarise(events, sources: dict[str, str], steps: int, depth: int, model: st
             "ms_by_kind": dict(by_kind.most_common())}
 
 
-def trace_events(step, batches, steps: int) -> tuple[list[tuple[str, str, int]], float]:
+# Lines of an accelerator's plane that the profiler derives from the kernels (summaries, not kernels).
+_DERIVED_LINES = {"XLA Modules", "XLA Ops", "XLA TraceMe", "Steps", "Framework Name Scope", "Framework Ops",
+                  "Source code", "Launch Stats", "TensorFlow Name Scope", "TensorFlow Ops"}
+
+
+def _stat(event, name: str):
+    return next((value for key, value in event.stats if key == name), None)
+
+
+def operations(data, backend: str) -> list[tuple[str, str, int]]:
+    """(thread or stream, XLA operation name, duration ns) of every XLA operation in a trace
+    (``jax.profiler.ProfileData``): on a CPU the events of the host's threads (not the trace's
+    own, ``_NOT_OPERATIONS``); on an accelerator its kernels on the device planes, each named by
+    the HLO instruction that launched it (its ``hlo_op`` statistic)."""
+    if backend == "cpu":
+        return [(line.name, event.name, event.duration_ns) for plane in data.planes if plane.name.startswith("/host")
+                for line in plane.lines if line.name != "python"
+                for event in line.events if not _NOT_OPERATIONS.search(event.name)]
+    return [(line.name, _stat(event, "hlo_op") or event.name, event.duration_ns)
+            for plane in data.planes if plane.name.startswith("/device:")
+            for line in plane.lines if line.name not in _DERIVED_LINES for event in line.events]
+
+
+def trace_events(step, batches, steps: int, trace_dir: str | None = None) -> tuple[list[tuple[str, str, int]], float]:
     """Runs ``step`` on ``batches`` (cycled) ``steps`` times under the profiler: the XLA operations
-    traced on the host's threads as (thread, name, duration ns), and the wall seconds per step."""
-    with tempfile.TemporaryDirectory() as logdir:
+    traced (``operations``), and the wall seconds per step. ``trace_dir`` keeps the trace."""
+    with tempfile.TemporaryDirectory() as scratch:
+        logdir = trace_dir or scratch
         start = time.perf_counter()
         with jax.profiler.trace(logdir):
             for i in range(steps):
                 jax.block_until_ready(step(batches[i % len(batches)]))
         wall = (time.perf_counter() - start) / steps
-        data = jax.profiler.ProfileData.from_file(glob.glob(f"{logdir}/**/*.xplane.pb", recursive=True)[0])
-        events = [(line.name, event.name, event.duration_ns) for plane in data.planes if plane.name.startswith("/host")
-                  for line in plane.lines if line.name != "python"
-                  for event in line.events if not _NOT_OPERATIONS.search(event.name)]
+        data = jax.profiler.ProfileData.from_file(sorted(glob.glob(f"{logdir}/**/*.xplane.pb", recursive=True))[-1])
+        events = operations(data, jax.default_backend())
     return events, wall
 
 
-def profile(config, kind: str, steps: int, depth: int, warmup: int = 3, devices=None) -> dict:
+def profile(config, kind: str, steps: int, depth: int, warmup: int = 3, devices=None,
+            trace_dir: str | None = None) -> dict:
     """The summary of ``steps`` traced train (``kind="train"``) or eval steps (module docstring) on
-    ``devices`` (default: all)."""
+    ``devices`` (default: all); ``trace_dir`` keeps the trace (TensorBoard's profile plugin, Perfetto)."""
     manifest = prepared_records.load_or_prepare(config)
     s = setup_lib.build(config, devices, manifest=manifest)
     state = setup_lib.initial_state(s)
@@ -137,7 +161,7 @@ def profile(config, kind: str, steps: int, depth: int, warmup: int = 3, devices=
                 return evaluate(state.params, batch)
     for i in range(warmup):
         jax.block_until_ready(step(batches[i % len(batches)]))
-    events, wall = trace_events(step, batches, steps)
+    events, wall = trace_events(step, batches, steps, trace_dir)
     sources = {name: op for e in executables for name, op in operation_sources(e.as_text()).items()}
     summary = summarise(events, sources, steps, depth, type(s.model).__name__)
     return {"step": kind, "traced_steps": steps, "wall_ms_per_step": wall * 1e3, **summary}
@@ -164,6 +188,7 @@ def _define_flags():
                          lower_bound=1)
     flags.DEFINE_integer("top", 25, "Rows printed per table.", lower_bound=1)
     flags.DEFINE_string("json", None, "Also write the whole summary to this JSON file.")
+    flags.DEFINE_string("trace_dir", None, "Keep the profiler trace in this directory.")
     flags.mark_flags_as_required(["config"])
 
 
@@ -173,7 +198,7 @@ def main(argv):
     cli.initialize()
     FLAGS = flags.FLAGS
     with cli.user_errors(PROGRAM):
-        result = profile(FLAGS.config, FLAGS.step, FLAGS.steps, FLAGS.depth)
+        result = profile(FLAGS.config, FLAGS.step, FLAGS.steps, FLAGS.depth, trace_dir=FLAGS.trace_dir)
     result["config"] = config_flags.get_config_filename(FLAGS["config"])
     print(format_profile(result, FLAGS.top))
     if FLAGS.json:

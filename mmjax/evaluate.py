@@ -2,6 +2,7 @@
 
     python -m mmjax.evaluate --workdir=runs/soft_share --split=test [--step=best|N]
     python -m mmjax.evaluate --workdir=runs/soft_s{seed} --seeds=0,1,2 --split=test
+    python -m mmjax.evaluate --workdir=runs/soft_s{seed} --seeds=0,1,2 --split=test --ensemble
 
 Restores the latest checkpoint (or ``--step=best`` by validation score, or ``--step=N``) onto the
 devices present (a run trained with ``config.checkpoint_selection="per_task"``: ``best`` reads each
@@ -13,7 +14,10 @@ speaker and by modalities present) and one confusion-matrix PNG per task, and pr
 With ``--seeds``, ``{seed}`` in ``--workdir`` is replaced by each seed in turn; every run is
 evaluated as above, and the mean and sample standard deviation of every score go to
 ``eval_<split>_seeds.json`` in the directory named by the workdir with ``{seed}`` replaced by the
-seeds joined with "-" (``runs/soft_s0-1-2/`` above).
+seeds joined with "-" (``runs/soft_s0-1-2/`` above). With ``--ensemble`` as well, the seeds' runs
+are evaluated as one model instead (``mmjax.ensemble``: class probabilities, label probabilities
+or values averaged over the runs, each at ``--step``), written to ``eval_<split>_ensemble.json``
+there.
 
 The work is done by ``mmjax.run_evaluation``, the only place the test split is read.
 """
@@ -35,6 +39,8 @@ def _define_flags():
     flags.DEFINE_string("step", "latest", "Checkpoint to evaluate: latest, best (by validation score) or a step.")
     flags.DEFINE_string("split", "test", "Split to evaluate: validation or test.")
     flags.DEFINE_list("seeds", None, "Seeds that replace {seed} in --workdir; reports mean and std over the runs.")
+    flags.DEFINE_bool("ensemble", False, "With --seeds: evaluate the seeds' runs as one ensemble (their "
+                                         "probabilities or values averaged).")
     flags.DEFINE_integer("top_speakers", 10, "Speakers with their own row in the by-speaker table; the rest "
                                              "are grouped.")
     flags.mark_flags_as_required(["workdir"])
@@ -45,7 +51,11 @@ def main(argv):
     cli.initialize()
     f = flags.FLAGS
     with cli.user_errors("mmjax.evaluate"):
-        if f.seeds is not None:
+        if f.ensemble and f.seeds is None:
+            raise MmjaxError("--ensemble needs the runs: give --seeds and {seed} in --workdir")
+        if f.ensemble:
+            run_evaluation.evaluate_ensemble(f.config, f.workdir, f.seeds, f.split, f.step, f.top_speakers)
+        elif f.seeds is not None:
             run_evaluation.evaluate_seeds(f.config, f.workdir, f.seeds, f.split, f.step, f.top_speakers)
         elif run_evaluation.SEED in f.workdir:
             raise MmjaxError(f"--workdir={f.workdir} contains {run_evaluation.SEED}: give the seeds with --seeds")

@@ -1,12 +1,14 @@
-"""Evaluation of trained runs: one checkpoint of a workdir on a split, or the runs of several
-seeds with the mean and standard deviation of every score (``python -m mmjax.evaluate``).
+"""Evaluation of trained runs: one checkpoint of a workdir on a split, the runs of several seeds
+with the mean and standard deviation of every score, or their ensemble (``mmjax.ensemble``)
+(``python -m mmjax.evaluate``).
 
 Writes into the workdir ``eval_<split>.json`` (per task: the scores of its kind, loss, the
 training baseline, per-class (per-label) precision/recall/F1, the confusion matrix of a
 classification task, scores by speaker and by modalities present, the learned task relations)
 and one confusion-matrix PNG per classification task. Over seeds,
 ``eval_<split>_seeds.json`` goes to the directory named by the workdir template with ``{seed}``
-replaced by the seeds joined with "-". The test split is read here and nowhere else.
+replaced by the seeds joined with "-", and so does the ensemble's ``eval_<split>_ensemble.json``.
+The test split is read here and nowhere else.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import re
 import jax
 from etils import epath
 
-from mmjax import evaluation, report as report_lib, restored_run, saved_run, setup as setup_lib
+from mmjax import ensemble, evaluation, report as report_lib, restored_run, saved_run, setup as setup_lib
 from mmjax.data import records
 from mmjax.errors import MmjaxError
 
@@ -91,6 +93,57 @@ def seed_workdirs(template: str, seeds: list[str]) -> list[str]:
     if bad:
         raise MmjaxError(f"--seeds: {bad} are not names made of letters, digits, '_', '.' or '-'")
     return [template.replace(SEED, seed) for seed in seeds]
+
+
+def _same_model(runs: list, workdirs: list[str]) -> None:
+    """Raises unless every run has the first one's model, tasks and records (an ensemble's
+    members share one model)."""
+    describe = lambda c: (c.model.to_dict(), tuple(c.tasks), c.data.dir)  # noqa: E731
+    for run, workdir in zip(runs[1:], workdirs[1:]):
+        if describe(run.config) != describe(runs[0].config):
+            raise MmjaxError(f"{workdir} was trained with another model, tasks or records than {workdirs[0]} "
+                             "(config.model, config.tasks, config.data.dir): runs of one config make an ensemble")
+
+
+def evaluate_ensemble(config, template: str, seeds: list[str], split: str = "test", step: int | str = "latest",
+                      top_speakers: int = 10) -> dict:
+    """Evaluates the ensemble of the seeds' runs (``mmjax.ensemble``: their class probabilities,
+    label probabilities or values averaged), each run at ``step`` ("best" under per-task
+    selection: each task from each run's own best step for it), and writes the report as
+    ``eval_<split>_ensemble.json`` where ``evaluate_seeds`` writes its own."""
+    workdirs = seed_workdirs(template, seeds)
+    runs = [restored_run.restore(w, step, config) for w in workdirs]
+    _same_model(runs, workdirs)
+    s, first = runs[0].setup, runs[0].config
+    eval_step = setup_lib.jit_eval_step(s, members=len(runs))
+    plan = {}  # each run's step -> the tasks read from that combination
+    for task in first.tasks:
+        plan.setdefault(tuple(run.task_steps[task] for run in runs), []).append(task)
+    restored = {}  # (run index, step) -> params, restored once
+    result = {}
+    allow = records.reading_test_split() if split == records.TEST_SPLIT else contextlib.nullcontext()
+    with allow:
+        for steps, tasks in plan.items():
+            members = []
+            for i, (run, at) in enumerate(zip(runs, steps)):
+                if (i, at) not in restored:
+                    restored[i, at] = run.kept[at] if at in run.kept else run.restore_step(at)
+                members.append(restored[i, at])
+            params = ensemble.stack(members, s.state_shardings.params)
+            at = evaluation.run(eval_step, params, first, s.manifest, split, s.mesh, s.rules, details=True,
+                                top_speakers=top_speakers)
+            result.update({t: at[t] for t in tasks})
+    result = {t: result[t] for t in first.tasks}
+    if jax.process_index() == 0:
+        directory = template.replace(SEED, "-".join(seeds))
+        epath.Path(directory).mkdir(parents=True, exist_ok=True)
+        path = os.path.join(directory, f"eval_{split}_ensemble.json")
+        evaluation.write_report(result, path, split=split, step=step, seeds=seeds, workdirs=workdirs,
+                                member_steps=[run.step for run in runs])
+        print("\n\n".join([evaluation.format_table(result, f"ensemble of seeds {', '.join(seeds)}: {split} split, "
+                                                            f"checkpoint {step} of each, written to {path}"),
+                            report_lib.format_per_class(result)]))
+    return result
 
 
 def evaluate_seeds(config, template: str, seeds: list[str], split: str = "test", step: int | str = "latest",

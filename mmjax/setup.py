@@ -10,7 +10,7 @@ import time
 
 import jax
 
-from mmjax import configuration, inputs, losses, optim, prepared_records, sharding, train_step
+from mmjax import configuration, ensemble, inputs, losses, optim, prepared_records, sharding, train_step
 from mmjax.data import pipeline
 from mmjax.errors import ConfigError
 from mmjax.models import model as model_lib
@@ -136,20 +136,26 @@ class CompiledPerShape:
         return self._get(batch)[1]
 
 
-def jit_eval_step(s: Setup):
-    """The jitted eval step: (params in their shardings, global batch) -> metric sums and rows.
+def _params_shardings(s: Setup, members: int):
+    return ensemble.stacked_shardings(s.state_shardings.params) if members else s.state_shardings.params
+
+
+def jit_eval_step(s: Setup, members: int = 0):
+    """The jitted eval step: (params in their shardings, global batch) -> metric sums and rows;
+    with ``members``, (``ensemble.stack``ed params, global batch) -> the ensemble's.
 
     Outputs are replicated, so every host can read the per-row outputs of the whole batch.
     """
-    return jax.jit(train_step.make_eval_step(s.model, losses.regression_loss(s.config)),
-                   in_shardings=(s.state_shardings.params, sharding.batch_sharding(s.mesh)),
+    return jax.jit(train_step.make_eval_step(s.model, losses.regression_loss(s.config), members),
+                   in_shardings=(_params_shardings(s, members), sharding.batch_sharding(s.mesh)),
                    out_shardings=sharding.replicated(s.mesh))
 
 
-def jit_predict_step(s: Setup):
-    """The jitted predict step: (params, global batch) -> replicated probabilities or values."""
-    return jax.jit(train_step.make_predict_step(s.model),
-                   in_shardings=(s.state_shardings.params, sharding.batch_sharding(s.mesh)),
+def jit_predict_step(s: Setup, members: int = 0):
+    """The jitted predict step: (params, global batch) -> replicated probabilities or values;
+    with ``members``, of the ensemble of the ``ensemble.stack``ed params."""
+    return jax.jit(train_step.make_predict_step(s.model, members),
+                   in_shardings=(_params_shardings(s, members), sharding.batch_sharding(s.mesh)),
                    out_shardings=sharding.replicated(s.mesh))
 
 

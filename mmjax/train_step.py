@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from mmjax import losses, metrics
+from mmjax import ensemble, losses, metrics
 from mmjax.state import TrainState
 from mmjax.tasks import CLASSIFICATION, MULTILABEL
 
@@ -102,8 +102,9 @@ def _presence(batch) -> dict:
     return present
 
 
-def make_eval_step(model, regression_loss: str = "l1"):
-    """eval_step(params, batch) -> sums and per-row outputs of one global batch.
+def make_eval_step(model, regression_loss: str = "l1", members: int = 0):
+    """eval_step(params, batch) -> sums and per-row outputs of one global batch; with ``members``,
+    of the ensemble of the ``ensemble.stack``ed params.
 
     Sums (exact however the batch is sharded): ``{task}/{name}`` for each of the task's
     ``metrics.statistics`` (classification: ``{task}/confusion`` int32 [C, C]),
@@ -117,7 +118,7 @@ def make_eval_step(model, regression_loss: str = "l1"):
     def eval_step(params, batch):
         batch = dict(batch)
         position = batch.pop("position")
-        outputs = model.apply({"params": params}, batch, train=False)
+        outputs = ensemble.apply(model, params, batch, members)
         out = {}
         rows = {"position": position, **{f"present/{m}": v for m, v in _presence(batch).items()}}
         for name, task_outputs in outputs.items():
@@ -134,10 +135,11 @@ def make_eval_step(model, regression_loss: str = "l1"):
     return eval_step
 
 
-def make_predict_step(model):
+def make_predict_step(model, members: int = 0):
     """predict_step(params, batch) -> {task: float32 [B, T, Task.outputs], "position": int32
     [B, T, 2]} (the batch's positions, passed through): class probabilities, each label's
-    probability (multi-label), or the value (regression, clipped to the task's range)."""
+    probability (multi-label), or the value (regression, clipped to the task's range); with
+    ``members``, the ensemble's of the ``ensemble.stack``ed params."""
     tasks = {t.name: t for t in model.tasks}
 
     def readout(task, outputs):
@@ -149,7 +151,7 @@ def make_predict_step(model):
     def predict_step(params, batch):
         batch = dict(batch)
         position = batch.pop("position")
-        outputs = model.apply({"params": params}, batch, train=False)
+        outputs = ensemble.apply(model, params, batch, members)
         return {"position": position, **{t: readout(tasks[t], v) for t, v in outputs.items()}}
 
     return predict_step

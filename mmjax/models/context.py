@@ -24,6 +24,7 @@ class ContextInteraction(nn.Module):
     mlp_dim: int
     dtype: layers.Dtype = jnp.float32
     dropout: float = 0.0
+    attention: str = "einsum"  # layers.Attention.kernel
 
     @nn.compact
     def __call__(self, x, speakers, turn_mask, deterministic=True):
@@ -41,7 +42,7 @@ class ContextInteraction(nn.Module):
         bias = jnp.moveaxis(bias, -1, 1).astype(self.dtype)  # [batch, heads, turns, turns]
 
         y = layers.layer_norm(self.dtype, "pre_attention_norm")(x)
-        h = layers.Attention(self.num_heads, self.dtype, self.dropout, name="attention")(
+        h = layers.Attention(self.num_heads, self.dtype, self.dropout, self.attention, name="attention")(
             y, y, mask, bias, deterministic=deterministic)
         x = x + layers.Dropout(self.dropout)(h, deterministic=deterministic)
         h = layers.MLP(self.mlp_dim, self.dtype, self.dropout, name="mlp")(

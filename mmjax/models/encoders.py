@@ -48,6 +48,7 @@ class TextEncoder(nn.Module):
     max_positions: int = 512
     dtype: layers.Dtype = jnp.float32
     dropout: float = 0.0
+    attention: str = "einsum"  # layers.Attention.kernel
 
     @nn.compact
     def __call__(self, tokens, mask, deterministic=True, positions=None):
@@ -61,7 +62,7 @@ class TextEncoder(nn.Module):
         x = embed(tokens) + position_embeddings(table, tokens.shape[-1], positions).astype(self.dtype)
         x = layers.Dropout(self.dropout)(x, deterministic=deterministic)
         for i in range(self.num_layers):
-            x = layers.TransformerLayer(self.num_heads, self.mlp_dim, self.dtype, self.dropout,
+            x = layers.TransformerLayer(self.num_heads, self.mlp_dim, self.dtype, self.dropout, self.attention,
                                         name=f"layer_{i}")(x, mask, deterministic)
         return layers.layer_norm(self.dtype, "final_norm")(x)
 
@@ -149,6 +150,7 @@ class SequenceEncoder(nn.Module):
     mlp_dim: int
     dtype: layers.Dtype = jnp.float32
     dropout: float = 0.0
+    attention: str = "einsum"  # layers.Attention.kernel
 
     @nn.compact
     def __call__(self, features, mask, deterministic=True):
@@ -157,7 +159,7 @@ class SequenceEncoder(nn.Module):
         x = x + sinusoidal_positions(features.shape[-2], self.width).astype(self.dtype)
         x = layers.Dropout(self.dropout)(x, deterministic=deterministic)
         for i in range(self.num_layers):
-            x = layers.TransformerLayer(self.num_heads, self.mlp_dim, self.dtype, self.dropout,
+            x = layers.TransformerLayer(self.num_heads, self.mlp_dim, self.dtype, self.dropout, self.attention,
                                         name=f"layer_{i}")(x, mask, deterministic)
         return layers.layer_norm(self.dtype, "final_norm")(x)
 
@@ -204,13 +206,14 @@ class BertLayer(nn.Module):
     config: BertConfig
     dtype: layers.Dtype = jnp.float32
     dropout: float = 0.0
+    attention: str = "einsum"  # layers.Attention.kernel
 
     @nn.compact
     def __call__(self, x, mask, deterministic=True):
         c = self.config
         norm = functools.partial(layers.layer_norm, self.dtype, epsilon=c.layer_norm_eps)
         drop = lambda h: layers.Dropout(self.dropout)(h, deterministic=deterministic)  # noqa: E731
-        h = layers.Attention(c.num_attention_heads, self.dtype, self.dropout, name="attention")(
+        h = layers.Attention(c.num_attention_heads, self.dtype, self.dropout, self.attention, name="attention")(
             x, x, layers.token_pairs(mask), deterministic=deterministic)
         x = norm(name="attention_norm")(x + drop(h))
         h = layers.dense(c.intermediate_size, ("embed", "mlp"), self.dtype, name="intermediate")(x)
@@ -230,6 +233,7 @@ class BertEncoder(nn.Module):
     config: BertConfig
     dtype: layers.Dtype = jnp.float32
     dropout: float = 0.0
+    attention: str = "einsum"  # layers.Attention.kernel
 
     @nn.compact
     def __call__(self, tokens, mask, deterministic=True, positions=None):
@@ -247,7 +251,7 @@ class BertEncoder(nn.Module):
         x = layers.layer_norm(self.dtype, "embeddings_norm", c.layer_norm_eps)(x.astype(self.dtype))
         x = layers.Dropout(self.dropout)(x, deterministic=deterministic)
         for i in range(c.num_hidden_layers):
-            x = BertLayer(c, self.dtype, self.dropout, name=f"layer_{i}")(x, mask, deterministic)
+            x = BertLayer(c, self.dtype, self.dropout, self.attention, name=f"layer_{i}")(x, mask, deterministic)
         return x
 
 
@@ -300,12 +304,12 @@ class ConvRecurrentEncoder(nn.Module):
         return layers.layer_norm(self.dtype, "final_norm")(x)
 
 
-def _transformer(width, num_layers, num_heads, mlp_dim, dtype, dropout, name):
-    return SequenceEncoder(width, num_layers, num_heads, mlp_dim, dtype, dropout, name=name)
+def _transformer(width, num_layers, num_heads, mlp_dim, dtype, dropout, name, attention="einsum"):
+    return SequenceEncoder(width, num_layers, num_heads, mlp_dim, dtype, dropout, attention, name=name)
 
 
-def _conv_rnn(width, num_layers, num_heads, mlp_dim, dtype, dropout, name):
-    del num_heads, mlp_dim  # neither attention nor a feed-forward block
+def _conv_rnn(width, num_layers, num_heads, mlp_dim, dtype, dropout, name, attention="einsum"):
+    del num_heads, mlp_dim, attention  # neither attention nor a feed-forward block
     return ConvRecurrentEncoder(width, num_layers, dtype=dtype, dropout=dropout, name=name)
 
 

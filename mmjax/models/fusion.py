@@ -30,6 +30,7 @@ class ConcatFusion(nn.Module):
     num_heads: int = 1
     dtype: layers.Dtype = jnp.float32
     dropout: float = 0.0
+    attention: str = "einsum"  # layers.Attention.kernel
 
     @nn.compact
     def __call__(self, sequences, sequence_masks, utterances, present, deterministic=True):
@@ -45,6 +46,7 @@ class CrossModalFusion(nn.Module):
     num_heads: int
     dtype: layers.Dtype = jnp.float32
     dropout: float = 0.0
+    attention: str = "einsum"  # layers.Attention.kernel
 
     @nn.compact
     def __call__(self, sequences, sequence_masks, utterances, present, deterministic=True):
@@ -57,7 +59,7 @@ class CrossModalFusion(nn.Module):
                 if source == target:
                     continue
                 keys = layers.layer_norm(self.dtype, f"{source}_to_{target}_key_norm")(sequences[source])
-                attended = layers.Attention(self.num_heads, self.dtype, self.dropout,
+                attended = layers.Attention(self.num_heads, self.dtype, self.dropout, self.attention,
                                             name=f"{source}_to_{target}")(
                     query, keys, sequence_masks[source][:, None, :], deterministic=deterministic)
                 out = out + layers.Dropout(self.dropout)(attended[:, 0], deterministic=deterministic)
@@ -75,6 +77,7 @@ class GatedFusion(nn.Module):
     num_heads: int
     dtype: layers.Dtype = jnp.float32
     dropout: float = 0.0
+    attention: str = "einsum"  # layers.Attention.kernel
 
     @nn.compact
     def __call__(self, sequences, sequence_masks, utterances, present, deterministic=True):
@@ -84,7 +87,7 @@ class GatedFusion(nn.Module):
             query = self.param(f"{m}_pooling_query", nn.with_logical_partitioning(
                 nn.initializers.normal(0.02), ("embed",)), (width,)).astype(self.dtype)
             keys = layers.layer_norm(self.dtype, f"{m}_key_norm")(sequences[m])
-            pooled = layers.Attention(self.num_heads, self.dtype, self.dropout, name=f"{m}_pooling")(
+            pooled = layers.Attention(self.num_heads, self.dtype, self.dropout, self.attention, name=f"{m}_pooling")(
                 jnp.broadcast_to(query, (keys.shape[0], 1, width)), keys, sequence_masks[m][:, None, :],
                 deterministic=deterministic)[:, 0]
             summary = layers.layer_norm(self.dtype, f"{m}_summary_norm")(utterances[m] + pooled)

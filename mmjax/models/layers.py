@@ -115,22 +115,58 @@ class Dropout(nn.Module):
         return jnp.where(keep, x / jnp.asarray(1.0 - self.rate, x.dtype), jnp.zeros((), x.dtype))
 
 
+# config.model.attention: how attention weights are computed.
+ATTENTION_KERNELS = ("einsum", "dot_product")
+
+
+def _cudnn_applies(q: jax.Array, k: jax.Array) -> bool:
+    """Whether cuDNN's fused attention takes these [n, length, heads, head_dim] inputs: an NVIDIA
+    GPU, 16-bit floats, head width a multiple of 8 up to 128, and even lengths (scores with a mask
+    or bias in the backward pass need them)."""
+    head_dim = q.shape[-1]
+    return (jax.default_backend() == "gpu" and q.dtype in (jnp.bfloat16, jnp.float16)
+            and head_dim % 8 == 0 and head_dim <= 128 and q.shape[-3] % 2 == 0 and k.shape[-3] % 2 == 0)
+
+
+def dot_product_attention(q, k, v, mask, bias=None) -> jax.Array:
+    """``jax.nn.dot_product_attention`` over any leading axes: cuDNN's fused flash kernel where
+    ``_cudnn_applies``, XLA's otherwise. Fully masked queries output zeros, as ``masked_softmax``.
+
+    q: [..., q, heads, d]; k, v: [..., k, heads, d]; mask: bool [..., q, k]; bias: optional
+    [..., heads, q, k] -> [..., q, heads, d].
+    """
+    lead = q.shape[:-3]
+    rows = lambda x, tail: jnp.broadcast_to(x, lead + x.shape[-tail:]).reshape((-1,) + x.shape[-tail:])  # noqa: E731
+    q4, k4, v4 = rows(q, 3), rows(k, 3), rows(v, 3)
+    mask4 = rows(mask, 2)[:, None]  # [n, 1, q, k]
+    bias4 = None if bias is None else rows(bias, 3).astype(q.dtype)
+    out = jax.nn.dot_product_attention(q4, k4, v4, bias4, mask4,
+                                       implementation="cudnn" if _cudnn_applies(q4, k4) else None)
+    attends = jnp.any(mask4[:, 0], axis=-1)[..., None, None]  # [n, q, 1, 1]
+    return jnp.where(attends, out, jnp.zeros((), out.dtype)).reshape(q.shape)
+
+
 class Attention(nn.Module):
     """Multi-head attention of ``query`` over ``key_value``; fully masked queries output zeros.
 
     query: [..., q, embed]; key_value: [..., k, embed]; mask: bool [..., q, k];
     bias: optional additive scores [..., heads, q, k]. Returns [..., q, embed].
+    ``kernel``: "einsum" (scores, a float32 masked softmax and dropout on the attention weights)
+    or "dot_product" (``dot_product_attention``: no dropout on the weights, fused on a GPU).
     """
 
     num_heads: int
     dtype: Dtype = jnp.float32
     dropout: float = 0.0
+    kernel: str = "einsum"
 
     @nn.compact
     def __call__(self, query, key_value, mask, bias=None, deterministic=True):
         width = query.shape[-1]
         if width % self.num_heads:
             raise ValueError(f"model width {width} is not divisible by num_heads={self.num_heads}")
+        if self.kernel not in ATTENTION_KERNELS:
+            raise ValueError(f"attention kernel {self.kernel!r} is not one of {ATTENTION_KERNELS}")
         head_dim = width // self.num_heads
 
         def project(name, x):
@@ -141,12 +177,15 @@ class Attention(nn.Module):
             return jnp.einsum("...d,dhk->...hk", x, kernel.astype(self.dtype)) + bias.astype(self.dtype)
 
         q, k, v = project("query", query), project("key", key_value), project("value", key_value)
-        scores = jnp.einsum("...qhd,...khd->...hqk", q, k) / jnp.sqrt(head_dim).astype(self.dtype)
-        if bias is not None:
-            scores = scores + bias
-        weights = masked_softmax(scores, jnp.expand_dims(mask, -3)).astype(self.dtype)
-        weights = Dropout(self.dropout)(weights, deterministic=deterministic)
-        out = jnp.einsum("...hqk,...khd->...qhd", weights, v)
+        if self.kernel == "dot_product":
+            out = dot_product_attention(q, k, v, mask, bias)
+        else:
+            scores = jnp.einsum("...qhd,...khd->...hqk", q, k) / jnp.sqrt(head_dim).astype(self.dtype)
+            if bias is not None:
+                scores = scores + bias
+            weights = masked_softmax(scores, jnp.expand_dims(mask, -3)).astype(self.dtype)
+            weights = Dropout(self.dropout)(weights, deterministic=deterministic)
+            out = jnp.einsum("...hqk,...khd->...qhd", weights, v)
         out_kernel = self.param("out_kernel", nn.with_logical_partitioning(
             _output_init, ("heads", "kv", "embed")), (self.num_heads, head_dim, width))
         out_bias = self.param("out_bias", nn.with_logical_partitioning(
@@ -176,12 +215,13 @@ class TransformerLayer(nn.Module):
     mlp_dim: int
     dtype: Dtype = jnp.float32
     dropout: float = 0.0
+    attention: str = "einsum"  # Attention.kernel
 
     @nn.compact
     def __call__(self, x, mask, deterministic=True):
         pair_mask = token_pairs(mask)
         y = layer_norm(self.dtype, "pre_attention_norm")(x)
-        h = Attention(self.num_heads, self.dtype, self.dropout, name="attention")(
+        h = Attention(self.num_heads, self.dtype, self.dropout, self.attention, name="attention")(
             y, y, pair_mask, deterministic=deterministic)
         x = x + Dropout(self.dropout)(h, deterministic=deterministic)
         h = MLP(self.mlp_dim, self.dtype, self.dropout, name="mlp")(

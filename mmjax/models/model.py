@@ -58,6 +58,7 @@ class AffectModel(nn.Module):
     tower_attention: bool
     dropout: float
     dtype: layers.Dtype = jnp.float32
+    attention: str = "einsum"  # layers.Attention.kernel of every attention
     pretrained_text: encoders.BertConfig | None = None
     freeze_text: bool = False
     cached_text: bool = False
@@ -70,7 +71,7 @@ class AffectModel(nn.Module):
         B, T = batch["turn_mask"].shape
         flat = lambda x: x.reshape((B * T,) + x.shape[2:])  # noqa: E731  [B, T, ...] -> [B*T, ...]
         common = dict(width=self.width, num_heads=self.num_heads, mlp_dim=self.mlp_dim,
-                      dtype=self.dtype, dropout=self.dropout)
+                      dtype=self.dtype, dropout=self.dropout, attention=self.attention)
         sequences, masks = {}, {}
         for m in self.modalities:
             if m == "text":
@@ -89,18 +90,18 @@ class AffectModel(nn.Module):
             pooled = layers.masked_mean(sequences[m], masks[m], axis=1).reshape(B, T, self.width)
             if self.context_turns > 0:
                 pooled = context.ContextInteraction(
-                    self.context_turns, self.num_heads, self.mlp_dim, self.dtype, self.dropout,
+                    self.context_turns, self.num_heads, self.mlp_dim, self.dtype, self.dropout, self.attention,
                     name=f"{m}_context")(pooled, batch["speakers"], present[m].reshape(B, T), deterministic)
             utterances[m] = flat(pooled)
 
         fusion_cls = _lookup(fusion.FUSIONS, "model.fusion", self.fusion)
-        joint = fusion_cls(self.modalities, self.num_heads, self.dtype, self.dropout, name="fusion")(
+        joint = fusion_cls(self.modalities, self.num_heads, self.dtype, self.dropout, self.attention, name="fusion")(
             sequences, masks, utterances, present, deterministic=deterministic)
 
         main_tasks = tuple(t.name for t in self.tasks if not t.relates)
         sharing_cls = _lookup(towers.SHARING, "model.sharing", self.sharing)
         kwargs = ({"cross_stitch": self.cross_stitch, "tower_attention": self.tower_attention,
-                   "num_heads": self.num_heads} if self.sharing == "soft" else {})
+                   "num_heads": self.num_heads, "attention": self.attention} if self.sharing == "soft" else {})
         representations = sharing_cls(main_tasks, self.tower_hidden, self.tower_layers, dtype=self.dtype,
                                       dropout=self.dropout, name="sharing", **kwargs)(joint, deterministic)
         logits = towers.TaskHeads(self.tasks, self.tower_hidden, self.dtype, name="heads")(representations)
@@ -122,9 +123,11 @@ class AffectModel(nn.Module):
                                                 dropout=self.dropout, name=TEXT_ENCODER)
             elif self.pretrained_text is None:
                 encoder = encoders.TextEncoder(self.vocab_size, self.width, self.text_layers, self.num_heads,
-                                               self.mlp_dim, dtype=self.dtype, dropout=self.dropout, name=TEXT_ENCODER)
+                                               self.mlp_dim, dtype=self.dtype, dropout=self.dropout,
+                                               attention=self.attention, name=TEXT_ENCODER)
             else:
-                encoder = encoders.BertEncoder(self.pretrained_text, self.dtype, self.dropout, name=TEXT_ENCODER)
+                encoder = encoders.BertEncoder(self.pretrained_text, self.dtype, self.dropout, self.attention,
+                                               name=TEXT_ENCODER)
             frozen = self.pretrained_text is not None and self.freeze_text
             run = lambda tokens, mask, positions=None: encoder(  # noqa: E731  [n, L] -> [n, L, hidden]
                 tokens, mask, deterministic=deterministic or frozen, positions=positions)
@@ -170,7 +173,10 @@ def build_model(config, manifest) -> AffectModel:
         feature_encoder=m.feature_encoder, context_turns=config.model.context_turns, fusion=m.fusion,
         sharing=m.sharing, tower_hidden=m.tower_hidden, tower_layers=m.tower_layers,
         cross_stitch=m.cross_stitch, tower_attention=m.tower_attention,
-        dropout=m.dropout, dtype=_lookup(DTYPES, "model.dtype", m.dtype), pretrained_text=text_config,
+        dropout=m.dropout, dtype=_lookup(DTYPES, "model.dtype", m.dtype),
+        attention=_lookup({k: k for k in layers.ATTENTION_KERNELS}, "model.attention",
+                          m.get("attention", "einsum")),  # runs recorded before the key: einsum
+        pretrained_text=text_config,
         freeze_text=m.pretrained.mode == "frozen", cached_text=m.text_encoder == "cached",
         task_uncertainty=config.loss_balancing == "uncertainty",
         ngram=(dict(orders=m.ngram.orders, buckets=m.ngram.buckets, ngram_dropout=m.ngram.dropout,

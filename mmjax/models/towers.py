@@ -62,6 +62,7 @@ class SoftShared(nn.Module):
     num_heads: int = 1
     dtype: layers.Dtype = jnp.float32
     dropout: float = 0.0
+    attention: str = "einsum"  # layers.Attention.kernel
 
     @nn.compact
     def __call__(self, x, deterministic=True):
@@ -80,7 +81,8 @@ class SoftShared(nn.Module):
             h = layers.Dropout(self.dropout)(h, deterministic=deterministic)
             if self.tower_attention and num_tasks > 1:
                 others = ~jnp.eye(num_tasks, dtype=bool)  # [tasks, tasks]: never a tower's own state
-                attended = layers.Attention(self.num_heads, self.dtype, self.dropout, name=f"tower_attention_{i}")(
+                attended = layers.Attention(self.num_heads, self.dtype, self.dropout, self.attention,
+                                            name=f"tower_attention_{i}")(
                     h, h, others, deterministic=deterministic)
                 h = h + layers.Dropout(self.dropout)(attended, deterministic=deterministic)
             if self.cross_stitch and num_tasks > 1:

@@ -16,6 +16,36 @@ ENTRY %main.1 (p0: f32[8,4]) -> f32[8,4] {
 """
 
 
+# A trace as an accelerator writes it: kernels on stream lines, each naming the HLO instruction that
+# launched it (a string or a reference to a name), beside lines derived from them.
+TRACE = """
+planes { id: 1 name: "/device:GPU:0"
+  lines { id: 1 name: "Stream #14(Compute)" timestamp_ns: 1000
+    events { metadata_id: 1 offset_ps: 0 duration_ps: 2000000 stats { metadata_id: 1 str_value: "ynn_fusion.3" } }
+    events { metadata_id: 2 offset_ps: 3000000 duration_ps: 1000000 stats { metadata_id: 1 ref_value: 7 } } }
+  lines { id: 2 name: "XLA Ops" timestamp_ns: 1000 events { metadata_id: 3 offset_ps: 0 duration_ps: 2000000 } }
+  event_metadata { key: 1 value { id: 1 name: "loop_fusion_kernel" } }
+  event_metadata { key: 2 value { id: 2 name: "sm90_xmma_gemm" } }
+  event_metadata { key: 3 value { id: 3 name: "ynn_fusion.3" } }
+  stat_metadata { key: 1 value { id: 1 name: "hlo_op" } }
+  stat_metadata { key: 7 value { id: 7 name: "copy_fusion" } } }
+planes { id: 2 name: "/host:CPU"
+  lines { id: 1 name: "tf_XLACpuThread/1" timestamp_ns: 0
+    events { metadata_id: 1 offset_ps: 0 duration_ps: 5000000 }
+    events { metadata_id: 2 offset_ps: 0 duration_ps: 9000000 } }
+  lines { id: 2 name: "python" timestamp_ns: 0 events { metadata_id: 1 offset_ps: 0 duration_ps: 1000 } }
+  event_metadata { key: 1 value { id: 1 name: "add.7" } }
+  event_metadata { key: 2 value { id: 2 name: "ThunkExecutor::Execute" } } }
+"""
+
+
+def test_operations_are_the_host_threads_events_on_a_cpu_and_the_device_kernels_elsewhere():
+    data = jax.profiler.ProfileData.from_text_proto(TRACE)
+    assert profile_step.operations(data, "cpu") == [("tf_XLACpuThread/1", "add.7", 5000)]
+    assert profile_step.operations(data, "gpu") == [("Stream #14(Compute)", "ynn_fusion.3", 2000),
+                                                    ("Stream #14(Compute)", "copy_fusion", 1000)]
+
+
 def test_operations_are_traced_back_to_the_model_code_and_phase_that_made_them():
     sources = profile_step.operation_sources(HLO)
     assert sources == {"ynn_fusion.3": "jit(train_step)/jvp(AffectModel)/audio_encoder/layer_0/attention/dot_general",

@@ -11,8 +11,9 @@ WIDTH = 16
 LENGTHS = np.array([6, 3, 1, 0])  # real frames per row; the last row's modality is absent
 
 
-def _encoders():
-    common = dict(width=WIDTH, num_layers=1, num_heads=2, mlp_dim=WIDTH, dtype=np.float32, dropout=0.0)
+def _encoders(attention="einsum"):
+    common = dict(width=WIDTH, num_layers=1, num_heads=2, mlp_dim=WIDTH, dtype=np.float32, dropout=0.0,
+                  attention=attention)
     return {kind: build(name=None, **common) for kind, build in encoders.FEATURE_ENCODERS.items()} | {
         "text": encoders.TextEncoder(vocab_size=50, max_positions=16, **common)}
 
@@ -25,9 +26,10 @@ def _inputs(kind, frames, rng):
     return (rng.normal(size=(len(LENGTHS), frames, 5)) * 10).astype(np.float32), mask
 
 
+@pytest.mark.parametrize("attention", layers.ATTENTION_KERNELS)
 @pytest.mark.parametrize("kind", ["transformer", "conv_rnn", "text"])
-def test_padding_and_masked_junk_change_no_real_output(kind):
-    encoder = _encoders()[kind]
+def test_padding_and_masked_junk_change_no_real_output(kind, attention):
+    encoder = _encoders(attention)[kind]
     apply = quick_jit(encoder.apply)
     inputs, mask = _inputs(kind, 6, np.random.default_rng(0))
     params = quick_jit(encoder.init)(jax.random.key(0), inputs, mask)

@@ -1,3 +1,4 @@
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -36,3 +37,27 @@ def test_dropout_scales_kept_entries_shares_broadcast_dims_and_is_identity_when_
     other = module.apply({}, x, deterministic=False, rngs={"dropout": jax.random.key(4)})
     assert not np.array_equal(other, y)
     assert (layers.Dropout(1.0).apply({}, x, deterministic=False, rngs={"dropout": jax.random.key(0)}) == 0).all()
+
+
+def test_dot_product_kernel_matches_einsum_with_bias_masks_and_fully_masked_queries():
+    rng = np.random.default_rng(0)
+    query = jnp.asarray(rng.normal(size=(2, 3, 5, 16)), jnp.float32)  # [batch, rows, q, embed]
+    key_value = jnp.asarray(rng.normal(size=(2, 3, 6, 16)), jnp.float32)
+    mask = rng.random((2, 3, 5, 6)) < 0.6
+    mask[0, 1, 2] = False  # a query that attends to nothing outputs zeros in both kernels
+    bias = jnp.asarray(rng.normal(size=(2, 3, 4, 5, 6)), jnp.float32)
+    outputs = {}
+    for kernel in layers.ATTENTION_KERNELS:
+        module = layers.Attention(num_heads=4, kernel=kernel)
+        params = module.init(jax.random.key(0), query, key_value, mask, bias)  # same names, same init
+        outputs[kernel] = np.asarray(module.apply(params, query, key_value, mask, bias))
+    np.testing.assert_allclose(outputs["dot_product"], outputs["einsum"], rtol=1e-5, atol=1e-5)
+    out_bias = np.asarray(nn.meta.unbox(params)["params"]["out_bias"])
+    np.testing.assert_allclose(outputs["dot_product"][0, 1, 2], out_bias, atol=1e-6)
+    assert np.abs(outputs["einsum"][0, 1, 1] - out_bias).max() > 1e-3  # the others attend
+
+
+def test_unknown_attention_kernel_is_an_error():
+    x = jnp.zeros((1, 2, 8))
+    with pytest.raises(ValueError, match="attention kernel 'flash'"):
+        layers.Attention(num_heads=2, kernel="flash").init(jax.random.key(0), x, x, jnp.ones((1, 2, 2), bool))

@@ -116,3 +116,12 @@ def test_packed_text_gives_the_outputs_of_unpacked_text(records_dir, text_encode
     mask = batch["turn_mask"]
     for task in before:
         np.testing.assert_allclose(np.asarray(after[task])[mask], np.asarray(before[task])[mask], rtol=1e-5, atol=1e-5)
+
+
+def test_dot_product_attention_gives_the_einsum_kernels_outputs(records_dir):
+    config, model, params, batch = _setup(records_dir)
+    config.model.attention = "dot_product"
+    fused = model_lib.build_model(config, records.load_manifest(records_dir))
+    assert fused.attention == "dot_product" and model.attention == "einsum"
+    for task, value in fused.apply({"params": params}, batch).items():
+        np.testing.assert_allclose(value, model.apply({"params": params}, batch)[task], rtol=1e-4, atol=1e-5)
