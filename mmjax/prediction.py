@@ -26,7 +26,7 @@ import json
 import jax
 import numpy as np
 
-from mmjax import atomic, inputs, restored_run, setup as setup_lib, sharding
+from mmjax import atomic, inputs, report, restored_run, setup as setup_lib, sharding
 from mmjax import progress as progress_lib
 from mmjax.data import dialogue_jsonl, pipeline, text
 from mmjax.models import text_states
@@ -53,7 +53,7 @@ def probabilities(run: restored_run.RestoredRun, dialogues, progress: bool = Tru
     s, config = run.setup, run.config
     source = pipeline.WindowSource(dialogues, inputs.shapes(config, s.manifest), config.model.context_turns,
                                    positions=True, groups=inputs.text_packing(config, mesh=s.mesh))
-    step = setup_lib.jit_predict_step(s)
+    step = setup_lib.jit_predict_step(s, run.members)
     tasks = corpus_tasks(s.manifest)
     out = [{t: np.zeros((d.num_turns, tasks[t].outputs), np.float32) for t in config.tasks} for d in dialogues]
     total = pipeline.num_ordered_batches(len(source), config.eval_batch_size, jax.process_count())
@@ -61,7 +61,8 @@ def probabilities(run: restored_run.RestoredRun, dialogues, progress: bool = Tru
         for at, params, read in run.by_step():  # one pass per checkpoint (per-task selection: several)
             batches = pipeline.ordered_batches(source, config.eval_batch_size, jax.process_index(),
                                                jax.process_count(), config.data.read_threads)
-            bar = progress_lib.bar(batches, total=total, desc=f"predict (step {at})", unit="batch", enabled=progress)
+            bar = progress_lib.bar(batches, total=total, desc=f"predict ({report.step_label(at)})", unit="batch",
+                                   enabled=progress)
             for local_batch in bar:
                 result = jax.device_get(step(params, sharding.global_batch(local_batch, s.mesh)))
                 position = result.pop("position")  # [B, T, 2]
@@ -98,15 +99,20 @@ def write_lines(path: str, lines) -> None:
     atomic.write_atomically(path, lambda f: f.writelines(lines))
 
 
-def predict(workdir: str, input_path: str, output_path: str, step: int | str = "latest", config=None,
+def predict(workdir: str | list[str], input_path: str, output_path: str, step: int | str = "latest", config=None,
             progress: bool = True, allow_outside_paths: bool = False) -> int:
-    """Predicts every utterance of ``input_path`` with ``step`` of ``workdir``; writes
-    ``output_path`` (process 0) and returns the number of utterances. ``allow_outside_paths``:
-    feature paths may leave the input's directory."""
-    config = restored_run.run_config(workdir, config)
-    manifest = restored_run.training_manifest(workdir, config)
+    """Predicts every utterance of ``input_path`` with ``step`` of ``workdir``, or of the ensemble
+    of the runs in a list of workdirs (``mmjax.ensemble``); writes ``output_path`` (process 0)
+    and returns the number of utterances. ``allow_outside_paths``: feature paths may leave the
+    input's directory."""
+    workdirs = [workdir] if isinstance(workdir, str) else list(workdir)
+    config = restored_run.run_config(workdirs[0], config)
+    manifest = restored_run.training_manifest(workdirs[0], config)
     dialogues = read_input(input_path, config, manifest, allow_outside_paths)  # every line checked first
-    run = restored_run.restore(workdir, step, config, manifest=manifest)
+    if len(workdirs) == 1:
+        run = restored_run.restore(workdirs[0], step, config, manifest=manifest)
+    else:
+        run = restored_run.restore_ensemble(workdirs, step, config, manifest=manifest)
     probs = probabilities(run, dialogues, progress)
     if jax.process_index() == 0:
         write_lines(output_path, output_lines(dialogues, probs, manifest))

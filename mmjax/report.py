@@ -99,11 +99,13 @@ def aggregate(reports: Sequence[Mapping]) -> dict:
     return out
 
 
-def step_label(step: int | Mapping[str, int]) -> str:
-    """"step N", or each task's step where tasks come from different steps (per-task selection)."""
+def step_label(step: int | tuple[int, ...] | Mapping[str, int | tuple[int, ...]]) -> str:
+    """"step N", or each task's step where tasks come from different steps (per-task selection);
+    an ensemble's step is its members', "N1/N2/..."."""
+    at = lambda s: "/".join(map(str, s)) if isinstance(s, (tuple, list)) else str(s)  # noqa: E731
     if isinstance(step, Mapping):
-        return "steps " + ", ".join(f"{task} {at}" for task, at in step.items())
-    return f"step {step}"
+        return "steps " + ", ".join(f"{task} {at(s)}" for task, s in step.items())
+    return f"step {at(step)}"
 
 
 def run_scores(seed: str, workdir: str, step: int | Mapping[str, int], report: Mapping) -> dict:

@@ -13,16 +13,18 @@ import contextlib
 import dataclasses
 import functools
 import logging
+import re
 from collections.abc import Callable, Iterator, Mapping
 
 import jax
 from etils import epath
 
-from mmjax import checkpointing, prepared_records, saved_run, setup as setup_lib, sharding
+from mmjax import checkpointing, ensemble, prepared_records, saved_run, setup as setup_lib, sharding
 from mmjax.errors import ConfigError, MmjaxError
 
 _log = logging.getLogger(__name__)  # status lines; shown by the commands (mmjax.cli)
 
+SEED = "{seed}"  # in a workdir template, replaced by each seed (seed_workdirs)
 _DATA_PARALLEL = {"data": -1, "fsdp": 1, "model": 1}
 # Manifest sections that must match between the training records and the records evaluated.
 _MUST_MATCH = ("tasks", "features", "text", "text_states")
@@ -30,19 +32,23 @@ _MUST_MATCH = ("tasks", "features", "text", "text_states")
 
 @dataclasses.dataclass
 class RestoredRun:
+    """A run's parameters at the step(s) read; or an ensemble's (``restore_ensemble``), whose
+    steps are tuples (one step per member) and whose parameters are ``ensemble.stack``ed."""
+
     config: object
     setup: setup_lib.Setup
-    task_steps: dict[str, int]  # task -> the step its predictions come from
+    task_steps: dict[str, int | tuple[int, ...]]  # task -> the step its predictions come from
     restore_step: Callable[[int], object]  # step -> its parameters, in setup.state_shardings.params
     kept: dict[int, object] = dataclasses.field(default_factory=dict)  # step -> parameters already restored
+    members: int = 0  # an ensemble's number of runs; 0 for one run
 
     @property
-    def step(self) -> int | dict[str, int]:
+    def step(self) -> int | tuple[int, ...] | dict[str, int | tuple[int, ...]]:
         """The step restored, or {task: step} where tasks come from different steps."""
         steps = set(self.task_steps.values())
         return steps.pop() if len(steps) == 1 else dict(self.task_steps)
 
-    def by_step(self) -> Iterator[tuple[int, object, list[str]]]:
+    def by_step(self) -> Iterator[tuple[int | tuple[int, ...], object, list[str]]]:
         """(step, its params, the tasks read from it) for each step, in step order. A run read from
         one step keeps its parameters; where tasks come from several (per-task selection), each
         step's are restored when reached, so that one step's parameters are held at a time."""
@@ -135,6 +141,45 @@ def restore(workdir: str, step: int | str = "latest", config=None, manifest: Map
             for at in steps:
                 checkpointing.verify(mngr, at)
     return RestoredRun(config, s, task_steps, restore_step, {steps[0]: restore_step(steps[0])} if len(steps) == 1 else {})
+
+
+def seed_workdirs(template: str, seeds: list[str]) -> list[str]:
+    """The workdir of each seed: ``template`` with ``{seed}`` replaced."""
+    if SEED not in template:
+        raise MmjaxError(f"--seeds needs {SEED} in --workdir (got {template!r}), e.g. --workdir=runs/soft_s{SEED}")
+    if len(seeds) < 2 or len(set(seeds)) != len(seeds):
+        raise MmjaxError(f"--seeds={','.join(seeds)}: give at least two different seeds")
+    bad = [seed for seed in seeds if not re.fullmatch(r"[A-Za-z0-9_.-]+", seed)]
+    if bad:
+        raise MmjaxError(f"--seeds: {bad} are not names made of letters, digits, '_', '.' or '-'")
+    return [template.replace(SEED, seed) for seed in seeds]
+
+
+def restore_ensemble(workdirs: list[str], step: int | str = "latest", config=None,
+                     manifest: Mapping | None = None) -> RestoredRun:
+    """The runs in ``workdirs``, each restored as ``restore`` does, as one ensemble
+    (``mmjax.ensemble``): a task is read from each run's own step for it, the members'
+    parameters stacked. Raises unless the runs share one model and one corpus."""
+    runs = [restore(w, step, config, manifest) for w in workdirs]
+    try:
+        ensemble.check_members([run.setup.model for run in runs], [run.setup.abstract_state.params for run in runs],
+                               workdirs)
+    except ValueError as e:
+        raise MmjaxError(str(e)) from None
+    recorded = [saved_run.load_manifest(w) for w in workdirs]
+    for workdir, trained_on in zip(workdirs[1:], recorded[1:]):
+        differ = [k for k in _MUST_MATCH if None not in (trained_on, recorded[0]) and trained_on.get(k) != recorded[0].get(k)]
+        if differ:
+            raise MmjaxError(f"{workdir} was trained on records that differ from {workdirs[0]}'s in {', '.join(differ)} "
+                             f"(see {saved_run.RECORDS_MANIFEST} in each): an ensemble's members read one corpus")
+    first = runs[0]
+
+    def restore_steps(steps: tuple[int, ...]):
+        members = [run.kept[at] if at in run.kept else run.restore_step(at) for run, at in zip(runs, steps)]
+        return ensemble.stack(members, first.setup.state_shardings.params)
+
+    task_steps = {task: tuple(run.task_steps[task] for run in runs) for task in first.config.tasks}
+    return RestoredRun(first.config, first.setup, task_steps, restore_steps, members=len(runs))
 
 
 def _restore_params(mngr, s: setup_lib.Setup, key: str, step: int):

@@ -1,10 +1,16 @@
+import json
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mmjax import ensemble, inputs, restored_run, run_evaluation, setup as setup_lib, sharding
+from mmjax import ensemble, inputs, prediction, restored_run, run_evaluation, setup as setup_lib, sharding
+from mmjax.data import records
+from mmjax.models import model as model_lib
 from mmjax.tasks import CLASSIFICATION, MULTILABEL, REGRESSION, Task
+from tests import test_predict
+from tests.tiny import run_module, tiny_config
 
 
 @pytest.mark.parametrize("kind", [CLASSIFICATION, MULTILABEL, REGRESSION])
@@ -47,3 +53,34 @@ def test_an_ensemble_of_copies_of_a_run_evaluates_as_the_run(trained_run, tmp_pa
         assert copies[task]["macro_f1"] == pytest.approx(report["macro_f1"], abs=1e-9)
         assert copies[task]["loss"] == pytest.approx(report["loss"], rel=1e-5)
     assert (tmp_path / "run_a-b" / "eval_validation_ensemble.json").exists()
+
+
+def test_predict_with_an_ensemble_of_copies_writes_the_runs_predictions(trained_run, tmp_path):
+    config, workdir, _ = trained_run
+    source = records.DialogueSource(config.data.dir, "validation")
+    path = test_predict._export([source[i] for i in range(3)], str(tmp_path))
+    for seed in ("a", "b"):
+        (tmp_path / f"run_{seed}").symlink_to(workdir)
+    prediction.predict(workdir, path, str(tmp_path / "one.jsonl"), progress=False)
+    code, out = run_module("mmjax.predict", f"--workdir={tmp_path}/run_{{seed}}", "--seeds=a,b", f"--input={path}",
+                           f"--output={tmp_path}/both.jsonl")
+    assert code == 0, out
+    one, both = ([json.loads(line) for line in open(tmp_path / name)] for name in ("one.jsonl", "both.jsonl"))
+    assert len(one) == len(both) > 0
+    for a, b in zip(one, both):
+        for task in config.tasks:
+            assert a[task]["label"] == b[task]["label"]
+            np.testing.assert_allclose(list(a[task]["probabilities"].values()),
+                                       list(b[task]["probabilities"].values()), atol=2e-6)
+
+
+def test_members_must_compute_one_function_but_may_have_trained_differently(records_dir):
+    manifest = records.load_manifest(records_dir)
+    config = tiny_config(records_dir)
+    model = model_lib.build_model(config, manifest)
+    params = setup_lib.build(config).abstract_state.params
+    config.model.dropout, config.model.tie_weight = 0.3, 0.0  # training only: members may differ
+    ensemble.check_members([model, model_lib.build_model(config, manifest)], [params, params], ["a", "b"])
+    config.model.fusion = "concat"
+    with pytest.raises(ValueError, match="b differs from a in fusion"):
+        ensemble.check_members([model, model_lib.build_model(config, manifest)], [params, params], ["a", "b"])
