@@ -119,7 +119,8 @@ class Attention(nn.Module):
     query: [..., q, width]; key_value: [..., k, width]; mask: bool [..., q, k]; bias: optional
     additive scores [..., heads, q, k] -> [..., q, width]. A fully masked query attends to nothing
     (output: the output bias alone), as ``layers.masked_softmax`` has it. The scores run through
-    ``F.scaled_dot_product_attention``, PyTorch's own fast path (same scale, 1/sqrt(head_dim)).
+    ``F.scaled_dot_product_attention``, PyTorch's own fast path (same scale, 1/sqrt(head_dim));
+    a single query, as ``layers.Attention``, without projecting the keys and values.
     """
 
     def __init__(self, width: int, num_heads: int, dropout: float):
@@ -140,12 +141,31 @@ class Attention(nn.Module):
 
     def forward(self, query, key_value, mask, bias=None):
         mask = mask.unsqueeze(-3)  # [..., 1, q, k]: the same for every head
-        scores_mask = mask if bias is None else bias.masked_fill(~mask, _MIN)
-        out = F.scaled_dot_product_attention(
-            self._project("query", query), self._project("key", key_value), self._project("value", key_value),
-            attn_mask=scores_mask, dropout_p=self.dropout if self.training else 0.0)
+        q = self._project("query", query)  # [..., heads, q, head_dim]
+        if query.shape[-2] == 1:
+            out = self._single_query(q, key_value, mask, bias)
+        else:
+            scores_mask = mask if bias is None else bias.masked_fill(~mask, _MIN)
+            out = F.scaled_dot_product_attention(
+                q, self._project("key", key_value), self._project("value", key_value),
+                attn_mask=scores_mask, dropout_p=self.dropout if self.training else 0.0)
         out = out * mask.any(-1, keepdim=True)  # [..., heads, q, head_dim]
         return F.linear(out.transpose(-2, -3).flatten(-2), self.out_kernel.flatten(0, 1).T, self.out_bias)
+
+
+    def _single_query(self, q, key_value, mask, bias):
+        """q [..., heads, 1, head_dim] -> [..., heads, 1, head_dim]: scores (W_k q) . x + q . b_k,
+        output W_v (sum_j a_j x_j) + b_v sum_j a_j, as ``layers.Attention``."""
+        query_keys = torch.einsum("...hqk,dhk->...hqd", q, self.key_kernel)  # [..., heads, 1, width]
+        states = key_value.unsqueeze(-3)  # [..., 1, k, width]
+        scores = (query_keys @ states.transpose(-1, -2)
+                  + (q * self.key_bias.unsqueeze(-2)).sum(-1, keepdim=True)) / q.shape[-1] ** 0.5
+        if bias is not None:
+            scores = scores + bias
+        weights = torch.softmax(scores.masked_fill(~mask, _MIN), -1)
+        weights = F.dropout(weights, self.dropout, self.training)
+        return (torch.einsum("...hqd,dhk->...hqk", weights @ states, self.value_kernel)
+                + weights.sum(-1, keepdim=True) * self.value_bias.unsqueeze(-2))
 
 
 class MLP(nn.Module):

@@ -166,12 +166,13 @@ def restore_ensemble(workdirs: list[str], step: int | str = "latest", config=Non
                                workdirs)
     except ValueError as e:
         raise MmjaxError(str(e)) from None
-    recorded = [saved_run.load_manifest(w) for w in workdirs]
+    recorded = [saved_run.load_manifest(w) for w in workdirs]  # None for runs older than the record
     for workdir, trained_on in zip(workdirs[1:], recorded[1:]):
-        differ = [k for k in _MUST_MATCH if None not in (trained_on, recorded[0]) and trained_on.get(k) != recorded[0].get(k)]
+        differ = [k for k in _MUST_MATCH if trained_on and recorded[0] and trained_on.get(k) != recorded[0].get(k)]
         if differ:
-            raise MmjaxError(f"{workdir} was trained on records that differ from {workdirs[0]}'s in {', '.join(differ)} "
-                             f"(see {saved_run.RECORDS_MANIFEST} in each): an ensemble's members read one corpus")
+            raise MmjaxError(f"{workdir} was trained on records that differ from {workdirs[0]}'s in "
+                             f"{', '.join(differ)} (see {saved_run.RECORDS_MANIFEST} in each): an ensemble's "
+                             "members read one corpus")
     first = runs[0]
 
     def restore_steps(steps: tuple[int, ...]):

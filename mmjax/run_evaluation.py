@@ -24,7 +24,6 @@ from mmjax.data import records
 from mmjax.restored_run import SEED, seed_workdirs
 
 
-
 def evaluate(config, workdir: str, split: str = "test", step: int | str = "latest", top_speakers: int = 10,
              verbose: bool = True) -> dict:
     """Restores ``step`` ("latest", "best" or a step number) of ``workdir``, evaluates it on

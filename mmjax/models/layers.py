@@ -124,7 +124,9 @@ def _cudnn_applies(q: jax.Array, k: jax.Array) -> bool:
     GPU, 16-bit floats, head width a multiple of 8 up to 128, and even lengths (scores with a mask
     or bias in the backward pass need them)."""
     head_dim = q.shape[-1]
-    return (jax.default_backend() == "gpu" and q.dtype in (jnp.bfloat16, jnp.float16)
+    device = jax.devices()[0]
+    nvidia = device.platform == "gpu" and "rocm" not in device.client.platform_version.lower()
+    return (nvidia and q.dtype in (jnp.bfloat16, jnp.float16)
             and head_dim % 8 == 0 and head_dim <= 128 and q.shape[-3] % 2 == 0 and k.shape[-3] % 2 == 0)
 
 
@@ -153,6 +155,11 @@ class Attention(nn.Module):
     bias: optional additive scores [..., heads, q, k]. Returns [..., q, embed].
     ``kernel``: "einsum" (scores, a float32 masked softmax and dropout on the attention weights)
     or "dot_product" (``dot_product_attention``: no dropout on the weights, fused on a GPU).
+
+    A single query (q = 1: cross-modal fusion, attention pooling) is computed without projecting
+    the keys and values: its scores are (W_k q_h) . x_j per head h, plus q_h . b_k, and its output
+    W_v (sum_j a_hj x_j) + b_v sum_j a_hj. The same function and parameters, at O(embed^2 + k embed)
+    per query instead of O(k embed^2).
     """
 
     num_heads: int
@@ -169,23 +176,37 @@ class Attention(nn.Module):
             raise ValueError(f"attention kernel {self.kernel!r} is not one of {ATTENTION_KERNELS}")
         head_dim = width // self.num_heads
 
-        def project(name, x):
+        def projection(name):
             kernel = self.param(f"{name}_kernel", nn.with_logical_partitioning(
                 _projection_init, ("embed", "heads", "kv")), (width, self.num_heads, head_dim))
             bias = self.param(f"{name}_bias", nn.with_logical_partitioning(
                 nn.initializers.zeros, ("heads", "kv")), (self.num_heads, head_dim))
-            return jnp.einsum("...d,dhk->...hk", x, kernel.astype(self.dtype)) + bias.astype(self.dtype)
+            return kernel.astype(self.dtype), bias.astype(self.dtype)
 
-        q, k, v = project("query", query), project("key", key_value), project("value", key_value)
-        if self.kernel == "dot_product":
-            out = dot_product_attention(q, k, v, mask, bias)
-        else:
-            scores = jnp.einsum("...qhd,...khd->...hqk", q, k) / jnp.sqrt(head_dim).astype(self.dtype)
+        def attention_weights(scores):  # [..., heads, q, k] -> masked softmax, dropped out (einsum kernel)
+            scores = scores / jnp.sqrt(head_dim).astype(self.dtype)
             if bias is not None:
                 scores = scores + bias
             weights = masked_softmax(scores, jnp.expand_dims(mask, -3)).astype(self.dtype)
-            weights = Dropout(self.dropout)(weights, deterministic=deterministic)
-            out = jnp.einsum("...hqk,...khd->...qhd", weights, v)
+            rate = self.dropout if self.kernel == "einsum" else 0.0
+            return Dropout(rate)(weights, deterministic=deterministic)
+
+        (wq, bq), (wk, bk), (wv, bv) = projection("query"), projection("key"), projection("value")
+        q = jnp.einsum("...d,dhk->...hk", query, wq) + bq  # [..., q, heads, head_dim]
+        if query.shape[-2] == 1:
+            query_keys = jnp.einsum("...qhk,dhk->...qhd", q, wk)  # [..., 1, heads, embed]
+            weights = attention_weights(jnp.einsum("...qhd,...kd->...hqk", query_keys, key_value)
+                                        + jnp.einsum("...qhk,hk->...hq", q, bk)[..., None])
+            mixed = jnp.einsum("...hqk,...kd->...qhd", weights, key_value)  # [..., 1, heads, embed]
+            out = jnp.einsum("...qhd,dhk->...qhk", mixed, wv) + jnp.swapaxes(weights.sum(-1), -1, -2)[..., None] * bv
+        else:
+            k = jnp.einsum("...d,dhk->...hk", key_value, wk) + bk
+            v = jnp.einsum("...d,dhk->...hk", key_value, wv) + bv
+            if self.kernel == "dot_product":
+                out = dot_product_attention(q, k, v, mask, bias)
+            else:
+                weights = attention_weights(jnp.einsum("...qhd,...khd->...hqk", q, k))
+                out = jnp.einsum("...hqk,...khd->...qhd", weights, v)
         out_kernel = self.param("out_kernel", nn.with_logical_partitioning(
             _output_init, ("heads", "kv", "embed")), (self.num_heads, head_dim, width))
         out_bias = self.param("out_bias", nn.with_logical_partitioning(

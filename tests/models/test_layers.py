@@ -61,3 +61,22 @@ def test_unknown_attention_kernel_is_an_error():
     x = jnp.zeros((1, 2, 8))
     with pytest.raises(ValueError, match="attention kernel 'flash'"):
         layers.Attention(num_heads=2, kernel="flash").init(jax.random.key(0), x, x, jnp.ones((1, 2, 2), bool))
+
+
+@pytest.mark.parametrize("kernel", layers.ATTENTION_KERNELS)
+def test_a_single_query_gives_what_the_projected_keys_and_values_give(kernel):
+    rng = np.random.default_rng(1)
+    query = jnp.asarray(rng.normal(size=(3, 2, 1, 16)), jnp.float32)  # [batch, rows, 1 query, embed]
+    key_value = jnp.asarray(rng.normal(size=(3, 2, 6, 16)), jnp.float32)
+    mask = rng.random((3, 2, 1, 6)) < 0.6
+    mask[1, 0] = False  # attends to nothing: zeros before the output projection
+    bias = jnp.asarray(rng.normal(size=(3, 2, 4, 1, 6)), jnp.float32)
+    module = layers.Attention(num_heads=4, kernel=kernel)
+    params = module.init(jax.random.key(0), query, key_value, mask, bias)
+    params = jax.tree.map(lambda x: jnp.asarray(rng.normal(size=x.shape), x.dtype), nn.meta.unbox(params))
+    one = module.apply(params, query, key_value, mask, bias)
+    # Two copies of the query take the path that projects keys and values; their first row is the same query.
+    twice = lambda x, axis: jnp.concatenate([x, x], axis)  # noqa: E731
+    two = module.apply(params, twice(query, -2), key_value, twice(mask, -2), twice(bias, -2))
+    np.testing.assert_allclose(one, two[..., :1, :], rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(one[1, 0, 0], params["params"]["out_bias"], atol=1e-5)
