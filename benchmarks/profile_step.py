@@ -21,8 +21,8 @@ where the CPU backend runs them; on an accelerator the kernels on its device pla
 to the HLO instruction that launched it.
 
 It also reports the wall time per traced step, the operations per step and how busy each of
-XLA's threads (an accelerator's streams) was: a step whose threads are busy for a fraction of its wall time waits on
-dispatch and dependencies, not on arithmetic. Times are per step, summed over threads, so they
+XLA's threads (an accelerator's streams) was: a step whose threads are busy for a fraction of its
+wall time waits on dispatch and dependencies, not on arithmetic. Times are per step, summed over threads, so they
 can exceed the wall time. The trace costs time itself: read the shares, not the absolute values.
 """
 

@@ -7,7 +7,9 @@ The input is the JSONL format ``prepare --corpus=jsonl`` trains on, one utteranc
 optional (spec: ``mmjax/data/dialogue_jsonl.py``); the output one line
 per utterance with, for every task, the predicted label and the class probabilities (format:
 ``mmjax/prediction.py``). The run's config and tokenizer come from its workdir (``--config``
-replaces the config); the records it was trained on are not needed.
+replaces the config); the records it was trained on are not needed. With ``--seeds``, ``{seed}``
+in ``--workdir`` is replaced by each seed and the runs predict as one ensemble
+(``mmjax.ensemble``: their probabilities or values averaged, each run at ``--step``).
 """
 
 from __future__ import annotations
