@@ -78,8 +78,11 @@ def stack(members: Sequence, shardings) -> object:
     by ``stacked_shardings(shardings)`` (``shardings``: one member's)."""
     if len(members) < 2:
         raise ValueError(f"an ensemble needs at least two members, got {len(members)}")
-    stacked = lambda *trees: jax.tree.map(lambda *leaves: jnp.stack(leaves), *trees)  # noqa: E731
-    return jax.jit(stacked, out_shardings=stacked_shardings(shardings))(*members)
+    return jax.jit(_stacked, out_shardings=stacked_shardings(shardings))(*members)
+
+
+def _stacked(*trees):  # module-level, so JAX's caches reuse its compilation across calls
+    return jax.tree.map(lambda *leaves: jnp.stack(leaves), *trees)
 
 
 def stacked_shardings(shardings):
