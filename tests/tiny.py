@@ -1,6 +1,7 @@
 """A small, fast variant of the default config, for tests; also a config file for subprocess
 tests: ``--config=tests/tiny.py --config.data.dir=...``."""
 
+import functools
 import os
 import subprocess
 import sys
@@ -19,9 +20,23 @@ QUICK_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensiv
                  "xla_cpu_use_fusion_emitters": False}
 
 
+@functools.cache
+def _known_compile_options() -> dict:
+    """The QUICK_COMPILE options this jaxlib's XLA accepts (an unknown one fails the compile;
+    jax 0.12's XLA has no ``xla_cpu_use_fusion_emitters``)."""
+    known = {}
+    for name, value in QUICK_COMPILE.items():
+        try:
+            jax.jit(lambda: 0, compiler_options={name: value}).lower().compile()
+        except jax.errors.JaxRuntimeError:
+            continue
+        known[name] = value
+    return known
+
+
 def quick_jit(fun, **kwargs):
     """jax.jit with QUICK_COMPILE: for small programs a test runs once or twice."""
-    return jax.jit(fun, compiler_options=QUICK_COMPILE, **kwargs)
+    return jax.jit(fun, compiler_options=_known_compile_options(), **kwargs)
 
 
 def tiny_config(data_dir: str, base=soft_share):
