@@ -30,6 +30,7 @@ def prepare(corpus: str, output: str, *, input_path: str | None = None, options:
     """
     if corpus not in CORPORA:
         raise ConfigError(f"--corpus={corpus!r} is not one of {sorted(CORPORA)}")
+    records.check_replaceable(output)  # now, not after converting, which can take minutes
     cache = text_states_lib.from_flag(text_states)
     if corpus == "synthetic":
         if tokenizer in ("char", "word"):

@@ -67,6 +67,11 @@ def load_or_prepare(config) -> dict:
             stale = existing is not None and existing.get("corpus") == "synthetic" and (
                 existing.get("synthetic") != wanted or existing.get("schema_version") != SCHEMA_VERSION)
             if existing is None or stale:
+                problem = records.replace_problem(path)
+                if problem:  # never replace what the user keeps there
+                    raise ConfigError(f"config.data.dir={path!r} {problem}: it holds no prepared corpus to read and "
+                                      "the synthetic corpus would replace it; prepare a corpus there (`python -m "
+                                      "mmjax.prepare`) or name a new directory")
                 _log.info("preparing the synthetic corpus %s in %s", wanted, path)
                 synthetic.write(path, wanted["dialogues"], wanted["seed"], wanted["features"],
                                 wanted["tokenizer"], text_states=None if "text_states" not in wanted

@@ -23,6 +23,15 @@ def test_synthetic_records_are_rebuilt_when_their_spec_changes(tmp_path):
     assert not [f for f in os.listdir(tmp_path) if "partial" in f]
 
 
+def test_a_data_dir_holding_other_files_is_never_replaced_by_the_synthetic_corpus(tmp_path):
+    (tmp_path / "my_corpus.jsonl").write_text("{}")
+    config = tiny_config(str(tmp_path))
+    with pytest.raises(ConfigError, match=r"config.data.dir=.* holds files that are not prepared records "
+                                          r"\('my_corpus.jsonl'\): it holds no prepared corpus"):
+        prepared_records.load_or_prepare(config)
+    assert os.listdir(tmp_path) == ["my_corpus.jsonl"]
+
+
 def test_tasks_the_corpus_lacks_are_a_config_error(records_dir):
     config = tiny_config(records_dir)
     config.data.corpus = "other"

@@ -21,6 +21,7 @@ import contextlib
 import contextvars
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -116,6 +117,33 @@ def labelled_count(split: Mapping, task: str) -> int:
     return sum(split["class_counts"].get(task, {}).values())
 
 
+# The files write_corpus puts in a records directory: the only ones it may replace.
+_RECORD_FILE = re.compile(r"(manifest\.json|[\w.-]+\.array_record|[\w.-]+\.turns\.npy)")
+
+
+def replace_problem(output_dir: str) -> str | None:
+    """Why ``write_corpus`` must not replace ``output_dir`` (it replaces the directory whole), or
+    None where it is absent, empty or holds only prepared records: a mistyped output path must
+    never delete a workdir or a corpus."""
+    if not os.path.lexists(output_dir):
+        return None
+    if not os.path.isdir(output_dir):
+        return "exists and is not a directory"
+    others = sorted(name for name in os.listdir(output_dir) if not _RECORD_FILE.fullmatch(name))
+    if not others:
+        return None
+    shown = ", ".join(repr(name) for name in others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+    return f"holds files that are not prepared records ({shown})"
+
+
+def check_replaceable(output_dir: str) -> None:
+    """Raises where ``replace_problem`` finds one."""
+    problem = replace_problem(output_dir)
+    if problem:
+        raise MmjaxError(f"records directory {output_dir!r} {problem}; preparing replaces the whole directory, so "
+                         "give a new or empty directory, or one that prepare wrote")
+
+
 def write_corpus(output_dir: str, corpus: str, splits: Mapping[str, Sequence[schema.Dialogue]], *,
                  tasks: Sequence[Task], audio_dim: int, visual_dim: int, text: Mapping,
                  text_states: Mapping | None = None, extra: Mapping | None = None) -> dict:
@@ -123,6 +151,7 @@ def write_corpus(output_dir: str, corpus: str, splits: Mapping[str, Sequence[sch
     which declares ``tasks`` (see ``mmjax.tasks``).
     ``text_states``: the ``mmjax.models.text_states`` entry when the dialogues carry them."""
     output_dir = os.path.abspath(output_dir)
+    check_replaceable(output_dir)
     parent = os.path.dirname(output_dir)
     try:
         os.makedirs(parent, exist_ok=True)

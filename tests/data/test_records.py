@@ -6,7 +6,7 @@ import pytest
 
 from mmjax.data import records, schema
 from mmjax.data.corpora import synthetic
-from mmjax.errors import RecordError
+from mmjax.errors import MmjaxError, RecordError
 from mmjax.tasks import TASKS
 
 DIMS = (synthetic.AUDIO_DIM, synthetic.VISUAL_DIM)
@@ -106,6 +106,26 @@ def test_failed_write_leaves_nothing(tmp_path):
         records.write_corpus(str(tmp_path / "out"), "synthetic", {"train": good + [bad]}, tasks=[TASKS["sarcasm"]],
                              audio_dim=synthetic.AUDIO_DIM, visual_dim=synthetic.VISUAL_DIM, text={"vocab_size": 3})
     assert os.listdir(tmp_path) == []
+
+
+def test_writing_records_never_replaces_a_directory_holding_anything_else(tmp_path):
+    kept = tmp_path / "workdir"
+    kept.mkdir()
+    (kept / "notes.txt").write_text("mine")
+    with pytest.raises(MmjaxError, match=r"records directory .*workdir' holds files that are not prepared records "
+                                         r"\('notes.txt'\); preparing replaces the whole directory"):
+        synthetic.write(str(kept), {"train": 2}, seed=0)
+    assert os.listdir(kept) == ["notes.txt"] and sorted(os.listdir(tmp_path)) == ["workdir"]
+    a_file = tmp_path / "file"
+    a_file.write_text("mine")
+    with pytest.raises(MmjaxError, match="exists and is not a directory"):
+        synthetic.write(str(a_file), {"train": 2}, seed=0)
+    # Records prepare wrote, and an empty directory, are replaced.
+    records_dir = str(tmp_path / "records")
+    synthetic.write(records_dir, {"train": 2}, seed=0)
+    assert synthetic.write(records_dir, {"train": 3}, seed=0)["splits"]["train"]["dialogues"] == 3
+    (tmp_path / "empty").mkdir()
+    synthetic.write(str(tmp_path / "empty"), {"train": 2}, seed=0)
 
 
 def test_missing_corpus_names_the_directory(tmp_path):
