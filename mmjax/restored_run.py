@@ -101,10 +101,15 @@ def training_manifest(workdir: str, config) -> dict:
 
 
 def run_config(workdir: str, config=None):
-    """``config`` if given, else the workdir's own, fitted to the devices present."""
+    """``config`` if given, else the workdir's own (reading the records training read:
+    ``saved_run.with_recorded_records``), fitted to the devices present."""
+    if not epath.Path(workdir).is_dir():
+        raise MmjaxError(f"workdir {workdir!r} does not exist")
     if not (epath.Path(workdir) / "checkpoints").is_dir():
         raise MmjaxError(f"no checkpoints in workdir {workdir!r}: train it first")
-    return fit_to_devices(config if config is not None else saved_run.load_config(workdir), jax.device_count())
+    if config is None:
+        config = saved_run.with_recorded_records(saved_run.load_config(workdir), saved_run.load_manifest(workdir))
+    return fit_to_devices(config, jax.device_count())
 
 
 def restore(workdir: str, step: int | str = "latest", config=None, manifest: Mapping | None = None) -> RestoredRun:

@@ -8,14 +8,16 @@ At the start of training process 0 writes
   input shapes without the records directory.
 
 Both are written atomically. ``config.json`` is read back with JSON lists as tuples (the configs'
-sequences are tuples) and locked, like a config file given with ``--config``. A relative
-``data.dir`` is relative to the directory the commands run in, as in training.
+sequences are tuples) and locked, like a config file given with ``--config``. A relative ``data.dir`` in it is the one
+training read (its absolute path recorded beside the manifest) while that still exists, else
+relative to the directory the commands run in.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 from collections.abc import Mapping
 
 import ml_collections
@@ -52,10 +54,26 @@ def write_json(path: str, value) -> None:
     atomic.write_atomically(path, lambda f: json.dump(safe, f, indent=1, ensure_ascii=False, allow_nan=False))
 
 
+RECORDS_DIR = "records_dir"  # records_manifest.json's entry: the absolute path training read
+
+
 def save_run(workdir: str, config, manifest: Mapping) -> None:
-    """Records the run's config and records manifest in ``workdir`` (process 0, at train start)."""
+    """Records the run's config and records manifest in ``workdir`` (process 0, at train start);
+    the manifest with the records directory's absolute path (``RECORDS_DIR``)."""
     write_json(epath.Path(workdir) / CONFIG, json.loads(config.to_json_best_effort()))
-    write_json(epath.Path(workdir) / RECORDS_MANIFEST, dict(manifest))
+    records_dir = config.data.dir if "://" in config.data.dir else os.path.abspath(config.data.dir)  # gs://...
+    write_json(epath.Path(workdir) / RECORDS_MANIFEST, {**manifest, RECORDS_DIR: records_dir})
+
+
+def with_recorded_records(config, manifest: Mapping | None):
+    """``config`` (the workdir's own) reading the records directory training read, where
+    ``manifest`` (``load_manifest``) recorded it and it still exists: a relative ``data.dir`` is
+    relative to where training ran, so evaluation then works from any directory."""
+    recorded = (manifest or {}).get(RECORDS_DIR)
+    relative = not os.path.isabs(config.data.dir) and "://" not in config.data.dir
+    if recorded and relative and os.path.isdir(recorded):
+        config.data.dir = recorded
+    return config
 
 
 def _flat(tree: Mapping, prefix: str = "") -> dict:

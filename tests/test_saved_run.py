@@ -1,5 +1,6 @@
 import json
 import math
+import os
 import types
 
 import pytest
@@ -21,6 +22,27 @@ def test_write_json_is_strict_json_with_nan_as_null(tmp_path):
         value = json.load(f, parse_constant=refuse)
     assert value == {"humor": {"macro_f1": None, "support": 0, "scores": [1.5, None]}, "labels": ["none", "humor"]}
     assert not [f for f in tmp_path.iterdir() if f.name.endswith(".tmp")]
+
+
+def test_the_workdirs_config_reads_the_records_training_read_from_any_directory(tmp_path, monkeypatch):
+    (tmp_path / "project" / "data_cache" / "corpus").mkdir(parents=True)
+    (tmp_path / "elsewhere").mkdir()
+    workdir = str(tmp_path / "project" / "runs" / "x")
+    os.makedirs(workdir)
+    monkeypatch.chdir(tmp_path / "project")  # training ran here, data.dir relative to it
+    config = soft_share.get_config()
+    config.data.dir = "data_cache/corpus"
+    saved_run.save_run(workdir, config, {"corpus": "synthetic"})
+    recorded = saved_run.load_manifest(workdir)
+    assert recorded == {"corpus": "synthetic", "records_dir": str(tmp_path / "project" / "data_cache" / "corpus")}
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert saved_run.with_recorded_records(saved_run.load_config(workdir), recorded).data.dir == recorded["records_dir"]
+    # Gone since, or given absolute: the config's own data.dir.
+    (tmp_path / "project" / "data_cache" / "corpus").rmdir()
+    assert saved_run.with_recorded_records(saved_run.load_config(workdir), recorded).data.dir == "data_cache/corpus"
+    config.data.dir = "/records/elsewhere"
+    assert saved_run.with_recorded_records(config, recorded).data.dir == "/records/elsewhere"
+    assert saved_run.with_recorded_records(config, None).data.dir == "/records/elsewhere"  # older runs
 
 
 def test_resuming_with_another_config_is_refused_unless_only_resumable_keys_changed(tmp_path):
@@ -79,9 +101,10 @@ def test_a_bucket_workdir_records_its_run_writes_its_metrics_log_and_takes_no_lo
     monkeypatch.setattr(trainer, "event_writer", lambda *_: types.SimpleNamespace(
         add_scalar=lambda *a: None, flush=lambda: None, close=lambda: None))
     config = soft_share.get_config()
+    config.data.dir = "gs://bucket/records"
     saved_run.save_run(workdir, config, {"corpus": "synthetic"})
     assert saved_run.load_config(workdir).learning_rate == config.learning_rate
-    assert saved_run.load_manifest(workdir) == {"corpus": "synthetic"}
+    assert saved_run.load_manifest(workdir) == {"corpus": "synthetic", "records_dir": "gs://bucket/records"}
     assert (bucket / "runs" / "a" / saved_run.CONFIG).is_file()  # where the bucket keeps it
     writer = trainer._Writer(workdir, enabled=True)
     writer.write("train", 1, {"loss": 1.0})
