@@ -6,6 +6,7 @@ import ast
 import contextlib
 import logging as pylogging
 import os
+import re
 import sys
 
 import jax
@@ -53,12 +54,31 @@ def user_errors(program: str):
 def _unquote(error: Exception) -> str:
     """ml_collections nests KeyError reprs ("'\\'key\\'\\nDid you mean...'"): unwrap them."""
     text = str(error.args[0] if error.args else error)
-    while len(text) > 1 and text[0] == text[-1] == "'":
+    while len(text) > 1 and text[0] == text[-1] and text[0] in "'\"":
         try:
             text = ast.literal_eval(text)
         except (SyntaxError, ValueError):
             break
     return text.replace("\n", " ")
+
+
+def unknown_key_message(error: Exception, args) -> str:
+    """"unknown config key 'config.model.foo'" (with a "did you mean" where ml_collections has
+    one) from the error of an unknown override among ``args``; ml_collections names only the
+    key's last part, so the full override is looked up in ``args``."""
+    text = _unquote(error)
+    key = re.match(r"'?([\w-]+)'?", text)
+    key = key.group(1) if key else text
+    suggestion = re.search(r'Did you mean "([^"]+)"', text)
+    overrides = [a[2:].split("=", 1)[0] for a in args if a.startswith("--config.")]
+    full = next((o for o in overrides if o.rsplit(".", 1)[-1] == key), key)
+    return f"unknown config key {full!r}" + (f"; did you mean {suggestion.group(1)!r}?" if suggestion else "")
+
+
+def _config_file(args) -> str | None:
+    """The file of a ``--config=PATH[:args]`` among ``args``, or None."""
+    path = next((a.split("=", 1)[1] for a in args if a.startswith("--config=")), None)
+    return path.split(":", 1)[0] if path else None
 
 
 def run(program: str, define_flags, main) -> None:
@@ -88,12 +108,11 @@ def _find_sibling_configs(argv) -> None:
     """Config files import their siblings as ``configs.<name>``: the folder above a ``--config``
     file's folder goes on ``sys.path``, so a command run from anywhere (or as a console script)
     finds them; ``configs/`` is a folder of files, not an installed package."""
-    for arg in argv:
-        if arg.startswith("--config="):
-            path = os.path.abspath(arg.split("=", 1)[1].split(":", 1)[0])
-            root = os.path.dirname(os.path.dirname(path))
-            if os.path.isfile(path) and root not in sys.path:
-                sys.path.insert(0, root)
+    path = _config_file(argv)
+    if path:
+        root = os.path.dirname(os.path.dirname(os.path.abspath(path)))
+        if os.path.isfile(path) and root not in sys.path:
+            sys.path.insert(0, root)
 
 
 def flags_parser(program: str):
@@ -105,12 +124,16 @@ def flags_parser(program: str):
 
     def parse(argv):
         _find_sibling_configs(argv[1:])
+        path = _config_file(argv[1:])
+        if path and not os.path.isfile(path):  # ml_collections would fail later, with a traceback
+            print(f"{program}: error: --config={path}: no such config file", file=sys.stderr)
+            sys.exit(2)
         try:
             return flags.FLAGS([argv[0]] + [_underscored(a) for a in argv[1:]])
         except flags.Error as e:
             print(f"{program}: error: {e}\nPass --helpfull to see the flags.", file=sys.stderr)
         except (AttributeError, KeyError) as e:
-            print(f"{program}: error: unknown config key {_unquote(e)}", file=sys.stderr)
+            print(f"{program}: error: {unknown_key_message(e, argv[1:])}", file=sys.stderr)
         except (TypeError, ValueError) as e:
             print(f"{program}: error: bad config override: {e}", file=sys.stderr)
         sys.exit(2)

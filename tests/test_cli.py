@@ -2,8 +2,10 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from mmjax import cli
-from tests.tiny import REPO
+from tests.tiny import REPO, run_module
 
 
 def test_flag_names_may_be_spelt_with_hyphens_but_config_overrides_and_values_are_kept():
@@ -22,4 +24,16 @@ def test_console_scripts_run_from_anywhere_and_configs_find_their_siblings(tmp_p
                             capture_output=True, text=True, timeout=120,
                             env={**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": ""})
     assert result.returncode == 2, result.stderr
-    assert f"mmjax.evaluate: error: no checkpoints in workdir '{tmp_path}/none'" in result.stderr
+    assert f"mmjax.evaluate: error: workdir '{tmp_path}/none' does not exist" in result.stderr
+
+
+@pytest.mark.parametrize("args, error", [
+    (["--config=configs/soft_shar.py"], "--config=configs/soft_shar.py: no such config file"),
+    (["--config=configs/soft_share.py", "--config.num_train_stpes=5"],
+     "unknown config key 'config.num_train_stpes'; did you mean 'num_train_steps'?"),
+    (["--config=configs/soft_share.py", "--config.model.nope=1"], "unknown config key 'config.model.nope'"),
+])
+def test_a_missing_config_file_or_unknown_key_is_one_line(tmp_path, args, error):
+    code, output = run_module("mmjax.train", *args, f"--workdir={tmp_path}/run", timeout=120)
+    assert code == 2 and f"mmjax.train: error: {error}\n" in output and "Traceback" not in output, output
+    assert not os.path.exists(f"{tmp_path}/run")
