@@ -100,13 +100,18 @@ def training_manifest(workdir: str, config) -> dict:
     return recorded if recorded is not None else prepared_records.load(config)
 
 
-def run_config(workdir: str, config=None):
-    """``config`` if given, else the workdir's own (reading the records training read:
-    ``saved_run.with_recorded_records``), fitted to the devices present."""
+def check_trained(workdir: str) -> None:
+    """Raises unless ``workdir`` holds a run's checkpoints."""
     if not epath.Path(workdir).is_dir():
         raise MmjaxError(f"workdir {workdir!r} does not exist")
     if not (epath.Path(workdir) / "checkpoints").is_dir():
         raise MmjaxError(f"no checkpoints in workdir {workdir!r}: train it first")
+
+
+def run_config(workdir: str, config=None):
+    """``config`` if given, else the workdir's own (reading the records training read:
+    ``saved_run.with_recorded_records``), fitted to the devices present."""
+    check_trained(workdir)
     if config is None:
         config = saved_run.with_recorded_records(saved_run.load_config(workdir), saved_run.load_manifest(workdir))
     return fit_to_devices(config, jax.device_count())
@@ -149,7 +154,7 @@ def restore(workdir: str, step: int | str = "latest", config=None, manifest: Map
 
 
 def seed_workdirs(template: str, seeds: list[str]) -> list[str]:
-    """The workdir of each seed: ``template`` with ``{seed}`` replaced."""
+    """The workdir of each seed: ``template`` with ``{seed}`` replaced; each must hold a trained run."""
     if SEED not in template:
         raise MmjaxError(f"--seeds needs {SEED} in --workdir (got {template!r}), e.g. --workdir=runs/soft_s{SEED}")
     if len(seeds) < 2 or len(set(seeds)) != len(seeds):
@@ -157,7 +162,10 @@ def seed_workdirs(template: str, seeds: list[str]) -> list[str]:
     bad = [seed for seed in seeds if not re.fullmatch(r"[A-Za-z0-9_.-]+", seed)]
     if bad:
         raise MmjaxError(f"--seeds: {bad} are not names made of letters, digits, '_', '.' or '-'")
-    return [template.replace(SEED, seed) for seed in seeds]
+    workdirs = [template.replace(SEED, seed) for seed in seeds]
+    for workdir in workdirs:  # all of them before the first is evaluated
+        check_trained(workdir)
+    return workdirs
 
 
 def restore_ensemble(workdirs: list[str], step: int | str = "latest", config=None,

@@ -31,7 +31,7 @@ from absl import app, flags
 from etils import epath
 from ml_collections import config_flags
 
-from mmjax import atomic, checkpointing, cli, trainer
+from mmjax import atomic, checkpointing, cli, prepared_records, setup as setup_lib, trainer
 from mmjax.errors import ConfigError, MmjaxError
 
 _log = logging.getLogger(__name__)  # status lines; shown by the commands (mmjax.cli)
@@ -200,6 +200,9 @@ def sweep(config, workdir: str, grid_specs: Sequence[str], seeds: Sequence[int])
     (best first). ``<workdir>/sweep.json`` holds the ranking of the points done so far."""
     grid = parse_grid(grid_specs, config)
     todo = points(grid)
+    for overrides in todo:  # every point is built (not run) before the first trains: a bad value fails now
+        point = with_overrides(config, overrides)
+        setup_lib.build(point, manifest=prepared_records.load_or_prepare(point))
     results = []
     for i, overrides in enumerate(todo):
         name, runs = point_name(i, overrides), []
@@ -252,7 +255,7 @@ def _define_flags():
     """Defined only when the command runs, so that command modules can be imported together."""
     config_flags.DEFINE_config_file("config", None, "Path to a config file with get_config().", lock_config=True)
     flags.DEFINE_string("workdir", None, "Directory for the sweep's runs and sweep.json.")
-    flags.DEFINE_multi_string("grid", [], "KEY=VALUE[,VALUE...]: a config key and the values to try; repeat "
+    flags.DEFINE_multi_string("grid", None, "KEY=VALUE[,VALUE...]: a config key and the values to try; repeat "
                                           "for more keys (every combination is trained).")
     flags.DEFINE_list("seeds", ["0"], "Seeds to train each point with.")
     flags.mark_flags_as_required(["config", "workdir", "grid"])

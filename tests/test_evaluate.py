@@ -92,6 +92,15 @@ def test_bad_seed_arguments_are_one_clear_error(workdir, seeds, message):
         run_evaluation.seed_workdirs(workdir, seeds)
 
 
+def test_every_seeds_run_is_checked_before_the_first_is_evaluated(trained_run, tmp_path):
+    (tmp_path / "run_s0").symlink_to(trained_run[1], target_is_directory=True)
+    with pytest.raises(errors.MmjaxError, match=r"workdir '.*run_s5' does not exist"):
+        run_evaluation.seed_workdirs(str(tmp_path / "run_s{seed}"), ["0", "5"])
+    (tmp_path / "run_s5").mkdir()
+    with pytest.raises(errors.MmjaxError, match=r"no checkpoints in workdir '.*run_s5': train it first"):
+        run_evaluation.seed_workdirs(str(tmp_path / "run_s{seed}"), ["0", "5"])
+
+
 def test_unknown_step_names_what_exists(trained_run):
     with pytest.raises(errors.MmjaxError, match=r"no checkpoint for step 3; it has \[2, 4\]"):
         run_evaluation.evaluate(None, trained_run[1], split="validation", step=3)

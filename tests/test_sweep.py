@@ -6,7 +6,7 @@ import pytest
 from configs import cmma
 from mmjax import sweep
 from mmjax.errors import ConfigError
-from tests.tiny import run_module, scored_checkpoints
+from tests.tiny import run_module, scored_checkpoints, tiny_config
 
 # The subprocess compiles like this test process (conftest): one train step per point and seed.
 QUICK_XLA = {"XLA_FLAGS": "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"}
@@ -42,6 +42,12 @@ def test_grid_values_take_the_type_of_the_config_key():
 def test_a_bad_grid_is_one_error_naming_the_key(spec, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
         sweep.parse_grid([spec], cmma.get_config())
+
+
+def test_every_point_is_checked_before_the_first_trains(records_dir, tmp_path):
+    with pytest.raises(ConfigError, match=r"config.model.sharing='hadr' is not one of"):
+        sweep.sweep(tiny_config(records_dir), str(tmp_path / "sweep"), ["model.sharing=soft,hadr"], [0])
+    assert not (tmp_path / "sweep").exists()  # nothing trained
 
 
 def test_a_key_given_twice_is_refused():
