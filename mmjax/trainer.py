@@ -187,14 +187,15 @@ def train_and_evaluate(config, workdir: str):
     (records.DialogueSource refuses it outside mmjax.evaluate). The workdir is locked while it
     trains (``mmjax.workdir_lock``): a second trainer on it is refused.
     """
-    make_workdir(workdir)
-    with workdir_lock.hold(workdir, enabled=jax.process_index() == 0):
-        return _train(config, workdir)
-
-
-def _train(config, workdir: str):
+    # Built first: a bad config or corpus is reported before the workdir exists, not after.
     s = setup_lib.build(config, manifest=prepared_records.load_or_prepare(config))
     check_validation_split(config, s.manifest)
+    make_workdir(workdir)
+    with workdir_lock.hold(workdir, enabled=jax.process_index() == 0):
+        return _train(config, s, workdir)
+
+
+def _train(config, s: setup_lib.Setup, workdir: str):
     is_main = jax.process_index() == 0
     per_task = checkpointing.per_task_selection(config)
     mngr = checkpointing.manager(workdir, config.max_checkpoints_to_keep,

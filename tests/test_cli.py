@@ -32,8 +32,10 @@ def test_console_scripts_run_from_anywhere_and_configs_find_their_siblings(tmp_p
     (["--config=configs/soft_share.py", "--config.num_train_stpes=5"],
      "unknown config key 'config.num_train_stpes'; did you mean 'num_train_steps'?"),
     (["--config=configs/soft_share.py", "--config.model.nope=1"], "unknown config key 'config.model.nope'"),
+    (["--config=configs/soft_share.py", "--config.model.sharing=hadr"],
+     "config.model.sharing='hadr' is not one of ['hard', 'soft']"),
 ])
-def test_a_missing_config_file_or_unknown_key_is_one_line(tmp_path, args, error):
+def test_a_bad_config_is_one_line_and_leaves_no_workdir(tmp_path, args, error):
     code, output = run_module("mmjax.train", *args, f"--workdir={tmp_path}/run", timeout=120)
     assert code == 2 and f"mmjax.train: error: {error}\n" in output and "Traceback" not in output, output
     assert not os.path.exists(f"{tmp_path}/run")
