@@ -8,9 +8,9 @@ At the start of training process 0 writes
   input shapes without the records directory.
 
 Both are written atomically. ``config.json`` is read back with JSON lists as tuples (the configs'
-sequences are tuples) and locked, like a config file given with ``--config``. A relative ``data.dir`` in it is the one
-training read (its absolute path recorded beside the manifest) while that still exists, else
-relative to the directory the commands run in.
+sequences are tuples) and locked, like a config file given with ``--config``. A relative
+``data.dir`` in it means the directory training read (its absolute path is recorded with the
+manifest) while that still exists, else it is relative to the directory the commands run in.
 """
 
 from __future__ import annotations
