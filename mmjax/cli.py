@@ -64,20 +64,22 @@ def _unquote(error: Exception) -> str:
 
 def unknown_key_message(error: Exception, args) -> str:
     """"unknown config key 'config.model.foo'" (with a "did you mean" where ml_collections has
-    one) from the error of an unknown override among ``args``; ml_collections names only the
-    key's last part, so the full override is looked up in ``args``."""
+    one) from the error of an unknown override among ``args``: ml_collections names only the
+    unknown part of the key, so the whole override is looked up in ``args``. An error that names
+    no part of any override (raised inside a config file, say) is given whole."""
     text = _unquote(error)
     key = re.match(r"'?([\w-]+)'?", text)
-    key = key.group(1) if key else text
-    suggestion = re.search(r'Did you mean "([^"]+)"', text)
     overrides = [a[2:].split("=", 1)[0] for a in args if a.startswith("--config.")]
-    full = next((o for o in overrides if o.rsplit(".", 1)[-1] == key), key)
+    full = next((o for o in overrides if key and key.group(1) in o.split(".")[1:]), None)
+    if full is None:
+        return f"bad config: {text}"
+    suggestion = re.search(r'Did you mean "([^"]+)"', text)
     return f"unknown config key {full!r}" + (f"; did you mean {suggestion.group(1)!r}?" if suggestion else "")
 
 
 def _config_file(args) -> str | None:
-    """The file of a ``--config=PATH[:args]`` among ``args``, or None."""
-    path = next((a.split("=", 1)[1] for a in args if a.startswith("--config=")), None)
+    """The file of the last ``--config=PATH[:args]`` among ``args`` (the one absl keeps), or None."""
+    path = next((a.split("=", 1)[1] for a in reversed(args) if a.startswith("--config=")), None)
     return path.split(":", 1)[0] if path else None
 
 

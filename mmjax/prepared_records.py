@@ -60,18 +60,21 @@ def load_or_prepare(config) -> dict:
         if cached:  # on every host, before host 0 writes: a mismatch is then everyone's error
             tokenizer = text.from_config(config.data.tokenizer, synthetic.TOKENIZER)
             model_lib.check_text_vocabulary(config, tokenizer.describe())
-        if jax.process_index() == 0:
-            existing = _existing_manifest(path)
-            # Rebuild only synthetic records (another schema version included); never overwrite
-            # another corpus: load_manifest and the corpus check below then name the problem.
-            stale = existing is not None and existing.get("corpus") == "synthetic" and (
-                existing.get("synthetic") != wanted or existing.get("schema_version") != SCHEMA_VERSION)
-            if existing is None or stale:
-                problem = records.replace_problem(path)
-                if problem:  # never replace what the user keeps there
-                    raise ConfigError(f"config.data.dir={path!r} {problem}: it holds no prepared corpus to read and "
-                                      "the synthetic corpus would replace it; prepare a corpus there (`python -m "
-                                      "mmjax.prepare`) or name a new directory")
+        # Read on every host, so that a refusal is everyone's error (process 0 alone would leave the
+        # others waiting at the sync below). Rebuild only synthetic records (another schema version
+        # included); never overwrite another corpus: load_manifest and the corpus check below then
+        # name the problem.
+        existing = _existing_manifest(path)
+        stale = existing is not None and existing.get("corpus") == "synthetic" and (
+            existing.get("synthetic") != wanted or existing.get("schema_version") != SCHEMA_VERSION)
+        if existing is None or stale:
+            problem = records.replace_problem(path)
+            if problem:  # never replace what the user keeps there
+                what = "synthetic records of another spec to regenerate" if stale else "no prepared corpus"
+                raise ConfigError(f"config.data.dir={path!r} {problem}: it holds {what} and the synthetic corpus "
+                                  "would replace the whole directory; prepare a corpus there (`python -m "
+                                  "mmjax.prepare`), move those files or name a new directory")
+            if jax.process_index() == 0:
                 _log.info("preparing the synthetic corpus %s in %s", wanted, path)
                 synthetic.write(path, wanted["dialogues"], wanted["seed"], wanted["features"],
                                 wanted["tokenizer"], text_states=None if "text_states" not in wanted

@@ -31,7 +31,7 @@ from absl import app, flags
 from etils import epath
 from ml_collections import config_flags
 
-from mmjax import atomic, checkpointing, cli, prepared_records, setup as setup_lib, trainer
+from mmjax import atomic, checkpointing, cli, trainer
 from mmjax.errors import ConfigError, MmjaxError
 
 _log = logging.getLogger(__name__)  # status lines; shown by the commands (mmjax.cli)
@@ -201,8 +201,7 @@ def sweep(config, workdir: str, grid_specs: Sequence[str], seeds: Sequence[int])
     grid = parse_grid(grid_specs, config)
     todo = points(grid)
     for overrides in todo:  # every point is built (not run) before the first trains: a bad value fails now
-        point = with_overrides(config, overrides)
-        setup_lib.build(point, manifest=prepared_records.load_or_prepare(point))
+        trainer.build_checked(with_overrides(config, overrides))
     results = []
     for i, overrides in enumerate(todo):
         name, runs = point_name(i, overrides), []

@@ -3,6 +3,7 @@ setup it runs is ``mmjax.setup``'s, the records ``mmjax.prepared_records``')."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import logging
@@ -187,15 +188,28 @@ def train_and_evaluate(config, workdir: str):
     (records.DialogueSource refuses it outside mmjax.evaluate). The workdir is locked while it
     trains (``mmjax.workdir_lock``): a second trainer on it is refused.
     """
-    # Built first: a bad config or corpus is reported before the workdir exists, not after.
+    created = atomic.is_local(workdir) and not os.path.exists(workdir)
+    make_workdir(workdir)
+    try:
+        with workdir_lock.hold(workdir, enabled=jax.process_index() == 0):
+            return _train(config, workdir)
+    except MmjaxError:
+        if created:  # a bad config or corpus leaves no empty workdir behind (rmdir removes only an empty one)
+            with contextlib.suppress(OSError):
+                os.rmdir(workdir)
+        raise
+
+
+def build_checked(config) -> setup_lib.Setup:
+    """The run's setup on its records (the synthetic corpus generated where wanted), with every
+    check training makes before its first step."""
     s = setup_lib.build(config, manifest=prepared_records.load_or_prepare(config))
     check_validation_split(config, s.manifest)
-    make_workdir(workdir)
-    with workdir_lock.hold(workdir, enabled=jax.process_index() == 0):
-        return _train(config, s, workdir)
+    return s
 
 
-def _train(config, s: setup_lib.Setup, workdir: str):
+def _train(config, workdir: str):
+    s = build_checked(config)
     is_main = jax.process_index() == 0
     per_task = checkpointing.per_task_selection(config)
     mngr = checkpointing.manager(workdir, config.max_checkpoints_to_keep,

@@ -32,6 +32,8 @@ def test_console_scripts_run_from_anywhere_and_configs_find_their_siblings(tmp_p
     (["--config=configs/soft_share.py", "--config.num_train_stpes=5"],
      "unknown config key 'config.num_train_stpes'; did you mean 'num_train_steps'?"),
     (["--config=configs/soft_share.py", "--config.model.nope=1"], "unknown config key 'config.model.nope'"),
+    (["--config=configs/soft_share.py", "--config.modle.sharing=hard"],
+     "unknown config key 'config.modle.sharing'; did you mean 'model'?"),
     (["--config=configs/soft_share.py", "--config.model.sharing=hadr"],
      "config.model.sharing='hadr' is not one of ['hard', 'soft']"),
 ])

@@ -30,6 +30,14 @@ def test_a_data_dir_holding_other_files_is_never_replaced_by_the_synthetic_corpu
                                           r"\('my_corpus.jsonl'\): it holds no prepared corpus"):
         prepared_records.load_or_prepare(config)
     assert os.listdir(tmp_path) == ["my_corpus.jsonl"]
+    # Synthetic records of another spec beside the user's file: not regenerated over it either.
+    os.remove(tmp_path / "my_corpus.jsonl")
+    prepared_records.load_or_prepare(config)
+    (tmp_path / "notes.txt").write_text("mine")
+    config.data.synthetic_dialogues = {"train": 20, "validation": 4, "test": 4}
+    with pytest.raises(ConfigError, match=r"\('notes.txt'\): it holds synthetic records of another spec"):
+        prepared_records.load_or_prepare(config)
+    assert (tmp_path / "notes.txt").exists()
 
 
 def test_tasks_the_corpus_lacks_are_a_config_error(records_dir):

@@ -117,8 +117,9 @@ def labelled_count(split: Mapping, task: str) -> int:
     return sum(split["class_counts"].get(task, {}).values())
 
 
-# The files write_corpus puts in a records directory: the only ones it may replace.
-_RECORD_FILE = re.compile(r"(manifest\.json|[\w.-]+\.array_record|[\w.-]+\.turns\.npy)")
+# The files write_corpus puts in a records directory: the only ones it may replace (with the
+# artefacts file systems leave anywhere: macOS's .DS_Store, NFS's .nfs* of deleted open files).
+_RECORD_FILE = re.compile(r"(manifest\.json|[\w.-]+\.array_record|[\w.-]+\.turns\.npy|\.DS_Store|\.nfs\w+)")
 
 
 def replace_problem(output_dir: str) -> str | None:

@@ -126,6 +126,17 @@ def test_writing_records_never_replaces_a_directory_holding_anything_else(tmp_pa
     assert synthetic.write(records_dir, {"train": 3}, seed=0)["splits"]["train"]["dialogues"] == 3
     (tmp_path / "empty").mkdir()
     synthetic.write(str(tmp_path / "empty"), {"train": 2}, seed=0)
+    (tmp_path / "records" / ".DS_Store").write_text("")  # file systems' own artefacts do not count
+    assert records.replace_problem(records_dir) is None
+
+
+def test_prepare_refuses_the_output_before_converting(tmp_path):
+    from mmjax import preparation
+
+    (tmp_path / "notes.txt").write_text("mine")
+    # The input does not exist either: the output is checked first, before any conversion.
+    with pytest.raises(MmjaxError, match=r"records directory .* holds files that are not prepared records"):
+        preparation.prepare("cmma", str(tmp_path), input_path=str(tmp_path / "no_such_corpus"))
 
 
 def test_missing_corpus_names_the_directory(tmp_path):
