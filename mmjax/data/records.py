@@ -128,6 +128,8 @@ def replace_problem(output_dir: str) -> str | None:
     never delete a workdir or a corpus."""
     if not os.path.lexists(output_dir):
         return None
+    if os.path.islink(output_dir):  # replacing it would remove the link's target's contents or fail late
+        return "is a symbolic link; give the directory it points to"
     if not os.path.isdir(output_dir):
         return "exists and is not a directory"
     others = sorted(name for name in os.listdir(output_dir) if not _RECORD_FILE.fullmatch(name))

@@ -128,6 +128,9 @@ def test_writing_records_never_replaces_a_directory_holding_anything_else(tmp_pa
     synthetic.write(str(tmp_path / "empty"), {"train": 2}, seed=0)
     (tmp_path / "records" / ".DS_Store").write_text("")  # file systems' own artefacts do not count
     assert records.replace_problem(records_dir) is None
+    (tmp_path / "link").symlink_to(records_dir, target_is_directory=True)
+    with pytest.raises(MmjaxError, match="is a symbolic link; give the directory it points to"):
+        synthetic.write(str(tmp_path / "link"), {"train": 2}, seed=0)
 
 
 def test_prepare_refuses_the_output_before_converting(tmp_path):
