@@ -1,0 +1,23 @@
+"""The frequent-speaker slices of benchmarks/speaker_slices.py."""
+
+import collections
+
+import numpy as np
+import pytest
+
+from benchmarks import speaker_slices
+
+
+def test_slices_score_the_labelled_utterances_of_each_group():
+    labels = np.array([0, 1, 0, 1, 0, 1, -1])
+    predicted = np.array([0, 1, 0, 1, 1, 0, 1])  # right on the frequent speakers, wrong on the rest
+    labelled = labels >= 0
+    frequent = np.array([True, True, True, True, False, False, True])
+    scores = speaker_slices.slice_scores(labels, predicted, labelled, frequent)
+    assert scores["frequent"] == pytest.approx(100.0) and scores["other"] == pytest.approx(0.0)
+    assert scores["all"] == pytest.approx(66.666, abs=1e-2)  # 4 of 6 right, both classes alike
+
+
+def test_overlap_counts_the_3_grams_seen_twice_in_training():
+    seen = collections.Counter({"abc": 2, "bcd": 1})
+    assert speaker_slices.overlap(["abcd", "xy"], seen) == pytest.approx(0.5)  # abc yes, bcd no; "xy" has none
