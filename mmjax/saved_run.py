@@ -61,7 +61,7 @@ def save_run(workdir: str, config, manifest: Mapping) -> None:
     """Records the run's config and records manifest in ``workdir`` (process 0, at train start);
     the manifest with the records directory's absolute path (``RECORDS_DIR``)."""
     write_json(epath.Path(workdir) / CONFIG, json.loads(config.to_json_best_effort()))
-    records_dir = config.data.dir if "://" in config.data.dir else os.path.abspath(config.data.dir)  # gs://...
+    records_dir = os.path.abspath(config.data.dir) if atomic.is_local(config.data.dir) else config.data.dir
     write_json(epath.Path(workdir) / RECORDS_MANIFEST, {**manifest, RECORDS_DIR: records_dir})
 
 
@@ -70,7 +70,7 @@ def with_recorded_records(config, manifest: Mapping | None):
     ``manifest`` (``load_manifest``) recorded it and it still exists: a relative ``data.dir`` is
     relative to where training ran, so evaluation then works from any directory."""
     recorded = (manifest or {}).get(RECORDS_DIR)
-    relative = not os.path.isabs(config.data.dir) and "://" not in config.data.dir
+    relative = atomic.is_local(config.data.dir) and not os.path.isabs(config.data.dir)
     if recorded and relative and os.path.isdir(recorded):
         config.data.dir = recorded
     return config
