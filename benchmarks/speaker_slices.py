@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import contextlib
 import os
 import sys
 
@@ -40,15 +39,20 @@ def slice_scores(labels: np.ndarray, predicted: np.ndarray, labelled: np.ndarray
     return {name: 100 * f1_score(labels[m], predicted[m], average="macro") for name, m in masks.items()}
 
 
-def speakers(data_dir: str, split: str, manifest) -> list[str]:
-    """Every utterance's speaker, in record order."""
+def dialogue_speakers(data_dir: str, split: str, manifest) -> list[list[str]]:
+    """Each dialogue's speakers, turn by turn, in record order."""
     source = records.DialogueSource(data_dir, split, manifest)
-    return [s for i in range(len(source)) for s in source[i].speakers]
+    return [source[i].speakers for i in range(len(source))]
+
+
+def trigrams(texts) -> list[str]:
+    """Every character 3-gram of ``texts``."""
+    return [t[i:i + 3] for t in texts for i in range(len(t) - 2)]
 
 
 def overlap(texts, seen: collections.Counter) -> float:
     """Share of the character 3-grams of ``texts`` that occur at least twice in training."""
-    grams = [t[i:i + 3] for t in texts for i in range(len(t) - 2)]
+    grams = trigrams(texts)
     return sum(seen[g] >= 2 for g in grams) / max(len(grams), 1)
 
 
@@ -63,21 +67,23 @@ def main(argv=None):
     args = parser.parse_args(argv)
     manifest = records.load_manifest(args.data_dir)
     tasks = corpus_tasks(manifest)
-    counts = collections.Counter(speakers(args.data_dir, "train", manifest))
+    counts = collections.Counter(s for d in dialogue_speakers(args.data_dir, "train", manifest) for s in d)
+    is_frequent = {name: n >= args.min_utterances for name, n in counts.items()}
     train_texts, train_y = linear_peer.read_split(args.data_dir, "train", manifest, tasks)
-    seen = collections.Counter(t[i:i + 3] for t in train_texts for i in range(len(t) - 2))
-    for split in ("validation", records.TEST_SPLIT):
-        with records.reading_test_split() if split == records.TEST_SPLIT else contextlib.nullcontext():
-            spk = speakers(args.data_dir, split, manifest)
-            texts = linear_peer.read_split(args.data_dir, split, manifest, {})[0]
-        print(f"{split}: utterances of frequent speakers {np.mean([counts[s] >= args.min_utterances for s in spk]):.3f},"
-              f" character 3-grams seen twice in training {overlap(texts, seen):.3f}")
-    val_speakers = speakers(args.data_dir, "validation", manifest)
-    frequent = np.array([counts[s] >= args.min_utterances for s in val_speakers])
+    seen = collections.Counter(trigrams(train_texts))
+    val_speakers = dialogue_speakers(args.data_dir, "validation", manifest)
+    val_texts, val_y = linear_peer.read_split(args.data_dir, "validation", manifest, tasks)
+    with records.reading_test_split():
+        test_speakers = dialogue_speakers(args.data_dir, records.TEST_SPLIT, manifest)
+        test_texts = linear_peer.read_split(args.data_dir, records.TEST_SPLIT, manifest, {})[0]
+    for split, spk, texts in (("validation", val_speakers, val_texts), (records.TEST_SPLIT, test_speakers, test_texts)):
+        share = np.mean([is_frequent.get(s, False) for d in spk for s in d])
+        print(f"{split}: utterances of frequent speakers {share:.3f}, character 3-grams seen twice in training "
+              f"{overlap(texts, seen):.3f}")
+    frequent = np.array([is_frequent.get(s, False) for d in val_speakers for s in d])
     c = {k: float(v) for k, v in (item.split("=") for item in args.peer_c.split(","))}
-    texts, val_y = linear_peer.read_split(args.data_dir, "validation", manifest, tasks)
     vectorizer = linear_peer.make_vectorizer(linear_peer.detect_analyzer(train_texts))
-    x_train, x_val = vectorizer.fit_transform(train_texts), vectorizer.transform(texts)
+    x_train, x_val = vectorizer.fit_transform(train_texts), vectorizer.transform(val_texts)
     peer = {}
     for name, task in tasks.items():
         fit = task.is_labelled(train_y[name])
@@ -88,10 +94,9 @@ def main(argv=None):
     for workdir in args.workdirs:
         by_step, _, run_tasks = selection_transfer.validation_rows(workdir, args.every)
         best = {}
-        for task in run_tasks:
-            for rows in by_step.values():
-                who = np.array([counts[val_speakers[index]] >= args.min_utterances
-                                for index in utterance_indices(rows["position"], args.data_dir, manifest)])
+        for rows in by_step.values():
+            who = np.array([is_frequent.get(val_speakers[d][t], False) for d, t in rows["position"].tolist()])
+            for task in run_tasks:
                 labels = rows[f"label/{task.name}"]
                 scores = slice_scores(labels, rows[f"predicted/{task.name}"], task.is_labelled(labels), who)
                 if task.name not in best or scores["all"] > best[task.name]["all"]:
@@ -99,13 +104,6 @@ def main(argv=None):
         runs.append(report(workdir, best))
     if len(runs) > 1:
         print("mean over the runs: " + ", ".join(f"{s} {np.mean([r[s] for r in runs]):.2f}" for s in SLICES))
-
-
-def utterance_indices(position: np.ndarray, data_dir: str, manifest) -> list[int]:
-    """Record-order utterance index of each row's (dialogue, turn) position (int [N, 2])."""
-    turns = np.load(os.path.join(data_dir, "validation.turns.npy"))
-    start = np.concatenate([[0], np.cumsum(turns)[:-1]])
-    return (start[position[:, 0]] + position[:, 1]).tolist()
 
 
 def report(name: str, scores: dict) -> dict:
