@@ -106,15 +106,13 @@ def show_status_lines() -> None:
     pylogging.getLogger("__main__").setLevel(level)
 
 
-def _find_sibling_configs(argv) -> None:
-    """Config files import their siblings as ``configs.<name>``: the folder above a ``--config``
-    file's folder goes on ``sys.path``, so a command run from anywhere (or as a console script)
-    finds them; ``configs/`` is a folder of files, not an installed package."""
-    path = _config_file(argv)
-    if path:
-        root = os.path.dirname(os.path.dirname(os.path.abspath(path)))
-        if os.path.isfile(path) and root not in sys.path:
-            sys.path.insert(0, root)
+def _find_sibling_configs(path: str) -> None:
+    """Config files import their siblings as ``configs.<name>``: the folder above the ``--config``
+    file's folder (``path``, an existing file) goes on ``sys.path``, so a command run from anywhere
+    (or as a console script) finds them; ``configs/`` is a folder of files, not an installed package."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(path)))
+    if root not in sys.path:
+        sys.path.insert(0, root)
 
 
 def flags_parser(program: str):
@@ -125,11 +123,12 @@ def flags_parser(program: str):
     """
 
     def parse(argv):
-        _find_sibling_configs(argv[1:])
         path = _config_file(argv[1:])
         if path and not os.path.isfile(path):  # ml_collections would fail later, with a traceback
             print(f"{program}: error: --config={path}: no such config file", file=sys.stderr)
             sys.exit(2)
+        if path:
+            _find_sibling_configs(path)
         try:
             return flags.FLAGS([argv[0]] + [_underscored(a) for a in argv[1:]])
         except flags.Error as e:
