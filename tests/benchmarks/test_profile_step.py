@@ -46,6 +46,15 @@ def test_operations_are_the_host_threads_events_on_a_cpu_and_the_device_kernels_
                                                     ("Stream #14(Compute)", "copy_fusion", 1000)]
 
 
+def test_xla_gpu_command_buffers_are_off_while_profiling_unless_the_user_set_them():
+    # A CUDA graph shows in the trace as one command_buffer_N event with no HLO instruction.
+    assert profile_step.one_kernel_per_operation("") == "--xla_gpu_enable_command_buffer="
+    assert profile_step.one_kernel_per_operation("--xla_dump_to=/tmp/d") == (
+        "--xla_dump_to=/tmp/d --xla_gpu_enable_command_buffer=")
+    user = "--xla_gpu_enable_command_buffer=FUSION"
+    assert profile_step.one_kernel_per_operation(user) == user
+
+
 def test_operations_are_traced_back_to_the_model_code_and_phase_that_made_them():
     sources = profile_step.operation_sources(HLO)
     assert sources == {"ynn_fusion.3": "jit(train_step)/jvp(AffectModel)/audio_encoder/layer_0/attention/dot_general",
