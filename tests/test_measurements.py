@@ -28,3 +28,20 @@ def test_timed_steps_count_real_tokens_utterances_and_windows():
     # Means over the batches: 3 utterances, 9 real tokens, 2 windows per step.
     np.testing.assert_allclose([result["utterances_per_second"] * median, result["real_tokens_per_second"] * median,
                                 result["windows_per_second"] * median], [3, 9, 2])
+
+
+def test_pipelined_steps_are_dispatched_back_to_back_and_synced_once(monkeypatch):
+    batches = [{"turn_mask": np.ones((2, 3), bool), "token_mask": np.ones((2, 3, 4), bool)}]
+    state, synced = [jax.numpy.zeros(())], []
+    block = jax.block_until_ready
+    monkeypatch.setattr(jax, "block_until_ready", lambda x: synced.append(x) or block(x))
+
+    def step(batch):  # a chain of device computations, like the train step's state
+        state[0] = state[0] + batch["turn_mask"].sum()
+        return state[0]
+
+    result = measurements._pipelined(step, batches, steps=5)
+    assert len(synced) == 1 and len(synced[0]) == 5 and float(synced[0][-1]) == 30
+    seconds = result["pipelined_step_seconds"]
+    np.testing.assert_allclose([result["utterances_per_second"] * seconds, result["real_tokens_per_second"] * seconds,
+                                result["windows_per_second"] * seconds], [6, 24, 2])
