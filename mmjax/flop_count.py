@@ -1,8 +1,8 @@
 """Matmul FLOPs of a traced program, counted on its jaxpr: the same count on every backend.
 
 XLA's cost analysis depends on the backend: XLA:GPU leaves out the matmuls it hands to cuBLAS, so
-an H200 reported 0.42 TFLOP for a ``configs/base.py`` step that performs 4.35 (and on jax 0.11 the
-lowered program's analysis runs on the GPU backend too). Utilisation of the matmul peak needs the
+an H200 reported 0.42 TFLOP for a ``configs/base.py`` step whose matmuls alone are 3.9 (on jax
+0.11 the lowered program's analysis runs on the GPU backend too). Utilisation of the matmul peak needs the
 matmul FLOPs the model asks for, whoever runs them: every ``dot_general`` and convolution, forward
 and backward (``jax.grad`` is traced into the jaxpr), inside scans times their length. Not
 counted: elementwise work, and fused kernels that are one primitive in the jaxpr (cuDNN's

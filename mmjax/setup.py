@@ -72,8 +72,9 @@ def initial_state(s: Setup):
 
 def compile_train_step(s: Setup, config):
     """Ahead-of-time compiled train step (state donated), its matmul FLOPs (``flop_count``) and
-    XLA's memory figures on the largest batch shapes (``s.batch_shapes``). The step compiles again, once, for each other
-    batch shape it meets (``data.pack_text``: a few counts of packed rows)."""
+    XLA's memory figures on the largest batch shapes (``s.batch_shapes``). The step compiles
+    again, once, for each other batch shape it meets (``data.pack_text``: a few counts of packed
+    rows)."""
     batch_sharding = sharding.batch_sharding(s.mesh)
     step_fn = train_step.make_train_step(s.model, s.tx, config, losses.class_weights(config, s.manifest))
     step = jax.jit(step_fn, donate_argnums=0,
