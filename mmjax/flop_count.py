@@ -5,8 +5,11 @@ an H200 reported 0.42 TFLOP for a ``configs/base.py`` step whose matmuls alone a
 0.11 the lowered program's analysis runs on the GPU backend too). Utilisation of the matmul peak needs the
 matmul FLOPs the model asks for, whoever runs them: every ``dot_general`` and convolution, forward
 and backward (``jax.grad`` is traced into the jaxpr), inside scans times their length. Not
-counted: elementwise work, and fused kernels that are one primitive in the jaxpr (cuDNN's
-attention: ~1.4% of ``base``'s FLOPs at 32 tokens).
+counted: elementwise work, and fused kernels that are one primitive in the jaxpr. So with
+``model.attention="dot_product"`` on an NVIDIA GPU, where the attention is cuDNN's kernel, the
+count leaves out the attention's products (~1.4% of ``base``'s FLOPs at 32 tokens), which it
+counts wherever that attention runs as XLA's ``dot_general``s. A ``shard_map`` body would count
+at its per-shard shapes (mmjax has none).
 """
 
 from __future__ import annotations
@@ -36,16 +39,16 @@ def matmul_flops(jaxpr) -> float:
 
 def _own_flops(eqn) -> float:
     name = eqn.primitive.name
-    out = eqn.outvars[0].aval.shape
     if name == "dot_general":
         (lhs_contract, _), _ = eqn.params["dimension_numbers"]
         lhs = eqn.invars[0].aval.shape
-        return 2.0 * math.prod(out) * math.prod(lhs[d] for d in lhs_contract)
+        return 2.0 * math.prod(eqn.outvars[0].aval.shape) * math.prod(lhs[d] for d in lhs_contract)
     if name == "conv_general_dilated":
         # Each output element sums kernel-window × input-features-per-group products; the kernel's
         # output-feature axis (rhs_spec[0]) is what the output element picks, not summed over.
+        # Grouped convolutions need no other factor: the groups already shrink the kernel's input
+        # features (feature_group_count) or the output's batch (batch_group_count).
         rhs = eqn.invars[1].aval.shape
-        rhs_spec = eqn.params["dimension_numbers"].rhs_spec
-        per_output = math.prod(rhs) // rhs[rhs_spec[0]]
-        return 2.0 * math.prod(out) * per_output / eqn.params.get("batch_group_count", 1)
+        per_output = math.prod(rhs) // rhs[eqn.params["dimension_numbers"].rhs_spec[0]]
+        return 2.0 * math.prod(eqn.outvars[0].aval.shape) * per_output
     return 0.0

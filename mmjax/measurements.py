@@ -1,6 +1,7 @@
 """Measurements of a config (``python -m mmjax.benchmark``): parameters per module, the
 machine's matmul peak, the input pipeline's throughput, and the compiled train and eval steps'
-time, FLOPs and memory. Medians, because shared machines are noisy."""
+time, FLOPs and memory. Step latencies are medians, because shared machines are noisy; the train
+step's throughput is the mean over one run of steps dispatched back to back."""
 
 from __future__ import annotations
 
@@ -120,7 +121,8 @@ def _pipelined(step, batches, steps: int) -> dict:
     at the end, with the rates at it (``_rates``): what training sees, since the trainer syncs
     only to log and the host dispatches the next step while the device runs this one. The
     synced median of ``_timed`` adds the host's dispatch and sync to every step, which on an
-    accelerator is a share of the step (an H200's kernels were busy 47 ms of a 62 ms synced step)."""
+    accelerator is a share of the step (an H200's kernels were busy 47 ms of a 62 ms synced step).
+    One run, its mean: the steps overlap, so single steps have no time of their own."""
     start = time.perf_counter()
     outputs = [step(batches[i % len(batches)]) for i in range(steps)]
     # Every output still alive: a train step's state was donated to the next step, which is waited on.
@@ -130,11 +132,12 @@ def _pipelined(step, batches, steps: int) -> dict:
 
 
 def train_and_eval_steps(config, s, steps: int, warmup: int) -> dict:
-    """The compiled train step's timings on prefetched training batches (synced median:
-    ``_timed``; throughput: ``_pipelined``), with its compile seconds, matmul FLOP and memory
-    figures (of the largest batch shape, ``s.batch_shapes``) and achieved FLOP/s (the timed
-    batches' own FLOPs: packed text makes them smaller); and the eval step's timings on up to 8
-    validation batches of ``config.eval_batch_size`` windows."""
+    """The compiled train step's timings on prefetched training batches (latency: the synced
+    median, ``_timed``; throughput: one run of ``steps`` steps dispatched back to back,
+    ``_pipelined``), with its compile seconds, matmul FLOP and memory figures (of the largest
+    batch shape, ``s.batch_shapes``) and achieved FLOP/s (the timed batches' own FLOPs: packed
+    text makes them smaller); and the eval step's synced timings on up to 8 validation batches of
+    ``config.eval_batch_size`` windows."""
     start = time.perf_counter()
     compiled, stats = setup_lib.compile_train_step(s, config)
     stats["compile_seconds"] = time.perf_counter() - start
@@ -156,10 +159,10 @@ def train_and_eval_steps(config, s, steps: int, warmup: int) -> dict:
     validation = inputs.eval_batches(config, s.manifest, "validation", jax.process_index(), jax.process_count())
     eval_batches = [sharding.global_batch(b, s.mesh) for b, _ in zip(validation, range(8))]
     eval_step = setup_lib.jit_eval_step(s)
+    # Eval stays synced: evaluation fetches each batch's outputs before the next.
     with sharding.activate(s.mesh, s.rules):
-        evaluate = lambda batch: eval_step(state.params, batch)  # noqa: E731
-        evaluation = {**_timed(evaluate, eval_batches, steps, max(warmup, len(eval_batches))),
-                      **_pipelined(evaluate, eval_batches, steps)}
+        evaluation = _timed(lambda batch: eval_step(state.params, batch), eval_batches, steps,
+                            max(warmup, len(eval_batches)))
     return result, evaluation
 
 

@@ -128,7 +128,7 @@ class CompiledPerShape:
         """The compiled step for ``batch``'s shapes (``as_text()``: its HLO, for profiles)."""
         return self._get(batch)[0]
 
-    def flops(self, batch) -> float | None:
+    def flops(self, batch) -> float:
         """Matmul FLOPs of one step on ``batch``'s shapes (``flop_count.matmul_flops``)."""
         return self._get(batch)[1]
 

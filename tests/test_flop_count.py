@@ -31,11 +31,10 @@ def test_gradients_and_rematerialised_blocks_are_counted_where_the_jaxpr_runs_th
     assert _count(jax.value_and_grad(loss, argnums=(0, 1)), w, x)[0] == 4 * forward
 
 
-def test_a_scan_body_counts_once_per_iteration_which_xla_s_own_count_does_not():
+def test_a_scan_body_counts_once_per_iteration():
     body = lambda c, w: (jnp.tanh(c @ w), None)
-    ours, xla = _count(lambda c, ws: jax.lax.scan(body, c, ws)[0], jnp.ones((8, 16)), jnp.ones((5, 16, 16)))
+    ours, _ = _count(lambda c, ws: jax.lax.scan(body, c, ws)[0], jnp.ones((8, 16)), jnp.ones((5, 16, 16)))
     assert ours == 5 * 2 * 8 * 16 * 16
-    assert xla < ours / 4
 
 
 def test_a_cond_counts_its_costliest_branch():
@@ -52,6 +51,18 @@ def test_convolutions_forward_and_backward_agree_with_xla_s_count_on_the_cpu():
     ours, xla = _count(jax.grad(lambda p, x: (conv.apply(p, x) ** 2).sum(), argnums=(0, 1)), params, x)
     assert ours == 3 * 2 * 4 * 20 * 16 * 3 * 8
     assert 0.95 < ours / xla < 1.05  # XLA adds the bias and the squares' elementwise work
+    # Grouped: 4 groups of 2 input features; every gradient still sums a 3 x 2 window per output.
+    grouped = nn.Conv(8, (3,), feature_group_count=4, use_bias=False)
+    params = grouped.init(jax.random.key(0), x)
+    ours, _ = _count(jax.grad(lambda p, x: (grouped.apply(p, x) ** 2).sum(), argnums=(0, 1)), params, x)
+    assert ours == 3 * 2 * 4 * 20 * 8 * 3 * 2
+
+
+def test_equations_without_outputs_count_nothing():
+    def f(x):
+        jax.debug.print("{}", x.sum())
+        return x @ x
+    assert _count(f, jnp.ones((4, 4)))[0] == 2 * 4 * 4 * 4
 
 
 def test_the_train_step_reports_the_matmul_count_of_its_whole_program(records_dir):
