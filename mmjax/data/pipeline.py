@@ -194,7 +194,7 @@ class WindowSource:
     int array [dialogues] (prediction inputs). ``positions`` adds the ``position`` key.
     ``groups``: how a batch's text is packed, where ``shapes.packed_text`` (``packing.Packing``).
 
-    Each window is read, decoded and padded once (``pad_window``) into a slab: one array per key
+    Each window is read, decoded and padded once (``fill_window``) into a slab: one array per key
     holding the first ``capacity`` windows, as many as fit in ``cache_bytes`` (all of them for the
     shipped corpora at the default budget). A batch of cached windows is then one gather per key
     (``slab[key][indices]``), what makes the pipeline keep up with an accelerator's step; windows
@@ -235,13 +235,19 @@ class WindowSource:
         """Window ``index`` padded afresh, as a batch of one (index -1: all padding)."""
         if index < 0:
             return self._padding
+        example = self._empty(1)
+        self._fill(example, 0, index)
+        return example
+
+    def _fill(self, batch: dict, row: int, index: int) -> None:
+        """Reads, decodes and pads window ``index`` straight into row ``row`` of ``batch``, a row
+        that still holds the padding ``_empty`` put there."""
         dialogue_index, start, first_labelled = self.windows[index].tolist()
         dialogue = self.dialogues[dialogue_index]
-        example = jax.tree.map(lambda x: x[None], pad_window(dialogue, start, first_labelled, self.shapes))
+        fill_window(batch, row, pad_dialogue(dialogue, self.shapes), start, first_labelled)
         if self.positions:
-            example["position"] = window_position(dialogue_index, start, first_labelled, dialogue.num_turns,
-                                                  self.shapes.max_turns)[None]
-        return example
+            batch["position"][row] = window_position(dialogue_index, start, first_labelled, dialogue.num_turns,
+                                                     self.shapes.max_turns)
 
     def batch(self, indices) -> dict:
         """The windows ``indices`` as one model batch [len(indices), T, ...] (index -1: all
@@ -250,12 +256,14 @@ class WindowSource:
         cached = (indices >= 0) & (indices < self.capacity)
         rows = np.where(cached, indices, 0)
         for index in np.unique(indices[cached & ~self._filled[rows]]).tolist() if self.capacity else ():
-            _write_row(self._slab, index, self.example(index))
+            self._fill(self._slab, index, index)
             self._filled[index] = True
         batch = (jax.tree.map(lambda slab: np.take(slab, rows, axis=0), self._slab) if self.capacity
                  else self._empty(len(indices)))
         for row in np.flatnonzero(~cached).tolist():
-            _write_row(batch, row, self.example(int(indices[row])))
+            _write_row(batch, row, self._padding)  # the gather put window 0 there
+            if indices[row] >= 0:
+                self._fill(batch, row, int(indices[row]))
         return model_batch(batch, self.shapes, self.groups)
 
 
