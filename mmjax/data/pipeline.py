@@ -164,13 +164,6 @@ def fill_window(batch: dict, row: int, padded: dict, start: int, first_labelled:
         batch["labels"][task][row, first_labelled:n] = values[start + first_labelled:stop]
 
 
-def pad_window(dialogue: schema.Dialogue, start: int, first_labelled: int, shapes: Shapes) -> dict:
-    """The padded example for turns [start, start + max_turns) of ``dialogue``."""
-    batch = empty_batch(shapes, 1)
-    fill_window(batch, 0, pad_dialogue(dialogue, shapes), start, first_labelled)
-    return jax.tree.map(lambda x: x[0], batch)
-
-
 def window_position(dialogue_index: int, start: int, first_labelled: int, num_turns: int,
                     max_turns: int) -> np.ndarray:
     """int32 [max_turns, 2]: (dialogue index, turn index) of the rows a window predicts, -1 elsewhere."""

@@ -28,13 +28,17 @@ def _shapes(config, manifest):
     return inputs.shapes(config, manifest)
 
 
-def test_pad_window_shapes_masks_and_labels(records_dir):
+def test_a_window_is_padded_into_its_batch_row_with_masks_and_labels(records_dir):
     config = tiny_config(records_dir)
     config.data.max_turns, config.data.max_tokens, config.data.max_audio_frames = 4, 5, 6
     manifest = records.load_manifest(records_dir)
     dialogue = synthetic.generate("train", 1, seed=0)[0]
     dialogue.audio[1] = None
-    example = pipeline.pad_window(dialogue, start=2, first_labelled=1, shapes=_shapes(config, manifest))
+    shapes = _shapes(config, manifest)
+    batch = pipeline.empty_batch(shapes, 2)
+    pipeline.fill_window(batch, 1, pipeline.pad_dialogue(dialogue, shapes), start=2, first_labelled=1)
+    assert not batch["turn_mask"][0].any()  # the other row keeps its padding
+    example = jax.tree.map(lambda x: x[1], batch)
     T = 4
     assert example["tokens"].shape == (T, 5) and example["audio"].shape == (T, 6, synthetic.AUDIO_DIM)
     assert example["visual"].shape == (T, config.data.max_visual_frames, synthetic.VISUAL_DIM)
