@@ -8,15 +8,16 @@ from tests.tiny import tiny_config
 
 
 def _trajectory(config, devices, batches):
-    """Per-step losses of ``len(batches)`` compiled train steps on a mesh over ``devices``."""
+    """Per-step losses of ``len(batches)`` compiled train steps on a mesh over ``devices``, the
+    final state and the step's compile stats."""
     s = setup_lib.build(config, devices)
     state = state_lib.create_state(config.seed, s.model, s.tx, s.batch_shapes, s.mesh, s.rules)
-    step, _ = setup_lib.compile_train_step(s, config)
+    step, stats = setup_lib.compile_train_step(s, config)
     losses = []
     for batch in batches:
         state, metrics = step(state, sharding.global_batch(batch, s.mesh))
         losses.append(float(metrics["loss"]))
-    return np.array(losses), state
+    return np.array(losses), state, stats
 
 
 @pytest.fixture(scope="module")
@@ -28,8 +29,8 @@ def reference(records_dir):
     manifest = prepared_records.load_or_prepare(config)
     data = iter(inputs.train_dataset(config, manifest, 0, 1))
     batches = [next(data) for _ in range(12)]
-    losses, _ = _trajectory(config, jax.devices()[:1], batches)
-    return config, batches, losses
+    losses, _, stats = _trajectory(config, jax.devices()[:1], batches)
+    return config, batches, losses, stats["flops"]
 
 
 @pytest.mark.slow
@@ -39,12 +40,13 @@ def reference(records_dir):
     ("4x2: fsdp + tensor parallel", {"data": 1, "fsdp": 4, "model": 2}),
 ])
 def test_mesh_trajectory_matches_single_device(reference, name, shape):
-    config, batches, expected = reference
+    config, batches, expected, flops = reference
     config = config.copy_and_resolve_references()
     config.mesh.shape = shape
-    losses, state = _trajectory(config, jax.devices(), batches)
+    losses, state, stats = _trajectory(config, jax.devices(), batches)
     np.testing.assert_allclose(losses, expected, rtol=2e-5, err_msg=name)
     assert expected[-1] < expected[0]
+    assert stats["flops"] == flops > 0  # the global program's matmul FLOPs, whatever the mesh
     # The parameters really are split as the rules say.
     kernel = state.params["sharing"]["tower_kernel_0"]  # logical ("tasks", "embed", "mlp")
     shard = kernel.addressable_shards[0].data.shape
