@@ -19,19 +19,18 @@ import os
 import sys
 
 import numpy as np
-from sklearn.metrics import f1_score, precision_recall_fscore_support
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from mmjax import inputs, prediction, restored_run  # noqa: E402
-from mmjax.tasks import CLASSIFICATION, corpus_tasks  # noqa: E402
+from mmjax import inputs, metrics, prediction, restored_run  # noqa: E402
+from mmjax.tasks import CLASSIFICATION, Task, corpus_tasks  # noqa: E402
 
 TAUS = np.linspace(-1.0, 2.0, 31)
 
 
 def validation_probabilities(workdir: str) -> tuple[dict, np.ndarray, dict]:
-    """({task: (float [N, C] probabilities, int [N] labels)} over the labelled validation
-    utterances, int [N] dialogue of every utterance, manifest)."""
+    """({task name: (Task, float [N, C] probabilities, int [N] labels)} over every validation
+    utterance, int [N] dialogue of every utterance, manifest)."""
     run = restored_run.restore(workdir, "best")
     manifest = run.setup.manifest
     dialogues = inputs.window_source(run.config, manifest, "validation").dialogues
@@ -43,7 +42,7 @@ def validation_probabilities(workdir: str) -> tuple[dict, np.ndarray, dict]:
             continue
         p = np.concatenate([d[name] for d in probs])
         y = np.concatenate([np.asarray(dialogues[i].labels[name]) for i in range(len(dialogues))])
-        out[name] = (p, y)
+        out[name] = (tasks[name], p, y)
     return out, which, manifest
 
 
@@ -52,13 +51,19 @@ def shifted_predictions(log_p: np.ndarray, log_prior: np.ndarray, tau: float) ->
     return np.argmax(log_p - tau * log_prior, -1)
 
 
-def halving_gain(log_p, labels, dialogue, log_prior, halvings: int, rng) -> tuple[float, float]:
-    """Mean change of macro-F1 on one half of the dialogues when τ is chosen on the other half,
-    over ``halvings`` random halvings, and the median τ chosen."""
+def confusion(task: Task, labels: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+    """[true, predicted] counts over the labelled utterances (``metrics.host_statistics``)."""
+    return metrics.host_statistics(task, predicted, labels)["confusion"]
+
+
+def halving_gain(task: Task, log_p, labels, dialogue, log_prior, halvings: int, rng) -> tuple[float, float]:
+    """Mean change of macro-F1 (``metrics.scores``) on one half of the dialogues when τ is chosen
+    on the other half, over ``halvings`` random halvings, and the median τ chosen."""
     ids = np.unique(dialogue)
 
     def score(mask, tau):
-        return f1_score(labels[mask], shifted_predictions(log_p[mask], log_prior, tau), average="macro")
+        predicted = shifted_predictions(log_p[mask], log_prior, tau)
+        return metrics.scores(confusion(task, labels[mask], predicted))["macro_f1"]
 
     gains, taus = [], []
     for _ in range(halvings):
@@ -79,14 +84,12 @@ def main(argv=None):
         outputs, dialogue, manifest = validation_probabilities(workdir)
         train_counts = manifest["splits"]["train"]["class_counts"]
         rng = np.random.default_rng(seed)
-        for name, (p, y) in outputs.items():
-            labels = manifest["tasks"][name]["labels"]
-            keep = y >= 0
-            p, y, d = np.log(p[keep] + 1e-9), y[keep], dialogue[keep]
-            scores = precision_recall_fscore_support(y, p.argmax(-1), labels=range(len(labels)), zero_division=0)[:3]
-            per_class.setdefault(name, []).append(np.array(scores))
-            counts = np.maximum([train_counts[name].get(label, 0) for label in labels], 1.0)  # no log 0
-            gains.setdefault(workdir, {})[name] = halving_gain(p, y, d, np.log(counts / counts.sum()),
+        for name, (task, p, y) in outputs.items():
+            log_p = np.log(p + 1e-9)
+            classes = metrics.per_class(confusion(task, y, log_p.argmax(-1)))
+            per_class.setdefault(name, []).append(np.array([classes[k] for k in ("precision", "recall", "f1")]))
+            counts = np.maximum([train_counts[name].get(label, 0) for label in task.labels], 1.0)  # no log 0
+            gains.setdefault(workdir, {})[name] = halving_gain(task, log_p, y, dialogue, np.log(counts / counts.sum()),
                                                                args.halvings, rng)
     for name, scores in per_class.items():
         precision, recall, f1 = 100 * np.mean(scores, axis=0)

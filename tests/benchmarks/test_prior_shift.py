@@ -3,6 +3,7 @@
 import numpy as np
 
 from benchmarks import prior_shift
+from mmjax.tasks import Task
 
 
 def test_a_shift_by_the_log_prior_moves_decisions_towards_rare_classes():
@@ -17,11 +18,12 @@ def test_the_halving_gain_is_larger_for_a_model_biased_against_the_rare_class():
     labels = (rng.random(400) < 0.3).astype(int)
     dialogue = np.arange(400) // 4
     score = labels + rng.normal(0, 0.5, 400)
+    task = Task("humor", ("none", "humor"))
     log_prior = np.log([0.7, 0.3])
 
     def gain(threshold):  # a model deciding class 1 above ``threshold``
         logits = np.stack([np.zeros(400), 4 * (score - threshold)], -1)
-        return prior_shift.halving_gain(logits, labels, dialogue, log_prior, halvings=5, rng=np.random.default_rng(1))
+        return prior_shift.halving_gain(task, logits, labels, dialogue, log_prior, halvings=5, rng=np.random.default_rng(1))
 
     (biased, tau), (fair, _) = gain(1.0), gain(0.5)
     assert tau > 0  # towards the rare class
