@@ -224,14 +224,6 @@ class WindowSource:
         self.__dict__.update(state)
         self._allocate()
 
-    def example(self, index: int) -> dict:
-        """Window ``index`` padded afresh, as a batch of one (index -1: all padding)."""
-        if index < 0:
-            return self._padding
-        example = self._empty(1)
-        self._fill(example, 0, index)
-        return example
-
     def _fill(self, batch: dict, row: int, index: int) -> None:
         """Reads, decodes and pads window ``index`` straight into row ``row`` of ``batch``, a row
         that still holds the padding ``_empty`` put there."""

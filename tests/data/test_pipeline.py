@@ -124,7 +124,7 @@ def test_cached_windows_give_the_same_batches_within_their_budget(records_dir):
     config.data.max_turns = 5
     manifest = records.load_manifest(records_dir)
     source = inputs.window_source(config, manifest, "validation", positions=True)
-    one_window = sum(x.nbytes for x in jax.tree.leaves(source.example(0)))
+    one_window = sum(x.nbytes for x in jax.tree.leaves(source._padding))  # a batch of one window
     sources = [pipeline.WindowSource(source.dialogues, source.shapes, config.model.context_turns, True, budget)
                for budget in (0, 3 * one_window + 1, 1 << 30)]
     assert [s.capacity for s in sources] == [0, 3, len(source)]
