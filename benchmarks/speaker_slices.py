@@ -20,23 +20,23 @@ import os
 import sys
 
 import numpy as np
-from sklearn.metrics import f1_score
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks import selection_transfer  # noqa: E402
-from mmjax import linear_peer  # noqa: E402
+from mmjax import linear_peer, metrics  # noqa: E402
 from mmjax.data import records  # noqa: E402
-from mmjax.tasks import corpus_tasks  # noqa: E402
+from mmjax.tasks import Task, corpus_tasks  # noqa: E402
 
 SLICES = ("all", "frequent", "other")
 
 
-def slice_scores(labels: np.ndarray, predicted: np.ndarray, labelled: np.ndarray, frequent: np.ndarray) -> dict:
-    """{slice: macro-F1 in %} over the labelled utterances (bool [N]) of every utterance, of those
-    of frequent speakers (bool [N]) and of the rest; labels, predicted: int [N]."""
-    masks = {"all": labelled, "frequent": labelled & frequent, "other": labelled & ~frequent}
-    return {name: 100 * f1_score(labels[m], predicted[m], average="macro") for name, m in masks.items()}
+def slice_scores(task: Task, labels: np.ndarray, predicted: np.ndarray, frequent: np.ndarray) -> dict:
+    """{slice: macro-F1 in %} of a classification task over its labelled utterances, those of
+    frequent speakers (bool [N]) and the rest; labels, predicted: int [N] (``metrics.scores``)."""
+    masks = {"all": np.ones_like(frequent), "frequent": frequent, "other": ~frequent}
+    return {name: 100 * metrics.scores(metrics.host_statistics(task, predicted[m], labels[m])["confusion"])["macro_f1"]
+            for name, m in masks.items()}
 
 
 def dialogue_speakers(data_dir: str, split: str, manifest) -> list[list[str]]:
@@ -88,7 +88,7 @@ def main(argv=None):
     for name, task in tasks.items():
         fit = task.is_labelled(train_y[name])
         model = linear_peer.fit(task, c[name], x_train[fit], train_y[name][fit])
-        peer[name] = slice_scores(val_y[name], model.predict(x_val), task.is_labelled(val_y[name]), frequent)
+        peer[name] = slice_scores(task, val_y[name], model.predict(x_val), frequent)
     report("peer", peer)
     runs = []
     for workdir in args.workdirs:
@@ -98,7 +98,7 @@ def main(argv=None):
             who = np.array([is_frequent.get(val_speakers[d][t], False) for d, t in rows["position"].tolist()])
             for task in run_tasks:
                 labels = rows[f"label/{task.name}"]
-                scores = slice_scores(labels, rows[f"predicted/{task.name}"], task.is_labelled(labels), who)
+                scores = slice_scores(task, labels, rows[f"predicted/{task.name}"], who)
                 if task.name not in best or scores["all"] > best[task.name]["all"]:
                     best[task.name] = scores
         runs.append(report(workdir, best))

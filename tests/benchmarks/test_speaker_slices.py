@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 
 from benchmarks import speaker_slices
+from mmjax.tasks import Task
 
 
 def test_slices_score_the_labelled_utterances_of_each_group():
     labels = np.array([0, 1, 0, 1, 0, 1, -1])
     predicted = np.array([0, 1, 0, 1, 1, 0, 1])  # right on the frequent speakers, wrong on the rest
-    labelled = labels >= 0
-    frequent = np.array([True, True, True, True, False, False, True])
-    scores = speaker_slices.slice_scores(labels, predicted, labelled, frequent)
+    frequent = np.array([True, True, True, True, False, False, True])  # the last is unlabelled
+    scores = speaker_slices.slice_scores(Task("sarcasm", ("no", "yes")), labels, predicted, frequent)
     assert scores["frequent"] == pytest.approx(100.0) and scores["other"] == pytest.approx(0.0)
     assert scores["all"] == pytest.approx(66.666, abs=1e-2)  # 4 of 6 right, both classes alike
 
