@@ -116,3 +116,12 @@ def test_a_run_with_per_task_selection_ranks_by_the_mean_of_each_tasks_best(tmp_
     config.checkpoint_selection = "joint"  # the best mean of the two: step 2's
     assert sweep.best_validation(workdir, config) == {"step": 2, "score": pytest.approx(0.325),
                                                       "tasks": {"sentiment/macro_f1": 0.35, "emotion/macro_f1": 0.3}}
+
+
+def test_the_ranking_prints_scores_in_percent_and_says_so():
+    ranked = [{"mean": 0.3312, "std": 0.0021, "runs": [{}, {}], "overrides": {"learning_rate": 5e-3}},
+              {"mean": 0.3, "std": 0.0, "runs": [{}], "overrides": {"learning_rate": 2e-3}}]
+    header, first, second = sweep.format_ranking(ranked, "macro_f1").splitlines()
+    assert "validation macro_f1 (%)" in header
+    assert "33.12 ± 0.21" in first and "--config.learning_rate=0.005" in first
+    assert "30.00" in second and "±" not in second  # one seed: no spread

@@ -1,0 +1,124 @@
+"""Which parts of the linear peer carry its validation score, beside what mmjax does instead::
+
+    python benchmarks/peer_ablation.py --data_dir=data_cache/cmma
+
+Each variant changes one thing of ``mmjax.linear_peer`` (TF-IDF with sublinear term frequency
+and L2-normalised rows; class-balanced logistic regression, converged, C per task chosen on
+validation) and prints, per task, its best validation headline score and the C (or epoch) that
+gave it, and their mean over the tasks:
+
+* ``peer``: the peer itself.
+* ``no_idf``: every n-gram weighs the same (``use_idf=False``).
+* ``mean_counts``: raw n-gram counts divided by their sum, no IDF: the mean of the utterance's
+  n-gram vectors, as mmjax's n-gram encoder pools them. Rows are scaled by one constant so that a
+  typical row has the peer's norm (1) and the same C grid fits.
+* ``early_stopped``: the peer's features, but trained as mmjax trains: minibatch SGD on the
+  class-balanced log loss with (almost) no penalty, each task read at its best validation epoch.
+
+Validation only: the test split is never read. Classification tasks only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import numpy as np
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import SGDClassifier
+from sklearn.pipeline import FeatureUnion
+from sklearn.utils.class_weight import compute_class_weight
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from mmjax import linear_peer, metrics  # noqa: E402
+from mmjax.data import records  # noqa: E402
+from mmjax.tasks import CLASSIFICATION, Task, corpus_tasks  # noqa: E402
+
+VECTORIZER_CHANGES = {"peer": {}, "no_idf": {"use_idf": False},
+                      "mean_counts": {"use_idf": False, "sublinear_tf": False, "norm": "l1"}}
+VARIANTS = tuple(VECTORIZER_CHANGES) + ("early_stopped",)
+
+
+def vectorizer(analyzer: str, changes: dict):
+    """The peer's vectorizer with ``changes`` set on each of its TF-IDF vectorizers."""
+    v = linear_peer.make_vectorizer(analyzer)
+    for part in ([t for _, t in v.transformer_list] if isinstance(v, FeatureUnion) else [v]):
+        assert isinstance(part, TfidfVectorizer)
+        part.set_params(**changes)
+    return v
+
+
+def score(task: Task, predicted: np.ndarray, labels: np.ndarray) -> float:
+    return metrics.task_scores(task, metrics.host_statistics(task, predicted, labels))[metrics.HEADLINE[task.kind]]
+
+
+def best_over_c(task: Task, x_train, y_train, x_val, y_val) -> tuple[float, str]:
+    """The best validation score of the converged logistic regression over ``linear_peer.C_GRID``."""
+    found = []
+    for c in linear_peer.C_GRID:
+        model = linear_peer.fit(task, c, x_train, y_train)
+        found.append((score(task, model.predict(x_val), y_val), f"C={c:g}"))
+    return max(found)
+
+
+def best_over_epochs(task: Task, x_train, y_train, x_val, y_val, epochs: int, seed: int = 0,
+                     batch: int = 256, step: float = 0.05) -> tuple[float, str]:
+    """The best validation score over ``epochs`` epochs of minibatch SGD (constant step) on the
+    class-balanced log loss with a negligible penalty: early stopping is the only regulariser."""
+    classes = np.unique(y_train)
+    weights = dict(zip(classes, compute_class_weight("balanced", classes=classes, y=y_train)))
+    model = SGDClassifier(loss="log_loss", alpha=1e-6, class_weight=weights, learning_rate="constant",
+                          eta0=step, random_state=seed)
+    rng, found = np.random.default_rng(seed), []
+    for epoch in range(1, epochs + 1):
+        order = rng.permutation(len(y_train))
+        for start in range(0, len(order), batch):
+            rows = order[start:start + batch]
+            model.partial_fit(x_train[rows], y_train[rows], classes=classes)
+        found.append((score(task, model.predict(x_val), y_val), f"epoch {epoch}"))
+    return max(found)
+
+
+def run(data_dir: str, variants=VARIANTS, epochs: int = 30) -> dict[str, dict[str, tuple[float, str]]]:
+    """{variant: {task: (best validation score, where)}} for the corpus's classification tasks."""
+    manifest = records.load_manifest(data_dir)
+    tasks = {t: task for t, task in corpus_tasks(manifest).items() if task.kind == CLASSIFICATION}
+    train_texts, train_y = linear_peer.read_split(data_dir, "train", manifest, tasks)
+    val_texts, val_y = linear_peer.read_split(data_dir, "validation", manifest, tasks)
+    analyzer = linear_peer.detect_analyzer(train_texts)
+    results = {}
+    for name in variants:
+        v = vectorizer(analyzer, VECTORIZER_CHANGES.get(name, {}))
+        x_train, x_val = v.fit_transform(train_texts), v.transform(val_texts)
+        if name == "mean_counts":
+            scale = 1 / np.median(np.sqrt(x_train.multiply(x_train).sum(1)).A1)
+            x_train, x_val = x_train * scale, x_val * scale
+        results[name] = {}
+        for t, task in tasks.items():
+            tr, va = task.is_labelled(train_y[t]), task.is_labelled(val_y[t])
+            data = (x_train[tr], train_y[t][tr], x_val[va], val_y[t][va])
+            results[name][t] = (best_over_epochs(task, *data, epochs=epochs) if name == "early_stopped"
+                                else best_over_c(task, *data))
+        found = results[name]
+        print(f"{name}: mean {100 * np.mean([s for s, _ in found.values()]):.2f}  "
+              + ", ".join(f"{t} {100 * s:.1f} ({where})" for t, (s, where) in found.items()), flush=True)
+    return results
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data_dir", required=True)
+    parser.add_argument("--variants", default=",".join(VARIANTS), help=f"Comma-separated, of {VARIANTS}.")
+    parser.add_argument("--epochs", type=int, default=30, help="SGD epochs of the early_stopped variant.")
+    args = parser.parse_args(argv)
+    variants = args.variants.split(",")
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        parser.error(f"--variants: unknown {unknown}; expected some of {list(VARIANTS)}")
+    run(args.data_dir, variants, args.epochs)
+
+
+if __name__ == "__main__":
+    main()
