@@ -60,7 +60,7 @@ def best_over_c(task: Task, x_train, y_train, x_val, y_val) -> tuple[float, str]
     for c in linear_peer.C_GRID:
         model = linear_peer.fit(task, c, x_train, y_train)
         found.append((score(task, model.predict(x_val), y_val), f"C={c:g}"))
-    return max(found)
+    return max(found, key=lambda f: f[0])  # ties: the first (smallest C, earliest epoch)
 
 
 def best_over_epochs(task: Task, x_train, y_train, x_val, y_val, epochs: int, seed: int = 0,
@@ -78,7 +78,7 @@ def best_over_epochs(task: Task, x_train, y_train, x_val, y_val, epochs: int, se
             rows = order[start:start + batch]
             model.partial_fit(x_train[rows], y_train[rows], classes=classes)
         found.append((score(task, model.predict(x_val), y_val), f"epoch {epoch}"))
-    return max(found)
+    return max(found, key=lambda f: f[0])  # ties: the first (smallest C, earliest epoch)
 
 
 def run(data_dir: str, variants=VARIANTS, epochs: int = 30) -> dict[str, dict[str, tuple[float, str]]]:
