@@ -87,11 +87,12 @@ def run(data_dir: str, variants=VARIANTS, epochs: int = 30) -> dict[str, dict[st
     tasks = {t: task for t, task in corpus_tasks(manifest).items() if task.kind == CLASSIFICATION}
     train_texts, train_y = linear_peer.read_split(data_dir, "train", manifest, tasks)
     val_texts, val_y = linear_peer.read_split(data_dir, "validation", manifest, tasks)
-    analyzer = linear_peer.detect_analyzer(train_texts)
+    fit_texts = linear_peer.labelled_texts(tasks, train_texts, train_y)
+    analyzer = linear_peer.detect_analyzer(fit_texts)
     results = {}
     for name in variants:
-        v = vectorizer(analyzer, VECTORIZER_CHANGES.get(name, {}))
-        x_train, x_val = v.fit_transform(train_texts), v.transform(val_texts)
+        v = vectorizer(analyzer, VECTORIZER_CHANGES.get(name, {})).fit(fit_texts)  # as the peer fits it
+        x_train, x_val = v.transform(train_texts), v.transform(val_texts)
         if name == "mean_counts":
             scale = 1 / np.median(np.sqrt(x_train.multiply(x_train).sum(1)).A1)
             x_train, x_val = x_train * scale, x_val * scale

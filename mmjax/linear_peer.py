@@ -61,6 +61,12 @@ def read_split(data_dir: str, split: str, manifest, tasks: dict[str, Task]) -> t
     return texts, {t: np.concatenate(v) for t, v in labels.items()}
 
 
+def labelled_texts(tasks: dict[str, Task], texts: list[str], labels: dict[str, np.ndarray]) -> list[str]:
+    """The ``texts`` labelled for at least one of ``tasks``: what the vectorizer is fitted on."""
+    labelled = np.any([task.is_labelled(labels[t]) for t, task in tasks.items()], axis=0)
+    return [s for s, keep in zip(texts, labelled) if keep]
+
+
 def fit(task: Task, c: float, x, y: np.ndarray):
     """The task's linear model at inverse regularisation ``c`` on labelled features ``x``, labels ``y``."""
     if task.kind == REGRESSION:
@@ -132,8 +138,7 @@ def run(data_dir: str, output: str, tasks=None, split: str = "test", analyzer: s
         if not _fittable(task, train_y[t]) or not task.is_labelled(val_y[t]).any():
             raise RecordError(f"{data_dir!r}: task {t!r} needs two distinct labels (values) in train and labels in "
                               "validation to fit and select a linear model")
-    labelled = np.any([task.is_labelled(train_y[t]) for t, task in tasks.items()], axis=0)
-    fit_texts = [s for s, keep in zip(train_texts, labelled) if keep]
+    fit_texts = labelled_texts(tasks, train_texts, train_y)
     analyzer = detect_analyzer(fit_texts) if analyzer == "auto" else analyzer
     _log.info("%s: %d labelled training utterances, analyzer %s", data_dir, len(fit_texts), analyzer)
     vectorizer = make_vectorizer(analyzer).fit(fit_texts)
