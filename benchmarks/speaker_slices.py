@@ -61,7 +61,7 @@ def main(argv=None):
     parser.add_argument("workdirs", nargs="*")
     parser.add_argument("--data_dir", required=True)
     parser.add_argument("--min_utterances", type=int, default=5)
-    parser.add_argument("--peer_c", default="sentiment=1,emotion=3,sarcasm=1,humor=0.1,emotion_sentiment=10,"
+    parser.add_argument("--peer_c", default="sentiment=1,emotion=3,sarcasm=1,humor=0.1,emotion_sentiment=30,"
                         "sarcasm_humor=3", help="task=C,...: the peer's C per task.")
     parser.add_argument("--every", type=int, default=1, help="Use the saved steps that are multiples of this.")
     args = parser.parse_args(argv)
