@@ -82,8 +82,9 @@ def main(argv=None):
               f"{overlap(texts, seen):.3f}")
     frequent = np.array([is_frequent.get(s, False) for d in val_speakers for s in d])
     c = {k: float(v) for k, v in (item.split("=") for item in args.peer_c.split(","))}
-    vectorizer = linear_peer.make_vectorizer(linear_peer.detect_analyzer(train_texts))
-    x_train, x_val = vectorizer.fit_transform(train_texts), vectorizer.transform(val_texts)
+    fit_texts = linear_peer.labelled_texts(tasks, train_texts, train_y)  # as the peer fits its vectorizer
+    vectorizer = linear_peer.make_vectorizer(linear_peer.detect_analyzer(fit_texts)).fit(fit_texts)
+    x_train, x_val = vectorizer.transform(train_texts), vectorizer.transform(val_texts)
     peer = {}
     for name, task in tasks.items():
         fit = task.is_labelled(train_y[name])
