@@ -5,10 +5,10 @@ speakers and on the rest, to see whether a model leans on memorised speakers::
 
 A speaker is frequent with at least ``--min_utterances`` training utterances. Each run is read at
 each task's best validation step among its saved checkpoints; the peer (TF-IDF + class-balanced
-logistic regression, ``mmjax.linear_peer``) at the C ``--peer_c`` gives per task (as
-``mmjax.baseline --split=validation`` chose it). Also prints, for the validation and test splits,
-the share of utterances of frequent speakers and of character 3-grams seen at least twice in
-training: inputs only, no test label is read. This produced the README's CMMA figures of the
+logistic regression, ``mmjax.linear_peer``) at the C it chooses on validation, as in
+``mmjax.baseline``. Also prints, for the validation and test splits, the share of utterances of
+frequent speakers and of character 3-grams seen at least twice in training: inputs only, no test
+label is read. This produced the README's CMMA figures of the
 ninth session (frequent speakers: 17.8% of validation, 5.9% of test).
 """
 
@@ -61,8 +61,6 @@ def main(argv=None):
     parser.add_argument("workdirs", nargs="*")
     parser.add_argument("--data_dir", required=True)
     parser.add_argument("--min_utterances", type=int, default=5)
-    parser.add_argument("--peer_c", default="sentiment=1,emotion=3,sarcasm=1,humor=0.1,emotion_sentiment=30,"
-                        "sarcasm_humor=3", help="task=C,...: the peer's C per task.")
     parser.add_argument("--every", type=int, default=1, help="Use the saved steps that are multiples of this.")
     args = parser.parse_args(argv)
     manifest = records.load_manifest(args.data_dir)
@@ -81,14 +79,13 @@ def main(argv=None):
         print(f"{split}: utterances of frequent speakers {share:.3f}, character 3-grams seen twice in training "
               f"{overlap(texts, seen):.3f}")
     frequent = np.array([is_frequent.get(s, False) for d in val_speakers for s in d])
-    c = {k: float(v) for k, v in (item.split("=") for item in args.peer_c.split(","))}
     fit_texts = linear_peer.labelled_texts(tasks, train_texts, train_y)  # as the peer fits its vectorizer
     vectorizer = linear_peer.make_vectorizer(linear_peer.detect_analyzer(fit_texts)).fit(fit_texts)
     x_train, x_val = vectorizer.transform(train_texts), vectorizer.transform(val_texts)
     peer = {}
     for name, task in tasks.items():
-        fit = task.is_labelled(train_y[name])
-        model = linear_peer.fit(task, c[name], x_train[fit], train_y[name][fit])
+        fit, va = task.is_labelled(train_y[name]), task.is_labelled(val_y[name])
+        model, _ = linear_peer.select(task, x_train[fit], train_y[name][fit], x_val[va], val_y[name][va])
         peer[name] = slice_scores(task, val_y[name], model.predict(x_val), frequent)
     report("peer", peer)
     runs = []

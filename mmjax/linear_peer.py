@@ -102,6 +102,21 @@ def _predicted_and_loss(task: Task, out: np.ndarray, y: np.ndarray) -> tuple[np.
     return out.argmax(1), float(-np.log(p[np.arange(len(y)), y]).sum() / n)
 
 
+def select(task: Task, x_train, y_train: np.ndarray, x_val, y_val: np.ndarray):
+    """The task's model at the C of ``C_GRID`` with the best validation headline score (ties: the
+    smallest C), fitted on labelled features and labels, and {"C", "score", "validation_score"}."""
+    score_name = metrics.HEADLINE[task.kind]
+    best = None
+    for c in C_GRID:
+        model = fit(task, c, x_train, y_train)
+        predicted, _ = _predicted_and_loss(task, outputs(task, model, x_val), y_val)
+        score = metrics.task_scores(task, metrics.host_statistics(task, predicted, y_val))[score_name]
+        _log.info("fitted %s, C=%g: validation %s %.4f", task.name, c, score_name, score)
+        if best is None or score > best[1]["validation_score"]:
+            best = model, {"C": c, "score": score_name, "validation_score": score}
+    return best
+
+
 def task_report(task: Task, model, x, y: np.ndarray, train_split) -> dict:
     """``mmjax.evaluation.task_report`` of ``model`` on labelled features ``x``, labels ``y``;
     ``train_split``: the training split's manifest entry."""
@@ -146,14 +161,7 @@ def run(data_dir: str, output: str, tasks=None, split: str = "test", analyzer: s
     models, selection = {}, {}
     for t, task in tasks.items():
         tr, va = task.is_labelled(train_y[t]), task.is_labelled(val_y[t])
-        score_name = metrics.HEADLINE[task.kind]
-        for c in C_GRID:
-            model = fit(task, c, x_train[tr], train_y[t][tr])
-            predicted, _ = _predicted_and_loss(task, outputs(task, model, x_val[va]), val_y[t][va])
-            score = metrics.task_scores(task, metrics.host_statistics(task, predicted, val_y[t][va]))[score_name]
-            _log.info("fitted %s, C=%g: validation %s %.4f", t, c, score_name, score)
-            if t not in selection or score > selection[t]["validation_score"]:
-                models[t], selection[t] = model, {"C": c, "score": score_name, "validation_score": score}
+        models[t], selection[t] = select(task, x_train[tr], train_y[t][tr], x_val[va], val_y[t][va])
     if split == records.TEST_SPLIT:  # read once, after every C is chosen
         with records.reading_test_split():
             eval_texts, eval_y = read_split(data_dir, split, manifest, tasks)

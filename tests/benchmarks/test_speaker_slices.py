@@ -21,3 +21,16 @@ def test_slices_score_the_labelled_utterances_of_each_group():
 def test_overlap_counts_the_3_grams_seen_twice_in_training():
     seen = collections.Counter({"abc": 2, "bcd": 1})
     assert speaker_slices.overlap(["abcd", "xy"], seen) == pytest.approx(0.5)  # abc yes, bcd no; "xy" has none
+
+
+def test_slice_scores_average_over_the_classes_a_slice_sees_as_sklearn_does():
+    from sklearn.metrics import f1_score  # the reference the project's metrics replace here
+
+    task = Task("emotion", ("neutral", "joy", "anger"))
+    labels = np.array([0, 0, 1, 1, 0, 2, -1])
+    predicted = np.array([0, 2, 1, 0, 0, 0, 1])  # anger predicted on a frequent speaker, never true there
+    frequent = np.array([True, True, True, True, False, False, False])
+    scores = speaker_slices.slice_scores(task, labels, predicted, frequent)
+    labelled = labels >= 0
+    for name, mask in (("all", labelled), ("frequent", frequent & labelled), ("other", ~frequent & labelled)):
+        assert scores[name] == pytest.approx(100 * f1_score(labels[mask], predicted[mask], average="macro")), name
