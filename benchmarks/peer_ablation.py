@@ -81,8 +81,8 @@ def best_over_epochs(task: Task, x_train, y_train, x_val, y_val, epochs: int, se
         for start in range(0, len(order), batch):
             rows = order[start:start + batch]
             model.partial_fit(x_train[rows], y_train[rows], classes=classes)
-        scores = metrics.task_scores(task, metrics.host_statistics(task, model.predict(x_val), y_val))
-        found.append((scores[metrics.HEADLINE[task.kind]], f"epoch {epoch}"))
+        score = metrics.host_scores(task, model.predict(x_val), y_val)[metrics.HEADLINE[task.kind]]
+        found.append((score, f"epoch {epoch}"))
     return max(found, key=lambda f: f[0])  # ties: the earliest epoch
 
 

@@ -33,10 +33,9 @@ SLICES = ("all", "frequent", "other")
 
 def slice_scores(task: Task, labels: np.ndarray, predicted: np.ndarray, frequent: np.ndarray) -> dict:
     """{slice: macro-F1 in %} of a classification task over its labelled utterances, those of
-    frequent speakers (bool [N]) and the rest; labels, predicted: int [N] (``metrics.scores``)."""
+    frequent speakers (bool [N]) and the rest; labels, predicted: int [N] (``metrics.host_scores``)."""
     masks = {"all": np.ones_like(frequent), "frequent": frequent, "other": ~frequent}
-    return {name: 100 * metrics.scores(metrics.host_statistics(task, predicted[m], labels[m])["confusion"])["macro_f1"]
-            for name, m in masks.items()}
+    return {name: 100 * metrics.host_scores(task, predicted[m], labels[m])["macro_f1"] for name, m in masks.items()}
 
 
 def dialogue_speakers(data_dir: str, split: str, manifest) -> list[list[str]]:

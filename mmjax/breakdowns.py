@@ -61,6 +61,6 @@ def group_scores(groups: np.ndarray, labels: np.ndarray, predicted: np.ndarray, 
     order = collections.Counter(groups[labelled].tolist())
     for group, _ in sorted(order.items(), key=lambda kv: (kv[0] == OTHER, -kv[1], kv[0])):
         member = labelled & (groups == group)
-        scores = metrics.task_scores(task, metrics.host_statistics(task, predicted[member], labels[member]))
+        scores = metrics.host_scores(task, predicted[member], labels[member])
         out[group] = {k: scores[k] for k in (*metrics.SCORES[task.kind], "support")}
     return out

@@ -110,7 +110,7 @@ def select(task: Task, x_train, y_train: np.ndarray, x_val, y_val: np.ndarray):
     for c in C_GRID:
         model = fit(task, c, x_train, y_train)
         predicted, _ = _predicted_and_loss(task, outputs(task, model, x_val), y_val)
-        score = metrics.task_scores(task, metrics.host_statistics(task, predicted, y_val))[score_name]
+        score = metrics.host_scores(task, predicted, y_val)[score_name]
         _log.info("fitted %s, C=%g: validation %s %.4f", task.name, c, score_name, score)
         if best is None or score > best[1]["validation_score"]:
             best = model, {"C": c, "score": score_name, "validation_score": score}

@@ -158,6 +158,11 @@ def host_statistics(task: Task, predicted: np.ndarray, labels: np.ndarray) -> di
     return statistics(task, np.asarray(predicted), np.asarray(labels), xp=np)
 
 
+def host_scores(task: Task, predicted: np.ndarray, labels: np.ndarray) -> dict:
+    """``task_scores`` of host predictions against stored labels (unlabelled positions ignored)."""
+    return task_scores(task, host_statistics(task, predicted, labels))
+
+
 def per_class(confusion: np.ndarray) -> dict[str, np.ndarray]:
     """Per-class precision, recall, F1 (float64 [classes]), support and predicted counts (int64
     [classes]) from a [true, predicted] confusion matrix, with ``zero_division=0``."""
