@@ -78,8 +78,7 @@ def main(argv=None):
         print(f"{split}: utterances of frequent speakers {share:.3f}, character 3-grams seen twice in training "
               f"{overlap(texts, seen):.3f}")
     frequent = np.array([is_frequent.get(s, False) for d in val_speakers for s in d])
-    fit_texts = linear_peer.labelled_texts(tasks, train_texts, train_y)  # as the peer fits its vectorizer
-    vectorizer = linear_peer.make_vectorizer(linear_peer.detect_analyzer(fit_texts)).fit(fit_texts)
+    vectorizer, _ = linear_peer.fitted_vectorizer(tasks, train_texts, train_y)
     x_train, x_val = vectorizer.transform(train_texts), vectorizer.transform(val_texts)
     peer = {}
     for name, task in tasks.items():

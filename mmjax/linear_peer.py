@@ -67,6 +67,16 @@ def labelled_texts(tasks: dict[str, Task], texts: list[str], labels: dict[str, n
     return [s for s, keep in zip(texts, labelled) if keep]
 
 
+def fitted_vectorizer(tasks: dict[str, Task], texts: list[str], labels: dict[str, np.ndarray],
+                      analyzer: str = "auto"):
+    """The peer's vectorizer fitted on the training ``texts`` labelled for some task, and its
+    analyzer (``"auto"``: detected on those texts)."""
+    fit_texts = labelled_texts(tasks, texts, labels)
+    analyzer = detect_analyzer(fit_texts) if analyzer == "auto" else analyzer
+    _log.info("%d labelled training utterances, analyzer %s", len(fit_texts), analyzer)
+    return make_vectorizer(analyzer).fit(fit_texts), analyzer
+
+
 def fit(task: Task, c: float, x, y: np.ndarray):
     """The task's linear model at inverse regularisation ``c`` on labelled features ``x``, labels ``y``."""
     if task.kind == REGRESSION:
@@ -153,10 +163,7 @@ def run(data_dir: str, output: str, tasks=None, split: str = "test", analyzer: s
         if not _fittable(task, train_y[t]) or not task.is_labelled(val_y[t]).any():
             raise RecordError(f"{data_dir!r}: task {t!r} needs two distinct labels (values) in train and labels in "
                               "validation to fit and select a linear model")
-    fit_texts = labelled_texts(tasks, train_texts, train_y)
-    analyzer = detect_analyzer(fit_texts) if analyzer == "auto" else analyzer
-    _log.info("%s: %d labelled training utterances, analyzer %s", data_dir, len(fit_texts), analyzer)
-    vectorizer = make_vectorizer(analyzer).fit(fit_texts)
+    vectorizer, analyzer = fitted_vectorizer(tasks, train_texts, train_y, analyzer)
     x_train, x_val = vectorizer.transform(train_texts), vectorizer.transform(val_texts)
     models, selection = {}, {}
     for t, task in tasks.items():
