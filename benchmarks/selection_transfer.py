@@ -12,8 +12,13 @@ the run's selection score (``config.selection_metric``; Pearson r for regression
 * joint: the one step with the best mean score on A (``checkpoint_selection="joint"``);
 * per task: each task at its own best step on A (``checkpoint_selection="per_task"``).
 
+With ``--peer``, the linear peer (``mmjax.baseline``) is fitted once at every C of its grid and
+selected the same way on the same halves: each task at its own best C on A, scored on B. The
+peer's usual figure, its best C on the whole validation split, is as optimistic as a run's best
+step; on the held-out halves the two compare without either selection's optimism.
+
 Prints each run's mean over its halvings and, over all halvings, the mean difference per task -
-joint with its standard deviation. The test split is never read. This produced the figures of
+joint (and per task - the peer) with its standard deviation. The test split is never read. This produced the figures of
 README's CMMA section (+0.25 for per-task selection on CMMA, +0.11 on MELD).
 """
 
@@ -28,8 +33,9 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from mmjax import breakdowns, checkpointing, inputs, metrics, restored_run, setup as setup_lib  # noqa: E402
+from mmjax import breakdowns, checkpointing, inputs, linear_peer, metrics, restored_run, setup as setup_lib  # noqa: E402
 from mmjax import sharding, trainer  # noqa: E402
+from mmjax.data import records  # noqa: E402
 from mmjax.tasks import resolve_tasks  # noqa: E402
 
 
@@ -58,27 +64,50 @@ def selection_scores(rows: dict[str, np.ndarray], keep: np.ndarray, tasks, confi
     for task in tasks:
         labels, predicted = rows[f"label/{task.name}"][keep], rows[f"predicted/{task.name}"][keep]
         labelled = task.is_labelled(labels)
-        stats = metrics.host_statistics(task, predicted[labelled], labels[labelled])
-        report[task.name] = {"kind": task.kind, **metrics.task_scores(task, stats)}
+        report[task.name] = {"kind": task.kind, **metrics.host_scores(task, predicted[labelled], labels[labelled])}
     return trainer.task_validation_scores(report, config)
 
 
-def transfer(by_step: dict[int, dict[str, np.ndarray]], tasks, config, halvings: int,
-             rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """(joint, per-task) scores on half B of each of ``halvings`` random halvings of the
-    validation dialogues, each rule having selected on half A: float [halvings] each."""
-    dialogue = next(iter(by_step.values()))["position"][:, 0]
+def random_halves(dialogue: np.ndarray, halvings: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """``halvings`` random halves A of the dialogue indices in ``dialogue``: int arrays."""
     ids = np.unique(dialogue)
+    return [rng.choice(ids, len(ids) // 2, replace=False) for _ in range(halvings)]
+
+
+def transfer(candidates: dict, tasks, config, halves: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(joint, per-task) scores on half B of each halving of the validation dialogues (``halves``:
+    the dialogue indices of each half A), each rule having selected among ``candidates`` ({step or
+    C: rows}) on half A: float [len(halves)] each."""
     joint, per_task = [], []
-    for _ in range(halvings):
-        a = np.isin(dialogue, rng.choice(ids, len(ids) // 2, replace=False))
-        scores = {step: (selection_scores(rows, a, tasks, config), selection_scores(rows, ~a, tasks, config))
-                  for step, rows in by_step.items()}
+    for half in halves:
+        scores = {}
+        for candidate, rows in candidates.items():
+            a = np.isin(rows["position"][:, 0], half)
+            scores[candidate] = (selection_scores(rows, a, tasks, config), selection_scores(rows, ~a, tasks, config))
         best = max(scores, key=lambda step: np.mean(list(scores[step][0].values())))
         joint.append(np.mean(list(scores[best][1].values())))
         per_task.append(np.mean([scores[max(scores, key=lambda step: scores[step][0][t.name])][1][t.name]
                                  for t in tasks]))
     return np.array(joint), np.array(per_task)
+
+
+def peer_rows(data_dir: str, tasks) -> dict[float, dict[str, np.ndarray]]:
+    """{C: the linear peer's validation rows at that C} (``mmjax.baseline``'s features and models,
+    ``linear_peer.grid``), shaped as ``validation_rows``'s."""
+    manifest = records.load_manifest(data_dir)
+    by_name = {t.name: t for t in tasks}
+    train_texts, train_y = linear_peer.read_split(data_dir, "train", manifest, by_name)
+    val_texts, val_y = linear_peer.read_split(data_dir, "validation", manifest, by_name)
+    vectorizer, _ = linear_peer.fitted_vectorizer(by_name, train_texts, train_y)
+    x_train, x_val = vectorizer.transform(train_texts), vectorizer.transform(val_texts)
+    source = records.DialogueSource(data_dir, "validation", manifest)
+    position = np.array([(d, t) for d in range(len(source)) for t in range(source[d].num_turns)], np.int32)
+    out = {c: {"position": position, **{f"label/{t}": y for t, y in val_y.items()}} for c in linear_peer.C_GRID}
+    for name, task in by_name.items():
+        fit = task.is_labelled(train_y[name])
+        for c, _, predicted in linear_peer.grid(task, x_train[fit], train_y[name][fit], x_val):
+            out[c][f"predicted/{name}"] = predicted
+    return out
 
 
 def main(argv=None):
@@ -87,20 +116,32 @@ def main(argv=None):
     parser.add_argument("--every", type=int, default=1, help="Use the saved steps that are multiples of this.")
     parser.add_argument("--halvings", type=int, default=20, help="Random halvings of the validation dialogues per run.")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--peer", action="store_true",
+                        help="Also select the linear peer's C per task on each half A and score it on half B.")
     args = parser.parse_args(argv)
     rng = np.random.default_rng(args.seed)
-    differences = []
+    differences, against_peer, peer = [], [], None
     for workdir in args.workdirs:
         by_step, config, tasks = validation_rows(workdir, args.every)
         if len(by_step) < 2:
             sys.exit(f"{workdir}: {len(by_step)} saved step(s) at multiples of {args.every}; nothing to select from "
                      "(train with --config.max_checkpoints_to_keep above the number of checkpoints)")
-        joint, per_task = transfer(by_step, tasks, config, args.halvings, rng)
+        halves = random_halves(next(iter(by_step.values()))["position"][:, 0], args.halvings, rng)
+        joint, per_task = transfer(by_step, tasks, config, halves)
         differences.append(per_task - joint)
-        print(f"{workdir}: steps {sorted(by_step)}; on the held-out half: joint {100 * joint.mean():.2f}, "
-              f"per task {100 * per_task.mean():.2f}", flush=True)
+        line = (f"{workdir}: steps {sorted(by_step)}; on the held-out half: joint {100 * joint.mean():.2f}, "
+                f"per task {100 * per_task.mean():.2f}")
+        if args.peer:
+            peer = peer_rows(config.data.dir, tasks) if peer is None else peer
+            _, peer_per_task = transfer(peer, tasks, config, halves)
+            against_peer.append(per_task - peer_per_task)
+            line += f", the linear peer (C per task) {100 * peer_per_task.mean():.2f}"
+        print(line, flush=True)
     d = 100 * np.concatenate(differences)
     print(f"per task - joint over {len(d)} halvings: {d.mean():+.2f} (standard deviation {d.std(ddof=1):.2f})")
+    if args.peer:
+        d = 100 * np.concatenate(against_peer)
+        print(f"per task - the peer over {len(d)} halvings: {d.mean():+.2f} (standard deviation {d.std(ddof=1):.2f})")
 
 
 if __name__ == "__main__":

@@ -22,7 +22,8 @@ from mmjax.tasks import CLASSIFICATION, MULTILABEL, Task
 def combine(task: Task, outputs: jax.Array) -> jax.Array:
     """[members, ..., task.outputs] -> [..., task.outputs], the outputs of the averaged model:
     classification, the log of the mean class probabilities (logits whose softmax is that mean);
-    multi-label, the logit of each label's mean probability; regression, the mean value."""
+    multi-label, the logit of each label's mean probability; regression, the mean of the members'
+    values (each clipped to the task's range first, as ``Task.from_unit`` clips one model's)."""
     outputs = outputs.astype(jnp.float32)
     members = outputs.shape[0]
     if task.kind == CLASSIFICATION:
@@ -30,7 +31,7 @@ def combine(task: Task, outputs: jax.Array) -> jax.Array:
     if task.kind == MULTILABEL:  # log(mean p) - log(mean (1 - p)), in log space for saturated logits
         return jax.nn.logsumexp(jax.nn.log_sigmoid(outputs), axis=0) - jax.nn.logsumexp(
             jax.nn.log_sigmoid(-outputs), axis=0)
-    return jnp.mean(outputs, axis=0)
+    return jnp.mean(jnp.clip(outputs, -1.0, 1.0), axis=0)
 
 
 def apply(model, params, batch, members: int = 0) -> dict[str, jax.Array]:

@@ -99,17 +99,36 @@ def outputs(task: Task, model, x) -> np.ndarray:
     return proba
 
 
+def decisions(task: Task, out: np.ndarray) -> np.ndarray:
+    """``metrics.predict``'s decisions from ``outputs``: the class, each label's 0/1, or the value."""
+    if task.kind == REGRESSION:
+        return out[:, 0]
+    if task.kind == MULTILABEL:
+        return (out > 0.5).astype(np.int32)
+    return out.argmax(1)
+
+
 def _predicted_and_loss(task: Task, out: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
-    """``metrics.predict``'s decisions from ``outputs``, and the mean loss: negative
-    log-likelihood of the true class, the labels' mean binary cross-entropy, or L1 on [-1, 1]."""
+    """``decisions`` from ``outputs``, and the mean loss: negative log-likelihood of the true
+    class, the labels' mean binary cross-entropy, or L1 on [-1, 1]."""
     n = max(len(y), 1)
     if task.kind == REGRESSION:
-        return out[:, 0], float(np.abs(task.to_unit(out[:, 0]) - task.to_unit(y)).sum() / n)
-    p = np.clip(out, NLL_FLOOR, 1 - NLL_FLOOR)
-    if task.kind == MULTILABEL:
-        truth = y > 0
-        return (out > 0.5).astype(np.int32), float(-np.where(truth, np.log(p), np.log(1 - p)).mean(1).sum() / n)
-    return out.argmax(1), float(-np.log(p[np.arange(len(y)), y]).sum() / n)
+        loss = np.abs(task.to_unit(out[:, 0]) - task.to_unit(y)).sum() / n
+    else:
+        p = np.clip(out, NLL_FLOOR, 1 - NLL_FLOOR)
+        if task.kind == MULTILABEL:
+            loss = -np.where(y > 0, np.log(p), np.log(1 - p)).mean(1).sum() / n
+        else:
+            loss = -np.log(p[np.arange(len(y)), y]).sum() / n
+    return decisions(task, out), float(loss)
+
+
+def grid(task: Task, x_train, y_train: np.ndarray, x_val):
+    """Yields (C, model, its ``decisions`` on ``x_val``) for each C of ``C_GRID``, each model
+    fitted on labelled features ``x_train`` and labels ``y_train``."""
+    for c in C_GRID:
+        model = fit(task, c, x_train, y_train)
+        yield c, model, decisions(task, outputs(task, model, x_val))
 
 
 def select(task: Task, x_train, y_train: np.ndarray, x_val, y_val: np.ndarray):
@@ -117,9 +136,7 @@ def select(task: Task, x_train, y_train: np.ndarray, x_val, y_val: np.ndarray):
     smallest C), fitted on labelled features and labels, and {"C", "score", "validation_score"}."""
     score_name = metrics.HEADLINE[task.kind]
     best = None
-    for c in C_GRID:
-        model = fit(task, c, x_train, y_train)
-        predicted, _ = _predicted_and_loss(task, outputs(task, model, x_val), y_val)
+    for c, model, predicted in grid(task, x_train, y_train, x_val):
         score = metrics.host_scores(task, predicted, y_val)[score_name]
         _log.info("fitted %s, C=%g: validation %s %.4f", task.name, c, score_name, score)
         if best is None or score > best[1]["validation_score"]:

@@ -4,7 +4,9 @@ import ml_collections
 import numpy as np
 
 from benchmarks import selection_transfer
-from mmjax.tasks import Task
+from mmjax.data import records
+from mmjax.tasks import TASKS, Task
+from tests.test_linear_peer import _dialogues
 
 
 def test_each_rule_selects_on_one_half_and_is_scored_on_the_other():
@@ -21,7 +23,31 @@ def test_each_rule_selects_on_one_half_and_is_scored_on_the_other():
 
     by_step = {1: rows(labels, 1 - labels), 2: rows(1 - labels, labels), 3: rows(half, half)}
     config = ml_collections.ConfigDict({"selection_metric": "macro_f1"})
-    joint, per_task = selection_transfer.transfer(by_step, tasks, config, 5, np.random.default_rng(1))
+    halves = selection_transfer.random_halves(position[:, 0], 5, np.random.default_rng(1))
+    assert all(len(half) == 20 and len(np.unique(half)) == 20 for half in halves)
+    joint, per_task = selection_transfer.transfer(by_step, tasks, config, halves)
     assert joint.shape == per_task.shape == (5,)
     np.testing.assert_allclose(per_task, 1.0)
     assert np.all(joint < 0.75)  # one step for both tasks: one of them is wrong or both are half right
+
+
+def test_the_peer_is_selected_per_task_on_validation_rows_in_record_order(tmp_path):
+    # The keyword corpus of tests/test_linear_peer.py: sentiment is its utterance's keyword, so the
+    # peer gets it right at large C; its rows line up with the records' (dialogue, turn) positions.
+    path = str(tmp_path / "keywords")
+    records.write_corpus(path, "keywords", {s: _dialogues(s, n) for s, n in (("train", 24), ("validation", 6),
+                                                                            ("test", 6))},
+                         tasks=[TASKS["sentiment"]], audio_dim=0, visual_dim=0, text={"kind": "word"})
+    tasks = [TASKS["sentiment"]]
+    by_c = selection_transfer.peer_rows(path, tasks)
+    assert sorted(by_c) == sorted(selection_transfer.linear_peer.C_GRID)
+    rows = by_c[max(by_c)]
+    np.testing.assert_array_equal(rows["position"], [(d, t) for d in range(6) for t in range(4)])
+    labelled = rows["label/sentiment"] >= 0
+    for d, dialogue in enumerate(_dialogues("validation", 6)):  # the labels are the records', in order
+        np.testing.assert_array_equal(rows["label/sentiment"][4 * d + 1:4 * d + 4], dialogue.labels["sentiment"][1:])
+    assert np.mean(rows["predicted/sentiment"][labelled] == rows["label/sentiment"][labelled]) == 1.0
+    config = ml_collections.ConfigDict({"selection_metric": "macro_f1"})
+    halves = selection_transfer.random_halves(rows["position"][:, 0], 4, np.random.default_rng(0))
+    _, per_task = selection_transfer.transfer(by_c, tasks, config, halves)
+    assert per_task.shape == (4,) and np.all(per_task == 1.0)  # the C chosen on A is right on B
