@@ -1,4 +1,5 @@
-"""Atomic file writes: a reader finds the previous file or the complete new one, never a part.
+"""Atomic file writes: a reader finds the previous file or the complete new one, never a part;
+and ``read_json``, which reads what they wrote.
 
 Paths go through ``etils.epath`` (as Orbax's do), so a ``gs://`` workdir is written the same
 way; there the rename is a copy and a delete, and an object is replaced whole.
@@ -6,6 +7,7 @@ way; there the rename is a copy and a delete, and an object is replaced whole.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import IO
 
@@ -33,3 +35,13 @@ def write_atomically(path, write: Callable[[IO], None], binary: bool = False) ->
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def read_json(path, error: type[MmjaxError] = MmjaxError):
+    """The JSON value in ``path``; a file that is not JSON (edited by hand, truncated by a copy)
+    raises ``error`` naming it, instead of the decoder's position-only message."""
+    path = epath.Path(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise error(f"{str(path)!r} is not a valid JSON file ({e}); restore it or write it again") from None

@@ -29,9 +29,9 @@ from mmjax import cli, measurements, setup as setup_lib
 def _define_flags():
     """Defined only when the command runs, so that command modules can be imported together."""
     config_flags.DEFINE_config_file("config", None, "Path to a config file.", lock_config=True)
-    flags.DEFINE_integer("steps", 30, "Timed train steps (after warm-up).")
-    flags.DEFINE_integer("warmup", 3, "Untimed train steps first.")
-    flags.DEFINE_integer("input_batches", 40, "Batches read to time the input pipeline.")
+    flags.DEFINE_integer("steps", 30, "Timed train steps (after warm-up).", lower_bound=1)
+    flags.DEFINE_integer("warmup", 3, "Untimed train steps first.", lower_bound=0)
+    flags.DEFINE_integer("input_batches", 40, "Batches read to time the input pipeline.", lower_bound=1)
     flags.DEFINE_bool("input_only", False, "Only time the input pipeline.")
     flags.DEFINE_string("json", None, "Also write the results to this JSON file.")
     flags.DEFINE_bool("summary", False, "Only print the number of parameters of every module.")

@@ -15,7 +15,7 @@ from jax.experimental import multihost_utils
 from mmjax.data import records, text
 from mmjax.data.corpora import synthetic
 from mmjax.data.schema import SCHEMA_VERSION
-from mmjax.errors import ConfigError
+from mmjax.errors import ConfigError, RecordError
 from mmjax.models import model as model_lib, text_states
 
 _log = logging.getLogger(__name__)  # status lines; shown by the commands (mmjax.cli)
@@ -30,6 +30,9 @@ def load(config) -> dict:
 
 
 def _check_corpus(config, manifest) -> None:
+    if not isinstance(manifest.get("corpus"), str):
+        raise RecordError(f"{config.data.dir!r}: its {records.MANIFEST} names no corpus (a \"corpus\" string); "
+                          "run `python -m mmjax.prepare` again")
     if not config.data.corpus:
         config.data.corpus = manifest["corpus"]
     elif manifest["corpus"] != config.data.corpus:

@@ -28,6 +28,8 @@ SEED = "{seed}"  # in a workdir template, replaced by each seed (seed_workdirs)
 _DATA_PARALLEL = {"data": -1, "fsdp": 1, "model": 1}
 # Manifest sections that must match between the training records and the records evaluated.
 _MUST_MATCH = ("tasks", "features", "text", "text_states")
+# The config keys that decide the parameters a run's checkpoints hold (prefixes of dotted keys).
+_PARAMETER_KEYS = ("model.", "tasks", "ema_decay")
 
 
 @dataclasses.dataclass
@@ -82,12 +84,18 @@ def fit_to_devices(config, num_devices: int):
     return config
 
 
+def _records_differences(first: Mapping | None, second: Mapping | None) -> list[str]:
+    """The ``_MUST_MATCH`` entries in which two records manifests differ (none where one is None:
+    runs trained before the workdir recorded its manifest)."""
+    if first is None or second is None:
+        return []
+    return [k for k in _MUST_MATCH if first.get(k) != second.get(k)]
+
+
 def check_same_records(trained_on: Mapping | None, manifest: Mapping, data_dir: str) -> None:
     """Raises if the records at ``data_dir`` differ from those the run was trained on in tasks,
     feature dimensions or tokenizer (the model would read them wrongly, silently)."""
-    if trained_on is None:  # runs trained before the workdir recorded its manifest
-        return
-    differ = [k for k in _MUST_MATCH if trained_on.get(k) != manifest.get(k)]
+    differ = _records_differences(trained_on, manifest)
     if differ:
         raise MmjaxError(f"the records at {data_dir!r} differ from those the run was trained on in "
                          f"{', '.join(differ)} (see {saved_run.RECORDS_MANIFEST} in the workdir)")
@@ -125,7 +133,23 @@ def restore(workdir: str, step: int | str = "latest", config=None, manifest: Map
     one and needs no records); None reads the records directory, which must hold the records the
     run was trained on (evaluation).
     """
+    given = config
     config = run_config(workdir, config)
+    try:
+        return _restore(workdir, step, config, manifest)
+    except MmjaxError as e:
+        # A --config whose model differs from the run's builds parameters the checkpoints do not
+        # hold: say so, rather than calling every step damaged.
+        differ = {} if given is None else {k: v for k, v in saved_run.config_differences(workdir, given).items()
+                                           if k.startswith(_PARAMETER_KEYS)}
+        if not differ:
+            raise
+        raise ConfigError(f"{workdir!r} does not restore with the given --config, which differs from the run's "
+                          f"{saved_run.CONFIG} in {saved_run.describe_differences(differ)}; leave --config out to "
+                          f"use the run's own ({e})") from None
+
+
+def _restore(workdir: str, step: int | str, config, manifest: Mapping | None) -> RestoredRun:
     if manifest is None:
         s = setup_lib.build(config, training=False)
         check_same_records(saved_run.load_manifest(workdir), s.manifest, config.data.dir)
@@ -181,7 +205,7 @@ def restore_ensemble(workdirs: list[str], step: int | str = "latest", config=Non
         raise MmjaxError(str(e)) from None
     recorded = [saved_run.load_manifest(w) for w in workdirs]  # None for runs older than the record
     for workdir, trained_on in zip(workdirs[1:], recorded[1:]):
-        differ = [k for k in _MUST_MATCH if trained_on and recorded[0] and trained_on.get(k) != recorded[0].get(k)]
+        differ = _records_differences(trained_on, recorded[0])
         if differ:
             raise MmjaxError(f"{workdir} was trained on records that differ from {workdirs[0]}'s in "
                              f"{', '.join(differ)} (see {saved_run.RECORDS_MANIFEST} in each): an ensemble's "

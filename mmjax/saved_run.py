@@ -87,18 +87,29 @@ def _flat(tree: Mapping, prefix: str = "") -> dict:
     return out
 
 
+def config_differences(workdir: str, config) -> dict[str, tuple]:
+    """{dotted key: (``config``'s value, the recorded one)} for each key whose value differs from
+    the config ``workdir`` recorded; keys one of the two lacks (added to mmjax after the run was
+    recorded) are not compared, and a run that predates ``config.json`` has none."""
+    path = epath.Path(workdir) / CONFIG
+    if not path.is_file():
+        return {}
+    recorded = _flat(atomic.read_json(path))
+    new = _flat(json.loads(config.to_json_best_effort()))
+    return {k: (new[k], recorded[k]) for k in sorted(recorded.keys() & new.keys()) if recorded[k] != new[k]}
+
+
+def describe_differences(differences: Mapping[str, tuple]) -> str:
+    """"key=value (recorded value); ..." for ``config_differences``."""
+    return "; ".join(f"{k}={new!r} (recorded {old!r})" for k, (new, old) in differences.items())
+
+
 def check_resume_config(workdir: str, config) -> None:
     """Raises ConfigError if ``config`` differs from the config ``workdir`` recorded in a key
-    outside ``RESUMABLE_KEYS``, naming each such key with both values. Keys one of the two
-    lacks (added to mmjax after the run was recorded) are not compared."""
-    path = epath.Path(workdir) / CONFIG
-    if not path.is_file():  # runs that predate config.json
-        return
-    recorded = _flat(json.loads(path.read_text(encoding="utf-8")))
-    new = _flat(json.loads(config.to_json_best_effort()))
-    changed = sorted(k for k in recorded.keys() & new.keys() if recorded[k] != new[k] and k not in RESUMABLE_KEYS)
+    outside ``RESUMABLE_KEYS`` (``config_differences``), naming each such key with both values."""
+    changed = {k: v for k, v in config_differences(workdir, config).items() if k not in RESUMABLE_KEYS}
     if changed:
-        differences = "; ".join(f"{k}={new[k]!r} (recorded {recorded[k]!r})" for k in changed)
+        differences = describe_differences(changed)
         raise ConfigError(f"workdir {workdir!r} holds a run with another config, resuming it would mix two "
                           f"experiments: {differences}. Train in a new --workdir; a resumed run may change only "
                           f"{', '.join(RESUMABLE_KEYS)}")
@@ -117,7 +128,10 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
     path = epath.Path(workdir) / CONFIG
     if not path.is_file():
         raise MmjaxError(f"{path} is missing: pass the run's config with --config")
-    config = ml_collections.ConfigDict(_tuples(json.loads(path.read_text(encoding="utf-8"))))
+    recorded = atomic.read_json(path)
+    if not isinstance(recorded, dict):
+        raise MmjaxError(f"{str(path)!r} holds a JSON {type(recorded).__name__}, not a run's config (an object)")
+    config = ml_collections.ConfigDict(_tuples(recorded))
     config.lock()
     return config
 
@@ -127,4 +141,4 @@ def load_manifest(workdir: str) -> dict | None:
     path = epath.Path(workdir) / RECORDS_MANIFEST
     if not path.is_file():
         return None
-    return json.loads(path.read_text(encoding="utf-8"))
+    return atomic.read_json(path)

@@ -128,7 +128,10 @@ def corpus_tasks(manifest: Mapping, where: str = "the records manifest") -> dict
             builtin = TASKS.get(name)
             spec = {"kind": CLASSIFICATION, "labels": spec,
                     **({"relates": list(builtin.relates)} if builtin and builtin.relates else {})}
-        kind = spec.get("kind") if isinstance(spec, dict) else spec
+        if not isinstance(spec, dict):
+            raise RecordError(f"{where_task} is declared as {spec!r}; expected an object such as "
+                              '{"kind": "classification", "labels": ["no", "yes"]}')
+        kind = spec.get("kind")
         if kind not in KINDS:
             raise RecordError(f"{where_task} is of kind {kind!r}; expected one of {list(KINDS)}")
         if kind == REGRESSION:

@@ -104,3 +104,32 @@ def test_every_seeds_run_is_checked_before_the_first_is_evaluated(trained_run, t
 def test_unknown_step_names_what_exists(trained_run):
     with pytest.raises(errors.MmjaxError, match=r"no checkpoint for step 3; it has \[2, 4\]"):
         run_evaluation.evaluate(None, trained_run[1], split="validation", step=3)
+
+
+def test_a_config_whose_model_differs_from_the_runs_is_named_not_called_damage(trained_run, tmp_path):
+    config, workdir, _ = trained_run
+    other = config.copy_and_resolve_references()
+    other.model.width = config.model.width * 2
+    with pytest.raises(errors.ConfigError, match=r"does not restore with the given --config, which differs from the "
+                                                 r"run's config.json in model.width=\d+ \(recorded \d+\); leave "
+                                                 r"--config out"):
+        restored_run.restore(workdir, "best", other)
+
+
+def test_unreadable_workdir_and_records_files_are_one_error_naming_them(trained_run, tmp_path):
+    import shutil
+    config, workdir, _ = trained_run
+    copy = tmp_path / "run"
+    shutil.copytree(workdir, copy)
+    (copy / "config.json").write_text('{"model": ', encoding="utf-8")
+    with pytest.raises(errors.MmjaxError, match=r"config.json' is not a valid JSON file \(Expecting value"):
+        restored_run.restore(str(copy))
+    records_copy = tmp_path / "records"
+    shutil.copytree(config.data.dir, records_copy)
+    os.remove(records_copy / "validation.turns.npy")
+    with pytest.raises(errors.RecordError, match=r"validation.turns.npy' is missing: the records at .* are "
+                                                 r"incomplete; run `python -m mmjax.prepare` again"):
+        records.DialogueSource(str(records_copy), "validation")
+    (records_copy / records.MANIFEST).write_text("{", encoding="utf-8")
+    with pytest.raises(errors.RecordError, match=r"manifest.json' is not a valid JSON file"):
+        records.load_manifest(str(records_copy))

@@ -30,6 +30,7 @@ import numpy as np
 from array_record.python import array_record_data_source, array_record_module
 
 from mmjax.data import schema
+from mmjax import atomic
 from mmjax.errors import ForbiddenSplitError, MmjaxError, out_of_space
 from mmjax.tasks import MULTILABEL, REGRESSION, Task, corpus_tasks, to_manifest
 
@@ -208,9 +209,8 @@ def load_manifest(records_dir: str) -> dict:
     if not os.path.isfile(path):
         raise schema.RecordError(f"no prepared corpus at {records_dir!r}: {MANIFEST} is missing "
                                 "(run `python -m mmjax.prepare` first)")
-    with open(path, encoding="utf-8") as f:
-        manifest = json.load(f)
-    version = manifest.get("schema_version")
+    manifest = atomic.read_json(path, schema.RecordError)
+    version = manifest.get("schema_version") if isinstance(manifest, dict) else None
     if version != schema.SCHEMA_VERSION:
         raise schema.RecordError(
             f"{path}: records were written with schema version {version}, this mmjax reads version "
@@ -269,7 +269,11 @@ class DialogueSource:
         if info.get("dialogues", total) != total:
             raise schema.RecordError(f"{records_dir!r}: the manifest counts {info['dialogues']} {split} dialogues "
                                      f"but its shards hold {total}")
-        self.turns = np.load(os.path.join(records_dir, f"{split}.turns.npy"), allow_pickle=False)
+        turns = os.path.join(records_dir, f"{split}.turns.npy")
+        if not os.path.isfile(turns):
+            raise schema.RecordError(f"{turns!r} is missing: the records at {records_dir!r} are incomplete; run "
+                                     "`python -m mmjax.prepare` again")
+        self.turns = np.load(turns, allow_pickle=False)
         if len(self.turns) != total:
             raise schema.RecordError(f"{records_dir!r}: {split}.turns.npy lists {len(self.turns)} "
                                      f"dialogues but the shards hold {total}")

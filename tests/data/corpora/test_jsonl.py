@@ -225,6 +225,10 @@ def test_a_tasks_file_declares_the_tasks_and_their_relations(tmp_path):
     with pytest.raises(RecordError, match=r"tasks.json: task 'emotion' is of kind 'ordinal'; expected one of "
                                           r"\['classification', 'regression', 'multilabel'\]"):
         _prepare(tmp_path, rows)
+    (corpus / "tasks.json").write_text(json.dumps({"emotion": "classification"}))
+    with pytest.raises(RecordError, match=r"tasks.json: task 'emotion' is declared as 'classification'; expected an "
+                                          r"object such as \{\"kind\""):
+        _prepare(tmp_path, rows)
     (corpus / "tasks.json").write_text(json.dumps({"emotion": {"kind": "regression", "range": [1, 1]}}))
     with pytest.raises(RecordError, match=r"tasks.json: task 'emotion' has range \[1, 1\]; expected \[low, high\]"):
         _prepare(tmp_path, rows)
