@@ -106,13 +106,23 @@ def show_status_lines() -> None:
     pylogging.getLogger("__main__").setLevel(level)
 
 
+# The source checkout mmjax runs from, where its configs/ lies beside the package.
+_CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
 def _find_sibling_configs(path: str) -> None:
-    """Config files import their siblings as ``configs.<name>``: the folder above the ``--config``
-    file's folder (``path``, an existing file) goes on ``sys.path``, so a command run from anywhere
-    (or as a console script) finds them; ``configs/`` is a folder of files, not an installed package."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(path)))
-    if root not in sys.path:
-        sys.path.insert(0, root)
+    """Config files import the shipped ones as ``configs.<name>``: the folder above the
+    ``--config`` file's folder (``path``, an existing file) goes on ``sys.path``, and so does
+    mmjax's checkout where it has ``configs/``, so a command run from anywhere (or as a console
+    script) finds its siblings, and a user's own config elsewhere finds the shipped ones.
+    ``configs/`` is a folder of files, not an installed package (a namespace package: a user's own
+    ``configs/`` folder and the shipped one are read as one)."""
+    roots = [os.path.dirname(os.path.dirname(os.path.abspath(path)))]
+    if os.path.isdir(os.path.join(_CHECKOUT, "configs")):
+        roots.append(_CHECKOUT)
+    for root in reversed(roots):
+        if root not in sys.path:
+            sys.path.insert(0, root)
 
 
 def flags_parser(program: str):
@@ -137,6 +147,8 @@ def flags_parser(program: str):
             print(f"{program}: error: {unknown_key_message(e, argv[1:])}", file=sys.stderr)
         except (TypeError, ValueError) as e:
             print(f"{program}: error: bad config override: {e}", file=sys.stderr)
+        except ImportError as e:  # the config file's own imports
+            print(f"{program}: error: --config={path}: {e}", file=sys.stderr)
         sys.exit(2)
 
     return parse

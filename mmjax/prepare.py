@@ -55,7 +55,8 @@ def _define_flags():
                         f"('' {mustard.PROTOCOLS[0]}).")
     flags.DEFINE_integer("fold", 0, f"MUStARD speaker_dependent: the test fold, 0..{mustard.NUM_FOLDS - 1}.")
     flags.DEFINE_float("validation_fraction", 0.1, "MUStARD: fraction of each class of the training data "
-                       "held out for validation.")
+                       "held out for validation; JSONL without validation.jsonl: fraction of the training "
+                       "dialogues.")
     flags.DEFINE_integer("max_tokens", 40, "The summary says how many utterances a config.data.max_tokens of "
                          "this many tokens would cut (the records keep every token).")
     flags.DEFINE_integer("seed", 0, "Seed of the synthetic generator and of MUStARD's splits.")

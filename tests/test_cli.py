@@ -27,6 +27,21 @@ def test_console_scripts_run_from_anywhere_and_configs_find_their_siblings(tmp_p
     assert f"mmjax.evaluate: error: workdir '{tmp_path}/none' does not exist" in result.stderr
 
 
+def test_a_users_own_config_elsewhere_imports_the_shipped_ones_and_a_bad_import_is_one_line(tmp_path):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "debate.py").write_text(
+        "from configs import cmma\n\ndef get_config():\n    config = cmma.get_config()\n"
+        f"    config.data.dir = {str(tmp_path / 'absent')!r}\n    return config\n")
+    (tmp_path / "mine" / "broken.py").write_text("from configs import cmmma\n\ndef get_config():\n    pass\n")
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": ""}
+    for name, error in (("debate", f"no prepared corpus at '{tmp_path}/absent'"),
+                        ("broken", f"--config={tmp_path}/mine/broken.py: cannot import name 'cmmma' from 'configs'")):
+        result = subprocess.run([sys.executable, "-m", "mmjax.benchmark", f"--config={tmp_path}/mine/{name}.py",
+                                 "--summary"], cwd=tmp_path, capture_output=True, text=True, timeout=120, env=env)
+        assert result.returncode != 0 and f"mmjax.benchmark: error: {error}" in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr, result.stderr
+
+
 @pytest.mark.parametrize("args, error", [
     (["--config=configs/soft_shar.py"], "--config=configs/soft_shar.py: no such config file"),
     (["--config=configs/soft_share.py", "--config.num_train_stpes=5"],

@@ -160,6 +160,15 @@ def test_a_line_longer_than_the_limit_is_refused_without_reading_on(tmp_path, mo
         dialogue_jsonl.read(path, text.VocabularyTokenizer(list(text.SPECIAL_TOKENS), "word"), _FEATURES)
 
 
+def test_a_file_that_is_not_utf8_names_the_line_and_how_to_convert_it(tmp_path):
+    path = _input(tmp_path, _utterances())
+    with open(path, "ab") as f:
+        f.write('{"dialogue": "d9", "turn": 0, "speaker": "A", "text": "caf\u00e9"}\n'.encode("latin-1"))
+    with pytest.raises(errors.InputError, match=f"^{path}:3: byte 0xe9 is not valid UTF-8; the input must be "
+                                                r"UTF-8-encoded JSONL \(convert it, e.g. `iconv"):
+        dialogue_jsonl.read(path, text.VocabularyTokenizer(list(text.SPECIAL_TOKENS), "word"), _FEATURES)
+
+
 def test_a_bad_line_leaves_no_output_and_the_cli_names_it(trained_run, tmp_path):
     path = _input(tmp_path, _utterances(audio="nan.npy"))
     output = tmp_path / "preds.jsonl"

@@ -146,7 +146,10 @@ def _lines(path: str):
                 if len(raw) > MAX_LINE_BYTES:
                     raise ValueError(f"line longer than {MAX_LINE_BYTES:,} bytes")
                 line = raw.decode("utf-8")
-            except ValueError as e:  # UnicodeDecodeError included
+            except UnicodeDecodeError as e:  # JSON text is UTF-8 (RFC 8259)
+                raise InputError(f"{path}:{number}: byte 0x{raw[e.start]:02x} is not valid UTF-8; the input must be "
+                                 "UTF-8-encoded JSONL (convert it, e.g. `iconv -f latin1 -t utf-8`)") from None
+            except ValueError as e:
                 raise InputError(f"{path}:{number}: {e}") from None
             if line.strip():
                 yield number, line

@@ -28,6 +28,7 @@ file in the wrong encoding as a whole) are always errors.
 
 from __future__ import annotations
 
+import codecs
 import collections
 import csv
 import dataclasses
@@ -56,6 +57,14 @@ class Options:
     fold: int = 0  # MUStARD speaker-dependent: the test fold
     seed: int = 0  # seeded splits (MUStARD)
     validation_fraction: float = 0.1  # part of the training data held out for validation (MUStARD)
+
+    def __post_init__(self):
+        if self.encoding:
+            try:
+                codecs.lookup(self.encoding)
+            except LookupError:
+                raise ConfigError(f"--encoding={self.encoding!r} is not a text encoding Python knows; expected a "
+                                  "codec name such as utf-8, gb18030 or latin-1") from None
 
 
 class Problems:

@@ -1,7 +1,9 @@
 """A generic corpus format, so that a user's own corpus needs no code: one JSON object per utterance.
 
 Input: a directory with ``train.jsonl`` and optionally ``validation.jsonl`` and ``test.jsonl``,
-UTF-8, one object per line (blank lines are ignored)::
+UTF-8, one object per line (blank lines are ignored). Without ``validation.jsonl``, a seeded
+``--validation_fraction`` of the training dialogues (at least one) becomes the validation split,
+which training needs to select checkpoints (``--validation_fraction=0``: none)::
 
     {"dialogue": "ep1_scene3", "turn": 0, "speaker": "Ann", "text": "You did WHAT?",
      "labels": {"emotion": "surprise", "sentiment": "negative", "sarcasm": "none"}}
@@ -64,7 +66,7 @@ import numpy as np
 
 from mmjax.data import arrays
 from mmjax.data.corpora import common
-from mmjax.errors import RecordError
+from mmjax.errors import ConfigError, RecordError
 from mmjax.tasks import CLASSIFICATION, MULTILABEL, REGRESSION, TASKS, Task, corpus_tasks, is_finite_number
 
 _log = logging.getLogger(__name__)  # status lines; shown by the commands (mmjax.cli)
@@ -157,11 +159,29 @@ def read(path: str, options: common.Options, problems: common.Problems) -> commo
         tasks, source = _declared_tasks(declared), f"declared in {declared}"
     else:
         tasks, source = _inferred_tasks(splits["train"], path), "those of train.jsonl"
+    if "validation" not in splits and options.validation_fraction > 0:
+        splits["train"], splits["validation"] = _held_out(splits["train"], options, files["train"])
     for split in splits.values():
         for dialogue in split:
             for turn in dialogue.turns:
                 turn.labels = _label_ids(turn, tasks, problems, source)
     return common.Corpus("jsonl", LANGUAGE, splits, tuple(tasks.values()))
+
+
+def _held_out(train: list[common.RawDialogue], options: common.Options,
+              where: str) -> tuple[list[common.RawDialogue], list[common.RawDialogue]]:
+    """(train, validation): a seeded ``options.validation_fraction`` of the dialogues of ``train``
+    (at least one, by dialogue so no conversation straddles the two), in their order."""
+    if not 0 < options.validation_fraction < 1:
+        raise ConfigError(f"--validation_fraction={options.validation_fraction}: expected a value in [0, 1)")
+    if len(train) < 2:
+        raise RecordError(f"{where}: holds {len(train)} dialogue(s) and there is no validation.jsonl; hold-out "
+                          "validation needs 2 or more (or give validation.jsonl)")
+    count = min(len(train) - 1, max(1, round(options.validation_fraction * len(train))))
+    held = set(np.random.default_rng([options.seed, 1]).permutation(len(train))[:count].tolist())
+    _log.info("no validation.jsonl: %d of %d training dialogues held out for validation (--validation_fraction=%g, "
+              "--seed=%d)", count, len(train), options.validation_fraction, options.seed)
+    return ([d for i, d in enumerate(train) if i not in held], [d for i, d in enumerate(train) if i in held])
 
 
 def _declared_tasks(path: str) -> dict[str, Task]:

@@ -26,10 +26,11 @@ def _write(directory, rows, split="train"):
     return str(directory)
 
 
-def _prepare(tmp_path, rows=ROWS, skip_bad=False, tokenizer="word", **kwargs):
+def _prepare(tmp_path, rows=ROWS, skip_bad=False, tokenizer="word", validation_fraction=0.0, **kwargs):
     corpus = _write(tmp_path / "corpus", rows)
-    return conversion.convert(jsonl, corpus, str(tmp_path / "out"), common.Options(skip_bad=skip_bad),
-                          tokenizer=tokenizer, **kwargs)
+    return conversion.convert(jsonl, corpus, str(tmp_path / "out"),
+                              common.Options(skip_bad=skip_bad, validation_fraction=validation_fraction),
+                              tokenizer=tokenizer, **kwargs)
 
 
 def _dialogues(tmp_path, split="train"):
@@ -126,6 +127,10 @@ def test_wrong_encoding_names_the_line_and_the_expected_encoding(tmp_path):
         f.write('{"dialogue": "d", "turn": 0, "speaker": "A", "text": "caf\u00e9"}\n'.encode("latin-1"))
     with pytest.raises(RecordError, match=r"train.jsonl line 4: byte 0xe9 is not valid utf-8; expected a utf-8 file"):
         conversion.convert(jsonl, str(corpus), str(tmp_path / "out"), tokenizer="word")
+    with pytest.raises(ConfigError, match=r"--encoding='nonsense' is not a text encoding Python knows; expected a "
+                                          r"codec name such as utf-8"):
+        common.Options(encoding="nonsense")
+    assert common.Options(encoding="latin-1").encoding == "latin-1"
 
 
 def test_skip_bad_skips_and_counts_every_kind(tmp_path):
@@ -297,3 +302,24 @@ def test_a_tasks_file_declares_regression_and_multilabel_tasks(tmp_path):
     assert manifest["tasks"]["intensity"]["range"] == [-3.0, 3.0]
     assert _dialogues(tmp_path)[0].labels["topics"].tolist() == [[1, 0, 0, 0], [0, 1, 1, 0]]  # declared order
     assert manifest["splits"]["train"]["class_counts"]["topics"]["sport"] == 0
+
+
+def test_without_validation_jsonl_a_seeded_fraction_of_training_dialogues_is_held_out(tmp_path):
+    rows = [{"dialogue": f"d{i}", "turn": t, "speaker": "AB"[t], "text": f"line {i} {t}",
+             "labels": {"sentiment": ["negative", "neutral", "positive"][(i + t) % 3]}}
+            for i in range(20) for t in range(2)]
+    manifest = _prepare(tmp_path, rows, validation_fraction=0.2)
+    train, validation = _dialogues(tmp_path), _dialogues(tmp_path, "validation")
+    assert len(train) == 16 and len(validation) == 4  # whole dialogues, none in both
+    assert not {d.dialogue_id for d in train} & {d.dialogue_id for d in validation}
+    assert {d.dialogue_id for d in train} | {d.dialogue_id for d in validation} == {f"d{i}" for i in range(20)}
+    assert manifest["splits"]["validation"]["utterances"] == 8
+    again, one, bad = (tmp_path / name for name in ("again", "one", "bad"))
+    for directory in (again, one, bad):
+        directory.mkdir()
+    _prepare(again, rows, validation_fraction=0.2)
+    assert [d.dialogue_id for d in _dialogues(again, "validation")] == [d.dialogue_id for d in validation]  # seeded
+    with pytest.raises(RecordError, match=r"train.jsonl: holds 1 dialogue\(s\) and there is no validation.jsonl"):
+        _prepare(one, rows[:2], validation_fraction=0.2)
+    with pytest.raises(ConfigError, match=r"--validation_fraction=1.5: expected a value in \[0, 1\)"):
+        _prepare(bad, rows, validation_fraction=1.5)
