@@ -27,14 +27,14 @@ def frame_indices(length: int, limit: int) -> np.ndarray:
 
 
 def confined(path: str, base_dir: str, what: str, allow_outside: bool = False) -> str:
-    """``path`` joined to ``base_dir`` when it stays inside it after resolving ``..`` and
-    symlinks (or ``allow_outside``); else RecordError, the same whether or not the outside file
-    exists."""
+    """``path`` joined to ``base_dir`` (an absolute ``path`` as it is) when it stays inside
+    ``base_dir`` after resolving ``..`` and symlinks (or ``allow_outside``); else RecordError, the
+    same whether or not the outside file exists."""
     if allow_outside:
         return os.path.join(base_dir, path)
     base = os.path.realpath(base_dir)
     full = os.path.realpath(os.path.join(base, path))
-    if os.path.isabs(path) or os.path.commonpath([base, full]) != base:
+    if os.path.commonpath([base, full]) != base:
         raise RecordError(f"{what} {path!r} leaves the input's directory {base_dir!r}; paths are relative to it "
                           "and stay inside (pass --allow_outside_paths to read others)")
     return full

@@ -30,6 +30,7 @@ def test_confined_paths_stay_in_the_directory(tmp_path):
     inside = tmp_path / "in"
     inside.mkdir()
     assert arrays.confined("x/a.npy", str(inside), "audio") == str(inside / "x" / "a.npy")
+    assert arrays.confined(str(inside / "x" / "a.npy"), str(inside), "audio") == str(inside / "x" / "a.npy")
     for path in ("../a.npy", "/etc/hostname", "x/../../a.npy"):
         with pytest.raises(RecordError, match=f"audio {path!r} leaves the input's directory"):
             arrays.confined(path, str(inside), "audio")

@@ -262,7 +262,7 @@ def _stored_label(task: Task, value):
         if kind == REGRESSION and low <= value <= high:
             return float(value)
         return (f"is {'outside' if kind == REGRESSION else 'not a number in'} the regression task's range "
-                f"[{low:g}, {high:g}] (a tasks.json may declare a wider range)")
+                f"[{low:g}, {high:g}]")
     if task.kind == MULTILABEL:
         unknown = [x for x in value if x not in task.labels] if kind == MULTILABEL else None
         if unknown == []:
@@ -278,7 +278,7 @@ def _label_ids(turn: common.Turn, tasks: dict[str, Task], problems: common.Probl
     """The turn's labels as stored (class ids, values, indicators); an unknown task or a label
     the task cannot take is dropped (or an error). ``source`` says where the tasks come from (the
     tasks file, or the training labels)."""
-    ids = {}
+    ids, declared = {}, source.startswith("declared")
     for task, value in turn.labels.items():
         spec = tasks.get(task)
         if spec is None:
@@ -287,7 +287,9 @@ def _label_ids(turn: common.Turn, tasks: dict[str, Task], problems: common.Probl
             continue
         stored = _stored_label(spec, value)
         if isinstance(stored, str):
-            problems.bad("unknown label (label dropped)", turn.where, f"labels.{task} {value!r} {stored} ({source})")
+            wider = "; a tasks.json may declare a wider range" if spec.kind == REGRESSION and not declared else ""
+            problems.bad("unknown label (label dropped)", turn.where,
+                         f"labels.{task} {value!r} {stored} ({source}{wider})")
         else:
             ids[task] = stored
     return ids

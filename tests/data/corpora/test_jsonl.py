@@ -265,8 +265,8 @@ def test_kinds_come_from_the_training_labels(tmp_path, caplog):
 
 
 @pytest.mark.parametrize("label, message", [
-    (3.5, r"labels.intensity 3.5 is outside the regression task's range \[-1.5, 2\] \(a tasks.json may declare a "
-          r"wider range\) \(those of train.jsonl\)"),
+    (3.5, r"labels.intensity 3.5 is outside the regression task's range \[-1.5, 2\] \(those of train.jsonl; a "
+          r"tasks.json may declare a wider range\)"),
     ("x", r"labels.intensity 'x' is not a number in the regression task's range"),
 ])
 def test_a_regression_value_outside_the_training_range_is_refused_or_dropped(tmp_path, label, message):
@@ -302,6 +302,10 @@ def test_a_tasks_file_declares_regression_and_multilabel_tasks(tmp_path):
     assert manifest["tasks"]["intensity"]["range"] == [-3.0, 3.0]
     assert _dialogues(tmp_path)[0].labels["topics"].tolist() == [[1, 0, 0, 0], [0, 1, 1, 0]]  # declared order
     assert manifest["splits"]["train"]["class_counts"]["topics"]["sport"] == 0
+    _write(corpus, [dict(KINDS[0], dialogue="v", labels={"intensity": 4})], "test")
+    with pytest.raises(RecordError, match=r"test.jsonl line 1: labels.intensity 4 is outside the regression task's "
+                                          r"range \[-3, 3\] \(declared in [^;]*tasks.json\) \(pass --skip-bad"):
+        _prepare(tmp_path, KINDS)
 
 
 def test_without_validation_jsonl_a_seeded_fraction_of_training_dialogues_is_held_out(tmp_path):
