@@ -31,7 +31,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from mmjax.data import arrays, schema
-from mmjax.data.corpora.jsonl import OPTIONAL, REQUIRED
+from mmjax.data.corpora.jsonl import OPTIONAL, REQUIRED, field_problem
 from mmjax.errors import InputError, RecordError
 
 
@@ -116,17 +116,12 @@ def parse_line(line: str, features: Mapping[str, FeatureSpec], base_dir: str,
     except RecursionError:
         raise ValueError("JSON nested too deeply; the format needs 2 levels") from None
     _keys(value, REQUIRED + OPTIONAL, REQUIRED, "the utterance")
+    problem = field_problem(value)
+    if problem:
+        raise ValueError(problem)
     dialogue, turn = value["dialogue"], value["turn"]
-    if isinstance(dialogue, bool) or not isinstance(dialogue, (str, int)) or dialogue == "":
-        raise ValueError(f"dialogue must be a non-empty string or an integer, got {dialogue!r}")
-    if isinstance(turn, bool) or not isinstance(turn, int) or turn < 0:
-        raise ValueError(f"turn must be an integer >= 0, got {turn!r}")
-    if not isinstance(value.get("labels", {}), dict):
-        raise ValueError(f"labels must be an object, got {value['labels']!r}")
     read = {m: None if m not in features else _features(value.get(m), base_dir, m, features[m], allow_outside)
             for m in ("audio", "visual")}
-    if not isinstance(value["speaker"], str) or not isinstance(value.get("id", ""), str):
-        raise ValueError("speaker and id must be strings")
     # As in training: an empty id is the default one, a speaker may be unnamed, text may not be empty.
     return Utterance(str(dialogue), turn, value.get("id") or f"{dialogue}_{turn}", value["speaker"],
                      _nonempty_string(value["text"], "text"), read["audio"], read["visual"])

@@ -78,6 +78,23 @@ REQUIRED = ("dialogue", "turn", "speaker", "text")
 OPTIONAL = ("id", "labels", "audio", "visual")
 
 
+def field_problem(row: dict) -> str | None:
+    """What is wrong with the first field of an utterance object (its fields named as the format
+    requires) whose type breaks the format, as "<field> must be ..., got ...", or None. Prepare
+    and predict read the same lines."""
+    dialogue, turn = row["dialogue"], row["turn"]
+    if isinstance(dialogue, bool) or not isinstance(dialogue, (str, int)) or dialogue == "":
+        return f"dialogue must be a non-empty string or an integer, got {dialogue!r}"
+    if isinstance(turn, bool) or not isinstance(turn, int) or turn < 0:
+        return f"turn must be an integer >= 0, got {turn!r}"
+    for field in ("speaker", "text", "id"):
+        if not isinstance(row.get(field, ""), str):
+            return f"{field} must be a string, got {row[field]!r}"
+    if not isinstance(row.get("labels", {}), dict):
+        return f"labels must be an object, got {row['labels']!r}"
+    return None
+
+
 def _turn(row, base_dir: str, where: str, problems: common.Problems,
           allow_outside: bool) -> tuple[str, int, common.Turn] | None:
     """(dialogue id, turn index, Turn) of one line, or None when the line is bad."""
@@ -90,14 +107,11 @@ def _turn(row, base_dir: str, where: str, problems: common.Problems,
         what = f"unknown fields {unknown}" if unknown else f"lacks {missing}"
         problems.bad("malformed row", where, f"{what}; expected fields {list(REQUIRED)} and optionally {list(OPTIONAL)}")
         return None
-    dialogue, turn = row["dialogue"], row["turn"]
-    if not (isinstance(dialogue, (str, int)) and not isinstance(dialogue, bool)
-            and isinstance(turn, int) and not isinstance(turn, bool) and turn >= 0
-            and isinstance(row["speaker"], str) and isinstance(row["text"], str)
-            and isinstance(row.get("id", ""), str) and isinstance(row.get("labels", {}), dict)):
-        problems.bad("malformed row", where, "expected dialogue: string or integer, turn: integer >= 0, "
-                     "speaker/text/id: strings, labels: an object")
+    problem = field_problem(row)
+    if problem:
+        problems.bad("malformed row", where, problem)
         return None
+    dialogue, turn = row["dialogue"], row["turn"]
     labels = {}
     for task, value in (row.get("labels") or {}).items():
         if value is None:
@@ -117,7 +131,7 @@ def _turn(row, base_dir: str, where: str, problems: common.Problems,
                 problems.bad(f"bad {modality} feature array (modality left absent)", where,
                              f"{e}; expected a .npy file relative to the .jsonl file")
                 continue
-            result.feature_where[modality] = path
+            result.feature_where[modality] = f"{path} (named at {where})"
     return str(dialogue), turn, result
 
 

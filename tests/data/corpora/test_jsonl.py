@@ -92,7 +92,10 @@ def test_features_from_row_files_npz_and_npy_directories_absent_elsewhere(tmp_pa
      r"line 4: utterance id 'd1_1' is already used at .*train.jsonl line 1; expected unique ids"),
     ({"dialogue": "d1", "turn": 1, "speaker": "A", "text": "x"},
      r"line 4: dialogue 'd1' turn 1 is already at .*train.jsonl line 1; expected each turn once"),
-    ({"dialogue": "d", "turn": -1, "speaker": "A", "text": "x"}, r"line 4: expected dialogue: string or integer, turn: integer >= 0"),
+    ({"dialogue": "d", "turn": -1, "speaker": "A", "text": "x"}, r"line 4: turn must be an integer >= 0, got -1"),
+    ({"dialogue": "d", "turn": "0", "speaker": "A", "text": "x"}, r"line 4: turn must be an integer >= 0, got '0'"),
+    ({"dialogue": "d", "turn": 0, "speaker": 3, "text": "x"}, r"line 4: speaker must be a string, got 3"),
+    ({"dialogue": "d", "turn": 0, "speaker": "A", "text": "x", "labels": []}, r"line 4: labels must be an object"),
     ('{"dialogue": "d", ', r"line 4: not valid JSON .*; expected one JSON object per line"),
 ])
 def test_a_bad_row_is_one_error_naming_file_line_and_expectation(tmp_path, row, message):
@@ -327,3 +330,14 @@ def test_without_validation_jsonl_a_seeded_fraction_of_training_dialogues_is_hel
         _prepare(one, rows[:2], validation_fraction=0.2)
     with pytest.raises(ConfigError, match=r"--validation_fraction=1.5: expected a value in \[0, 1\)"):
         _prepare(bad, rows, validation_fraction=1.5)
+
+
+def test_a_feature_file_of_the_wrong_dimension_names_the_file_and_the_line_naming_it(tmp_path):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    np.save(corpus / "a.npy", np.ones((2, 3), np.float32))
+    np.save(corpus / "b.npy", np.ones((2, 4), np.float32))
+    rows = [dict(ROWS[0], audio="b.npy"), dict(ROWS[1], audio="a.npy"), ROWS[2]]  # line 2 is turn 0, read first
+    with pytest.raises(RecordError, match=r"b.npy \(named at .*train.jsonl line 1\): audio features have dimension 4, "
+                                          r"expected 3 \(the dimension of .*a.npy \(named at .*train.jsonl line 2\)\)"):
+        _prepare(tmp_path, rows)
