@@ -34,7 +34,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from mmjax import breakdowns, checkpointing, inputs, linear_peer, metrics, restored_run, setup as setup_lib  # noqa: E402
-from mmjax import sharding, trainer  # noqa: E402
+from mmjax import selection, sharding  # noqa: E402
 from mmjax.data import records  # noqa: E402
 from mmjax.tasks import resolve_tasks  # noqa: E402
 
@@ -65,7 +65,7 @@ def selection_scores(rows: dict[str, np.ndarray], keep: np.ndarray, tasks, confi
         labels, predicted = rows[f"label/{task.name}"][keep], rows[f"predicted/{task.name}"][keep]
         labelled = task.is_labelled(labels)
         report[task.name] = {"kind": task.kind, **metrics.host_scores(task, predicted[labelled], labels[labelled])}
-    return trainer.task_validation_scores(report, config)
+    return selection.task_validation_scores(report, config)
 
 
 def random_halves(dialogue: np.ndarray, halvings: int, rng: np.random.Generator) -> list[np.ndarray]:

@@ -90,15 +90,15 @@ def bucket(tmp_path):
 
 
 def test_a_bucket_workdir_records_its_run_writes_its_metrics_log_and_takes_no_lock(bucket, caplog, monkeypatch):
-    from mmjax import trainer, workdir_lock
+    from mmjax import metric_log, trainer, workdir_lock
     from mmjax.errors import MmjaxError
 
     workdir = "gs://bucket/runs/a"
     trainer.make_workdir(workdir)
     with pytest.raises(MmjaxError, match=r"'gs://bucket/runs/a': TensorBoard events in a bucket need "
                                          r"google-cloud-storage \(pip install 'mmjax\[cloud\]'\)"):
-        trainer.event_writer(workdir, 0)  # where it is not installed, as here
-    monkeypatch.setattr(trainer, "event_writer", lambda *_: types.SimpleNamespace(
+        metric_log.event_writer(workdir, 0)  # where it is not installed, as here
+    monkeypatch.setattr(metric_log, "event_writer", lambda *_: types.SimpleNamespace(
         add_scalar=lambda *a: None, flush=lambda: None, close=lambda: None))
     config = soft_share.get_config()
     config.data.dir = "gs://bucket/records"
@@ -106,11 +106,11 @@ def test_a_bucket_workdir_records_its_run_writes_its_metrics_log_and_takes_no_lo
     assert saved_run.load_config(workdir).learning_rate == config.learning_rate
     assert saved_run.load_manifest(workdir) == {"corpus": "synthetic", "records_dir": "gs://bucket/records"}
     assert (bucket / "runs" / "a" / saved_run.CONFIG).is_file()  # where the bucket keeps it
-    writer = trainer._Writer(workdir, enabled=True)
+    writer = metric_log.MetricWriter(workdir, enabled=True)
     writer.write("train", 1, {"loss": 1.0})
     writer.write("train", 2, {"loss": 0.5})
     writer.close()
-    resumed = trainer._Writer(workdir, enabled=True, start=1)  # a resumed run drops the lines after its step
+    resumed = metric_log.MetricWriter(workdir, enabled=True, start=1)  # a resumed run drops the lines after its step
     resumed.write("train", 2, {"loss": 0.4})
     resumed.close()
     lines = (bucket / "runs" / "a" / "metrics.jsonl").read_text().splitlines()

@@ -1,14 +1,12 @@
-import copy
 import json
 import os
 
 import jax
-import numpy as np
 import pytest
 
-from mmjax import checkpointing, prepared_records, restored_run, setup as setup_lib, trainer
+from mmjax import checkpointing, restored_run, selection, setup as setup_lib, trainer
 from mmjax.errors import ConfigError, TrainingDivergedError
-from tests.tiny import scored_checkpoints, tiny_config
+from tests.tiny import tiny_config
 
 
 @pytest.mark.slow
@@ -38,20 +36,6 @@ def test_batch_must_split_over_devices_and_micro_batches(records_dir):
     assert setup_lib.build(config, jax.devices()[:3], training=False).mesh.size == 3
 
 
-def test_training_needs_a_validation_split_labelling_every_task(records_dir):
-    config = tiny_config(records_dir)
-    manifest = prepared_records.load_or_prepare(config)
-    trainer.check_validation_split(config, manifest)
-    no_humor = copy.deepcopy(manifest)
-    no_humor["splits"]["validation"]["class_counts"]["humor"] = {"none": 0, "humor": 0}
-    no_humor["splits"]["validation"]["labelled"]["humor"] = 0
-    with pytest.raises(ConfigError, match=r"validation split of .* labels no utterance for \['humor'\]"):
-        trainer.check_validation_split(config, no_humor)
-    del no_humor["splits"]["validation"]
-    with pytest.raises(ConfigError, match=r"have no validation split"):
-        trainer.check_validation_split(config, no_humor)
-
-
 @pytest.mark.slow
 def test_early_stopping_counts_checkpoints_since_the_best_and_stays_stopped(records_dir, tmp_path, monkeypatch):
     config = tiny_config(records_dir)
@@ -60,7 +44,7 @@ def test_early_stopping_counts_checkpoints_since_the_best_and_stays_stopped(reco
     config.max_checkpoints_to_keep = 1
     # Validation scores by step: better at step 2 (patience restarts), then two checkpoints without a gain.
     scores = iter([0.5, 0.6, 0.55, 0.5])
-    monkeypatch.setattr(trainer, "validation_score", lambda report, config: next(scores))
+    monkeypatch.setattr(selection, "validation_score", lambda report, config: next(scores))
     workdir = str(tmp_path / "run")
     trainer.train_and_evaluate(config, workdir)
     mngr = checkpointing.manager(workdir, create=False)
@@ -69,46 +53,6 @@ def test_early_stopping_counts_checkpoints_since_the_best_and_stays_stopped(reco
     trainer.train_and_evaluate(config, workdir)  # resumes stopped: no step, no validation (scores are used up)
     mngr = checkpointing.manager(workdir, create=False)
     assert mngr.latest_step() == 4
-
-
-def test_per_task_early_stopping_waits_until_no_task_has_improved(tmp_path):
-    workdir = str(tmp_path / "run")
-    # The joint score peaks at step 1; emotion alone improves until step 3.
-    scored_checkpoints(workdir, {1: {"sentiment": 0.6, "emotion": 0.1}, 2: {"sentiment": 0.3, "emotion": 0.2},
-                                 3: {"sentiment": 0.2, "emotion": 0.3}, 4: {"sentiment": 0.2, "emotion": 0.2}})
-    config = tiny_config(str(tmp_path))
-    config.tasks, config.checkpoint_every_steps, config.early_stopping_patience = ("sentiment", "emotion"), 1, 2
-    mngr = checkpointing.manager(workdir, create=False)
-    assert trainer.stopped_early(config, mngr, 2) is None and trainer.stopped_early(config, mngr, 3) == 1
-    config.checkpoint_selection = "per_task"
-    assert trainer.stopped_early(config, mngr, 4) is None  # emotion's best, step 3, is one checkpoint old
-    assert trainer.stopped_early(config, mngr, 5) == 3
-    config.tasks = ("sentiment", "humor")  # a task no checkpoint scored (a run begun before): not yet stalled
-    assert trainer.stopped_early(config, mngr, 5) is None
-    mngr.close()
-
-
-def test_a_flat_task_keeps_its_first_best_step_and_lets_early_stopping_fire(tmp_path):
-    """Only a strict improvement moves a best step: the manager keeps, and selection reads, the
-    earliest of equal scores, so a task that stays flat after its peak does not hold training up."""
-    workdir = str(tmp_path / "run")
-    # Sentiment peaks at step 1, emotion at step 2 and stays there; the joint score is flat throughout.
-    flat = {step: {"sentiment": 0.5 if step == 1 else 0.25, "emotion": 0.125 if step == 1 else 0.375}
-            for step in range(1, 6)}  # exact in binary: the joint means tie exactly
-    scored_checkpoints(workdir, flat, keep_latest=1)
-    mngr = checkpointing.manager(workdir, create=False)
-    assert mngr.all_steps() == [1, 2, 5]
-    assert checkpointing.best_task_steps(mngr, ["sentiment", "emotion"]) == {"sentiment": 1, "emotion": 2}
-    assert checkpointing.best_step(mngr) == 1
-    config = tiny_config(str(tmp_path))
-    config.tasks, config.checkpoint_every_steps, config.early_stopping_patience = ("sentiment", "emotion"), 1, 3
-    assert trainer.stopped_early(config, mngr, 4) == 1
-    config.checkpoint_selection = "per_task"
-    assert trainer.stopped_early(config, mngr, 4) is None and trainer.stopped_early(config, mngr, 5) == 2
-    # The step just saved counts from its in-memory scores (its save may be in flight): a gain at step 6.
-    assert trainer.stopped_early(config, mngr, 6, {"sentiment": 0.25, "emotion": 0.5}) is None
-    assert trainer.stopped_early(config, mngr, 6, {"sentiment": 0.25, "emotion": 0.375}) == 2
-    mngr.close()
 
 
 @pytest.mark.slow
@@ -136,21 +80,6 @@ def test_per_task_training_saves_each_tasks_score_and_keeps_its_best_across_a_re
     mngr.close()
 
 
-def test_a_resumed_run_drops_the_log_lines_of_the_steps_it_logs_again(tmp_path):
-    path = tmp_path / "metrics.jsonl"
-    path.write_text("".join(json.dumps({"step": step, "split": split, "loss": 1.0}) + "\n"
-                            for step in range(1, 6) for split in ("train", "validation")) + '{"step": 6, "spl\0\0')
-    writer = trainer._Writer(str(tmp_path), enabled=True, start=3)  # resumed from step 3's checkpoint
-    writer.write("train", 4, {"loss": 0.5})
-    writer.close()
-    rows = [json.loads(line) for line in path.read_text().splitlines()]
-    assert [(r["step"], r["split"]) for r in rows] == [(1, "train"), (1, "validation"), (2, "train"),
-                                                       (2, "validation"), (3, "train"), (3, "validation"),
-                                                       (4, "train")]
-    assert rows[-1]["loss"] == 0.5
-
-
-@pytest.mark.slow
 def _own_corpus(directory, emotions, scale: float = 1.0) -> None:
     """A JSONL corpus with its own label names and a task of each kind, all learnable from the words."""
     import random
@@ -246,16 +175,3 @@ def test_tensorboard_gets_the_learning_rate_and_confusion_figures(records_dir, t
     tags = _tensorboard_tags(str(tmp_path))
     assert tags["train/learning_rate"] == [2, 4] and tags["validation/confusion/emotion"] == [2, 4]  # validated at saves
     assert len([t for t in tags if t.startswith("validation/confusion/")]) == len(config.tasks)
-
-
-def test_logged_steps_per_second_leave_validation_and_checkpoint_time_out():
-    log = trainer._MetricLog(first_step=1)
-    step = {"loss": np.float32(1.0), "grad_norm": np.float32(0.5), "tie_penalty": np.float32(0.0),
-            "sarcasm/loss_sum": np.float32(2.0), "sarcasm/count": np.float32(4.0), "sarcasm/correct": np.float32(3.0)}
-    for _ in range(4):
-        log.add(step)
-    log.started -= 10.0  # the interval began 10 s ago ...
-    log.exclude_pause(8.0)  # ... of which 8 s went to validation and a checkpoint
-    summary = log.summary(["sarcasm"])
-    assert 1.9 < summary["steps_per_second"] <= 2.0  # 4 steps in the 2 s of training
-    assert summary["sarcasm/loss"] == 0.5 and summary["sarcasm/accuracy"] == 0.75
