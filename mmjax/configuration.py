@@ -45,11 +45,20 @@ def _validate_ngram(ngram) -> None:
         raise ConfigError(f"config.model.ngram.init_scale={ngram.init_scale!r}: expected a standard deviation >= 0")
 
 
+# Tuples of names that may be given on the command line as --config.key=a,b.
+_NAME_TUPLES = ("tasks", "model.modalities")
+
+
 def validate(config, process_count: int = 1) -> None:
-    """Raises ConfigError naming the first offending key. ``config.tasks`` given on the command
-    line as ``--config.tasks=a,b`` (which ml_collections reads as the one name "a,b") is split."""
-    if isinstance(config.tasks, (tuple, list)) and any(isinstance(t, str) and "," in t for t in config.tasks):
-        config.tasks = tuple(name.strip() for t in config.tasks for name in t.split(",") if name.strip())
+    """Raises ConfigError naming the first offending key. A tuple of names (``_NAME_TUPLES``)
+    given on the command line as ``--config.tasks=a,b`` (which ml_collections reads as the one
+    name "a,b") is split."""
+    for key in _NAME_TUPLES:
+        names = _get(config, key)
+        if isinstance(names, (tuple, list)) and any(isinstance(n, str) and "," in n for n in names):
+            parent, _, leaf = key.rpartition(".")
+            section = _get(config, parent) if parent else config
+            setattr(section, leaf, tuple(n.strip() for t in names for n in t.split(",") if n.strip()))
     for key in _POSITIVE_INTS:
         value = _get(config, key)
         if not (_is_int(value) and value > 0):

@@ -230,8 +230,10 @@ def override_flag(key: str, value) -> str:
 
 def format_ranking(ranked: list[dict], metric: str) -> str:
     """The points, best first: mean ± std of the validation score over seeds in percent (reports
-    such as ``mmjax.evaluate``'s keep fractions), and the overrides."""
-    lines = [f"{'rank':>4}  {'validation ' + metric + ' (%)':>24}  overrides"]
+    such as ``mmjax.evaluate``'s keep fractions), and the overrides; the first line says what the
+    score is."""
+    lines = [f"validation score: the mean over tasks of {metric} (Pearson r for a regression task), in %",
+             f"{'rank':>4}  {'validation score (%)':>24}  overrides"]
     for rank, r in enumerate(ranked, 1):
         spread = f"{100 * r['mean']:.2f} ± {100 * r['std']:.2f}" if len(r["runs"]) > 1 else f"{100 * r['mean']:.2f}"
         lines.append(f"{rank:>4}  {spread:>24}  " + " ".join(override_flag(k, v) for k, v in r["overrides"].items()))

@@ -114,3 +114,11 @@ def test_config_values_that_mean_nothing_are_one_error_naming_the_key(key, value
     section[name] = value
     with pytest.raises(configuration.ConfigError, match=re.escape(f"config.{key}={value!r}") + ".*" + message):
         configuration.validate(config)
+
+
+def test_tuples_of_names_may_be_given_with_commas():
+    from configs import soft_share
+    config = soft_share.get_config()
+    config.tasks, config.model.modalities = ("sentiment, emotion",), ("text,audio",)  # as --config.key=a,b reads
+    configuration.validate(config)
+    assert config.tasks == ("sentiment", "emotion") and config.model.modalities == ("text", "audio")

@@ -121,7 +121,8 @@ def test_a_run_with_per_task_selection_ranks_by_the_mean_of_each_tasks_best(tmp_
 def test_the_ranking_prints_scores_in_percent_and_says_so():
     ranked = [{"mean": 0.3312, "std": 0.0021, "runs": [{}, {}], "overrides": {"learning_rate": 5e-3}},
               {"mean": 0.3, "std": 0.0, "runs": [{}], "overrides": {"learning_rate": 2e-3}}]
-    header, first, second = sweep.format_ranking(ranked, "macro_f1").splitlines()
-    assert "validation macro_f1 (%)" in header
+    what, header, first, second = sweep.format_ranking(ranked, "macro_f1").splitlines()
+    assert what == "validation score: the mean over tasks of macro_f1 (Pearson r for a regression task), in %"
+    assert "validation score (%)" in header
     assert "33.12 ± 0.21" in first and "--config.learning_rate=0.005" in first
     assert "30.00" in second and "±" not in second  # one seed: no spread

@@ -175,11 +175,26 @@ def read(path: str, options: common.Options, problems: common.Problems) -> commo
         tasks, source = _inferred_tasks(splits["train"], path), "those of train.jsonl"
     if "validation" not in splits and options.validation_fraction > 0:
         splits["train"], splits["validation"] = _held_out(splits["train"], options, files["train"])
+    _warn_shared_dialogues(splits)
     for split in splits.values():
         for dialogue in split:
             for turn in dialogue.turns:
                 turn.labels = _label_ids(turn, tasks, problems, source)
     return common.Corpus("jsonl", LANGUAGE, splits, tuple(tasks.values()))
+
+
+def _warn_shared_dialogues(splits: dict[str, list[common.RawDialogue]]) -> None:
+    """A dialogue id in two splits is kept as two dialogues, but is often one conversation split
+    across them (its turns then leak from train into evaluation): say so."""
+    ids = {split: {d.dialogue_id for d in dialogues} for split, dialogues in splits.items()}
+    names = list(ids)
+    for i, first in enumerate(names):
+        for second in names[i + 1:]:
+            shared = sorted(ids[first] & ids[second])
+            if shared:
+                more = f" (and {len(shared) - 3} more)" if len(shared) > 3 else ""
+                _log.warning("dialogue ids %s%s are in both %s and %s: kept as different dialogues; if they are one "
+                             "conversation, its turns leak across the splits", shared[:3], more, first, second)
 
 
 def _held_out(train: list[common.RawDialogue], options: common.Options,

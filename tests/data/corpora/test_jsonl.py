@@ -341,3 +341,12 @@ def test_a_feature_file_of_the_wrong_dimension_names_the_file_and_the_line_namin
     with pytest.raises(RecordError, match=r"b.npy \(named at .*train.jsonl line 1\): audio features have dimension 4, "
                                           r"expected 3 \(the dimension of .*a.npy \(named at .*train.jsonl line 2\)\)"):
         _prepare(tmp_path, rows)
+
+
+def test_a_dialogue_id_in_two_splits_is_kept_apart_with_a_warning(tmp_path, caplog):
+    _write(tmp_path / "corpus", [dict(ROWS[0], id="t1"), dict(ROWS[1], id="t0")], "test")  # dialogue d1 again
+    with caplog.at_level("WARNING"):
+        _prepare(tmp_path)
+    assert "dialogue ids ['d1'] are in both train and test: kept as different dialogues" in caplog.text
+    with records.reading_test_split():
+        assert [d.dialogue_id for d in _dialogues(tmp_path, "test")] == ["d1"]
