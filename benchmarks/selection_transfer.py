@@ -120,7 +120,7 @@ def main(argv=None):
                         help="Also select the linear peer's C per task on each half A and score it on half B.")
     args = parser.parse_args(argv)
     rng = np.random.default_rng(args.seed)
-    differences, against_peer, peer = [], [], None
+    differences, against_peer, peers = [], [], {}
     for workdir in args.workdirs:
         by_step, config, tasks = validation_rows(workdir, args.every)
         if len(by_step) < 2:
@@ -132,8 +132,10 @@ def main(argv=None):
         line = (f"{workdir}: steps {sorted(by_step)}; on the held-out half: joint {100 * joint.mean():.2f}, "
                 f"per task {100 * per_task.mean():.2f}")
         if args.peer:
-            peer = peer_rows(config.data.dir, tasks) if peer is None else peer
-            _, peer_per_task = transfer(peer, tasks, config, halves)
+            key = (config.data.dir, tuple(t.name for t in tasks))  # the runs may read different corpora
+            if key not in peers:
+                peers[key] = peer_rows(config.data.dir, tasks)
+            _, peer_per_task = transfer(peers[key], tasks, config, halves)
             against_peer.append(per_task - peer_per_task)
             line += f", the linear peer (C per task) {100 * peer_per_task.mean():.2f}"
         print(line, flush=True)

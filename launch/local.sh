@@ -3,7 +3,8 @@
 #
 #   launch/local.sh configs/soft_share.py runs/soft_share [--config.num_train_steps=300 ...]
 #
-# Extra arguments are passed to both mmjax.train and mmjax.evaluate (config overrides).
+# Extra arguments are config overrides for training; the evaluation uses the config the run
+# recorded (its config.json), so a run trained under an older version of a config evaluates too.
 set -euo pipefail
 if [ $# -lt 2 ]; then
   echo "usage: $0 CONFIG_FILE WORKDIR [--config.key=value ...]" >&2
@@ -15,4 +16,4 @@ cd "$(dirname "$0")/.."
 make --quiet .venv
 source launch/forward_signals.sh
 forward .venv/bin/python -m mmjax.train --config="$config" --workdir="$workdir" "$@"
-.venv/bin/python -m mmjax.evaluate --config="$config" --workdir="$workdir" --step=best --split=test "$@"
+.venv/bin/python -m mmjax.evaluate --workdir="$workdir" --step=best --split=test

@@ -1,5 +1,5 @@
 """Atomic file writes: a reader finds the previous file or the complete new one, never a part;
-and ``read_json``, which reads what they wrote.
+and ``read_json_object``, which reads back the JSON objects they wrote.
 
 Paths go through ``etils.epath`` (as Orbax's do), so a ``gs://`` workdir is written the same
 way; there the rename is a copy and a delete, and an object is replaced whole.
@@ -37,11 +37,14 @@ def write_atomically(path, write: Callable[[IO], None], binary: bool = False) ->
             tmp.unlink()
 
 
-def read_json(path, error: type[MmjaxError] = MmjaxError):
-    """The JSON value in ``path``; a file that is not JSON (edited by hand, truncated by a copy)
-    raises ``error`` naming it, instead of the decoder's position-only message."""
+def read_json_object(path, error: type[MmjaxError] = MmjaxError, remedy: str = "restore it or write it again") -> dict:
+    """The JSON object in ``path``; a file that is not one (edited by hand, truncated by a copy)
+    raises ``error`` naming it and ``remedy``, instead of the decoder's position-only message."""
     path = epath.Path(path)
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        value = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise error(f"{str(path)!r} is not a valid JSON file ({e}); restore it or write it again") from None
+        raise error(f"{str(path)!r} is not a valid JSON file ({e}); {remedy}") from None
+    if not isinstance(value, dict):
+        raise error(f"{str(path)!r} holds a JSON {type(value).__name__}, expected an object; {remedy}")
+    return value

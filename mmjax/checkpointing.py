@@ -39,6 +39,10 @@ CHECKSUMS = "mmjax_checksums.json"  # in each step directory: {relative path: bl
 DAMAGED = "damaged"  # checkpoints/damaged/<step>: steps moved aside by restore_newest
 
 
+class NoCheckpointRestores(MmjaxError):
+    """Every saved step of a run failed to restore (``restore_newest``)."""
+
+
 class DamagedCheckpoint(MmjaxError):
     """A saved step that is incomplete, altered or fails to restore; names the step and why."""
 
@@ -335,7 +339,7 @@ def restore_newest(mngr: ocp.CheckpointManager, restore_fn: Callable[[int], obje
                 _log.warning("%s; %strying the one before", e, "moved aside, " if set_aside else "")
             if set_aside:
                 _set_aside(mngr, step)
-    raise MmjaxError(f"no checkpoint in {mngr.directory} restores: {'; '.join(failures)}")
+    raise NoCheckpointRestores(f"no checkpoint in {mngr.directory} restores: {'; '.join(failures)}")
 
 
 def _set_aside(mngr: ocp.CheckpointManager, step: int) -> None:

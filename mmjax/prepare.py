@@ -59,7 +59,8 @@ def _define_flags():
                        "dialogues.")
     flags.DEFINE_integer("max_tokens", 40, "The summary says how many utterances a config.data.max_tokens of "
                          "this many tokens would cut (the records keep every token).")
-    flags.DEFINE_integer("seed", 0, "Seed of the synthetic generator and of MUStARD's splits.")
+    flags.DEFINE_integer("seed", 0, "Seed of the synthetic generator, of MUStARD's splits and of a JSONL corpus's "
+                         "held-out validation dialogues.")
     flags.DEFINE_list("dialogues", [f"{split}:{n}" for split, n in DEFAULT_DIALOGUES.items()],
                       "Synthetic corpus: dialogues per split, as split:count.")
     flags.mark_flags_as_required(["output"])

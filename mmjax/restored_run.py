@@ -137,7 +137,7 @@ def restore(workdir: str, step: int | str = "latest", config=None, manifest: Map
     config = run_config(workdir, config)
     try:
         return _restore(workdir, step, config, manifest)
-    except MmjaxError as e:
+    except (checkpointing.DamagedCheckpoint, checkpointing.NoCheckpointRestores) as e:
         # A --config whose model differs from the run's builds parameters the checkpoints do not
         # hold: say so, rather than calling every step damaged.
         differ = {} if given is None else {k: v for k, v in saved_run.config_differences(workdir, given).items()
@@ -145,8 +145,9 @@ def restore(workdir: str, step: int | str = "latest", config=None, manifest: Map
         if not differ:
             raise
         raise ConfigError(f"{workdir!r} does not restore with the given --config, which differs from the run's "
-                          f"{saved_run.CONFIG} in {saved_run.describe_differences(differ)}; leave --config out to "
-                          f"use the run's own ({e})") from None
+                          f"{saved_run.CONFIG} in keys that may change its parameters: "
+                          f"{saved_run.describe_differences(differ)}; leave --config out to use the run's own "
+                          f"({e})") from None
 
 
 def _restore(workdir: str, step: int | str, config, manifest: Mapping | None) -> RestoredRun:

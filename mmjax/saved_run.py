@@ -94,7 +94,7 @@ def config_differences(workdir: str, config) -> dict[str, tuple]:
     path = epath.Path(workdir) / CONFIG
     if not path.is_file():
         return {}
-    recorded = _flat(atomic.read_json(path))
+    recorded = _flat(atomic.read_json_object(path))
     new = _flat(json.loads(config.to_json_best_effort()))
     return {k: (new[k], recorded[k]) for k in sorted(recorded.keys() & new.keys()) if recorded[k] != new[k]}
 
@@ -128,10 +128,7 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
     path = epath.Path(workdir) / CONFIG
     if not path.is_file():
         raise MmjaxError(f"{path} is missing: pass the run's config with --config")
-    recorded = atomic.read_json(path)
-    if not isinstance(recorded, dict):
-        raise MmjaxError(f"{str(path)!r} holds a JSON {type(recorded).__name__}, not a run's config (an object)")
-    config = ml_collections.ConfigDict(_tuples(recorded))
+    config = ml_collections.ConfigDict(_tuples(atomic.read_json_object(path)))
     config.lock()
     return config
 
@@ -141,4 +138,4 @@ def load_manifest(workdir: str) -> dict | None:
     path = epath.Path(workdir) / RECORDS_MANIFEST
     if not path.is_file():
         return None
-    return atomic.read_json(path)
+    return atomic.read_json_object(path)

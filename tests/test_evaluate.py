@@ -111,9 +111,11 @@ def test_a_config_whose_model_differs_from_the_runs_is_named_not_called_damage(t
     other = config.copy_and_resolve_references()
     other.model.width = config.model.width * 2
     with pytest.raises(errors.ConfigError, match=r"does not restore with the given --config, which differs from the "
-                                                 r"run's config.json in model.width=\d+ \(recorded \d+\); leave "
-                                                 r"--config out"):
+                                                 r"run's config.json in keys that may change its parameters: "
+                                                 r"model.width=\d+ \(recorded \d+\); leave --config out"):
         restored_run.restore(workdir, "best", other)
+    with pytest.raises(errors.MmjaxError, match=r"no checkpoint for step 3"):  # not a restore failure: as it is
+        restored_run.restore(workdir, 3, other)
 
 
 def test_unreadable_workdir_and_records_files_are_one_error_naming_them(trained_run, tmp_path):
@@ -131,5 +133,9 @@ def test_unreadable_workdir_and_records_files_are_one_error_naming_them(trained_
                                                  r"incomplete; run `python -m mmjax.prepare` again"):
         records.DialogueSource(str(records_copy), "validation")
     (records_copy / records.MANIFEST).write_text("{", encoding="utf-8")
-    with pytest.raises(errors.RecordError, match=r"manifest.json' is not a valid JSON file"):
+    with pytest.raises(errors.RecordError, match=r"manifest.json' is not a valid JSON file .*; run `python -m "
+                                                 r"mmjax.prepare` again"):
+        records.load_manifest(str(records_copy))
+    (records_copy / records.MANIFEST).write_text("[1]", encoding="utf-8")
+    with pytest.raises(errors.RecordError, match=r"manifest.json' holds a JSON list, expected an object"):
         records.load_manifest(str(records_copy))

@@ -209,8 +209,8 @@ def load_manifest(records_dir: str) -> dict:
     if not os.path.isfile(path):
         raise schema.RecordError(f"no prepared corpus at {records_dir!r}: {MANIFEST} is missing "
                                 "(run `python -m mmjax.prepare` first)")
-    manifest = atomic.read_json(path, schema.RecordError)
-    version = manifest.get("schema_version") if isinstance(manifest, dict) else None
+    manifest = atomic.read_json_object(path, schema.RecordError, "run `python -m mmjax.prepare` again")
+    version = manifest.get("schema_version")
     if version != schema.SCHEMA_VERSION:
         raise schema.RecordError(
             f"{path}: records were written with schema version {version}, this mmjax reads version "

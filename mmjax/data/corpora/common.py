@@ -56,7 +56,8 @@ class Options:
     protocol: str = ""  # MUStARD split protocol ("" = speaker_independent)
     fold: int = 0  # MUStARD speaker-dependent: the test fold
     seed: int = 0  # seeded splits (MUStARD)
-    validation_fraction: float = 0.1  # part of the training data held out for validation (MUStARD)
+    validation_fraction: float = 0.1  # part of the training data held out for validation (MUStARD; JSONL
+    # without validation.jsonl)
 
     def __post_init__(self):
         if self.encoding:

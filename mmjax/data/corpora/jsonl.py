@@ -173,14 +173,19 @@ def read(path: str, options: common.Options, problems: common.Problems) -> commo
         tasks, source = _declared_tasks(declared), f"declared in {declared}"
     else:
         tasks, source = _inferred_tasks(splits["train"], path), "those of train.jsonl"
+    if not 0 <= options.validation_fraction < 1:
+        raise ConfigError(f"--validation_fraction={options.validation_fraction}: expected a value in [0, 1)")
+    extra = {}
     if "validation" not in splits and options.validation_fraction > 0:
         splits["train"], splits["validation"] = _held_out(splits["train"], options, files["train"])
+        extra["held_out_validation"] = {"fraction": options.validation_fraction, "seed": options.seed,
+                                        "dialogues": [d.dialogue_id for d in splits["validation"]]}
     _warn_shared_dialogues(splits)
     for split in splits.values():
         for dialogue in split:
             for turn in dialogue.turns:
                 turn.labels = _label_ids(turn, tasks, problems, source)
-    return common.Corpus("jsonl", LANGUAGE, splits, tuple(tasks.values()))
+    return common.Corpus("jsonl", LANGUAGE, splits, tuple(tasks.values()), extra=extra)
 
 
 def _warn_shared_dialogues(splits: dict[str, list[common.RawDialogue]]) -> None:
@@ -201,8 +206,6 @@ def _held_out(train: list[common.RawDialogue], options: common.Options,
               where: str) -> tuple[list[common.RawDialogue], list[common.RawDialogue]]:
     """(train, validation): a seeded ``options.validation_fraction`` of the dialogues of ``train``
     (at least one, by dialogue so no conversation straddles the two), in their order."""
-    if not 0 < options.validation_fraction < 1:
-        raise ConfigError(f"--validation_fraction={options.validation_fraction}: expected a value in [0, 1)")
     if len(train) < 2:
         raise RecordError(f"{where}: holds {len(train)} dialogue(s) and there is no validation.jsonl; hold-out "
                           "validation needs 2 or more (or give validation.jsonl)")

@@ -321,6 +321,8 @@ def test_without_validation_jsonl_a_seeded_fraction_of_training_dialogues_is_hel
     assert not {d.dialogue_id for d in train} & {d.dialogue_id for d in validation}
     assert {d.dialogue_id for d in train} | {d.dialogue_id for d in validation} == {f"d{i}" for i in range(20)}
     assert manifest["splits"]["validation"]["utterances"] == 8
+    assert manifest["held_out_validation"] == {"fraction": 0.2, "seed": 0,
+                                               "dialogues": [d.dialogue_id for d in validation]}
     again, one, bad = (tmp_path / name for name in ("again", "one", "bad"))
     for directory in (again, one, bad):
         directory.mkdir()
@@ -328,8 +330,9 @@ def test_without_validation_jsonl_a_seeded_fraction_of_training_dialogues_is_hel
     assert [d.dialogue_id for d in _dialogues(again, "validation")] == [d.dialogue_id for d in validation]  # seeded
     with pytest.raises(RecordError, match=r"train.jsonl: holds 1 dialogue\(s\) and there is no validation.jsonl"):
         _prepare(one, rows[:2], validation_fraction=0.2)
-    with pytest.raises(ConfigError, match=r"--validation_fraction=1.5: expected a value in \[0, 1\)"):
-        _prepare(bad, rows, validation_fraction=1.5)
+    for fraction in (1.5, -0.1):
+        with pytest.raises(ConfigError, match=rf"--validation_fraction={fraction}: expected a value in \[0, 1\)"):
+            _prepare(bad, rows, validation_fraction=fraction)
 
 
 def test_a_feature_file_of_the_wrong_dimension_names_the_file_and_the_line_naming_it(tmp_path):
