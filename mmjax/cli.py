@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import difflib
+import importlib.util
 import logging as pylogging
 import os
 import re
@@ -62,11 +64,12 @@ def _unquote(error: Exception) -> str:
     return text.replace("\n", " ")
 
 
-def unknown_key_message(error: Exception, args) -> str:
+def unknown_key_message(error: Exception, args, config=None) -> str:
     """"unknown config key 'config.model.foo'" (with a "did you mean" where ml_collections has
-    one) from the error of an unknown override among ``args``: ml_collections names only the
-    unknown part of the key, so the whole override is looked up in ``args``. An error that names
-    no part of any override (raised inside a config file, say) is given whole."""
+    one, else the closest key of its section in ``config``, the loaded config file) from the error
+    of an unknown override among ``args``: ml_collections names only the unknown part of the key,
+    so the whole override is looked up in ``args``. An error that names no part of any override
+    (raised inside a config file, say) is given whole."""
     text = _unquote(error)
     key = re.match(r"'?([\w-]+)'?", text)
     overrides = [a[2:].split("=", 1)[0] for a in args if a.startswith("--config.")]
@@ -74,7 +77,33 @@ def unknown_key_message(error: Exception, args) -> str:
     if full is None:
         return f"bad config: {text}"
     suggestion = re.search(r'Did you mean "([^"]+)"', text)
-    return f"unknown config key {full!r}" + (f"; did you mean {suggestion.group(1)!r}?" if suggestion else "")
+    guess = suggestion.group(1) if suggestion else _closest_key(config, full.split(".")[1:])
+    return f"unknown config key {full!r}" + (f"; did you mean {guess!r}?" if guess else "")
+
+
+def _config_of(path: str | None):
+    """The config the file ``path`` builds (``get_config()``), or None: to suggest keys after an
+    override failed, when ml_collections has not kept it."""
+    try:
+        spec = importlib.util.spec_from_file_location("_mmjax_config_file", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module.get_config()
+    except Exception:  # noqa: BLE001 - only a suggestion is lost
+        return None
+
+
+def _closest_key(config, parts: list[str]) -> str | None:
+    """The key of ``config`` closest to the first of ``parts`` (a dotted key's) it lacks, or None."""
+    section = config
+    for part in parts:
+        if not hasattr(section, "keys"):
+            return None
+        if part not in section:
+            close = difflib.get_close_matches(part, list(section.keys()), n=1)
+            return close[0] if close else None
+        section = section[part]
+    return None
 
 
 def _config_file(args) -> str | None:
@@ -144,7 +173,7 @@ def flags_parser(program: str):
         except flags.Error as e:
             print(f"{program}: error: {e}\nPass --helpfull to see the flags.", file=sys.stderr)
         except (AttributeError, KeyError) as e:
-            print(f"{program}: error: {unknown_key_message(e, argv[1:])}", file=sys.stderr)
+            print(f"{program}: error: {unknown_key_message(e, argv[1:], _config_of(path))}", file=sys.stderr)
         except (TypeError, ValueError) as e:
             print(f"{program}: error: bad config override: {e}", file=sys.stderr)
         except ImportError as e:  # the config file's own imports

@@ -47,6 +47,8 @@ def test_a_users_own_config_elsewhere_imports_the_shipped_ones_and_a_bad_import_
     (["--config=configs/soft_share.py", "--config.num_train_stpes=5"],
      "unknown config key 'config.num_train_stpes'; did you mean 'num_train_steps'?"),
     (["--config=configs/soft_share.py", "--config.model.nope=1"], "unknown config key 'config.model.nope'"),
+    (["--config=configs/soft_share.py", "--config.data.dri=x"],
+     "unknown config key 'config.data.dri'; did you mean 'dir'?"),
     (["--config=configs/soft_share.py", "--config.modle.sharing=hard"],
      "unknown config key 'config.modle.sharing'; did you mean 'model'?"),
     (["--config=configs/soft_share.py", "--config.model.sharing=hadr"],
