@@ -9,7 +9,6 @@ import pytest
 
 from mmjax import inputs, setup as setup_lib, sharding
 from mmjax.data import records
-from mmjax.state import create_state
 
 
 def _counts(manifest, key):
@@ -86,7 +85,7 @@ def _tiny(name: str, prepared) -> object:
 def test_corpus_config_trains_on_the_real_corpus(name, prepared_corpora):
     config = _tiny(name, prepared_corpora)
     s = setup_lib.build(config)
-    state = create_state(config.seed, s.model, s.tx, s.batch_shapes, s.mesh, s.rules)
+    state = setup_lib.initial_state(s)  # with the moving average where the config keeps one
     step, _ = setup_lib.compile_train_step(s, config)
     data = iter(inputs.train_dataset(config, s.manifest, 0, 1))
     for _ in range(2):
