@@ -110,12 +110,19 @@ def statistics(task: Task, predicted, labels, xp=jnp) -> dict:
             "seven": _confusion(_levels(task, y, xp), _levels(task, p, xp), valid, 7, xp)}
 
 
+def _precision_recall_f1(hits: np.ndarray, predicted: np.ndarray, true: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Per-class (per-label) precision, recall and F1 from float64 counts of hits, predictions and
+    true labels, with scikit-learn's ``zero_division=0``."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        precision = np.where(predicted > 0, hits / predicted, 0.0)
+        recall = np.where(true > 0, hits / true, 0.0)
+        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
+    return precision, recall, f1
+
+
 def _multilabel_scores(label_counts: np.ndarray, exact: np.ndarray) -> dict:
     tp, fp, fn = np.asarray(label_counts, np.float64).T
-    with np.errstate(invalid="ignore", divide="ignore"):
-        precision = np.where(tp + fp > 0, tp / (tp + fp), 0.0)
-        recall = np.where(tp + fn > 0, tp / (tp + fn), 0.0)
-        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
+    precision, recall, f1 = _precision_recall_f1(tp, tp + fp, tp + fn)
     support = tp + fn
     micro = 2 * tp.sum() / (2 * tp.sum() + fp.sum() + fn.sum()) if tp.sum() + fp.sum() + fn.sum() else 0.0
     labelled = int(exact[0])
@@ -168,11 +175,7 @@ def per_class(confusion: np.ndarray) -> dict[str, np.ndarray]:
     [classes]) from a [true, predicted] confusion matrix, with ``zero_division=0``."""
     confusion = np.asarray(confusion, np.float64)
     true_counts, predicted_counts = confusion.sum(1), confusion.sum(0)
-    hits = np.diag(confusion)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        precision = np.where(predicted_counts > 0, hits / predicted_counts, 0.0)
-        recall = np.where(true_counts > 0, hits / true_counts, 0.0)
-        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
+    precision, recall, f1 = _precision_recall_f1(np.diag(confusion), predicted_counts, true_counts)
     return {"precision": precision, "recall": recall, "f1": f1,
             "support": true_counts.astype(np.int64), "predicted": predicted_counts.astype(np.int64)}
 
