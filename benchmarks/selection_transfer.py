@@ -45,6 +45,10 @@ def validation_rows(workdir: str, every: int) -> tuple[dict[int, dict[str, np.nd
     mngr = checkpointing.manager(workdir, create=False)
     steps = [step for step in sorted(mngr.all_steps()) if step % every == 0]
     mngr.close()
+    missing = sorted(set(range(every, max(steps, default=0) + 1, every)) - set(steps))
+    if len(steps) < 2 or missing:  # the kept steps alone were chosen on the whole split already
+        sys.exit(f"{workdir}: saved steps at multiples of {every}: {steps}, lacking {missing}; selection needs every "
+                 "one (train with --config.max_checkpoints_to_keep above the number of checkpoints)")
     out, config, tasks = {}, None, None
     for step in steps:
         run = restored_run.restore(workdir, step)
@@ -123,9 +127,6 @@ def main(argv=None):
     differences, against_peer, peers = [], [], {}
     for workdir in args.workdirs:
         by_step, config, tasks = validation_rows(workdir, args.every)
-        if len(by_step) < 2:
-            sys.exit(f"{workdir}: {len(by_step)} saved step(s) at multiples of {args.every}; nothing to select from "
-                     "(train with --config.max_checkpoints_to_keep above the number of checkpoints)")
         halves = random_halves(next(iter(by_step.values()))["position"][:, 0], args.halvings, rng)
         joint, per_task = transfer(by_step, tasks, config, halves)
         differences.append(per_task - joint)

@@ -23,7 +23,7 @@ import json
 from absl import app, flags
 from ml_collections import config_flags
 
-from mmjax import cli, measurements, setup as setup_lib
+from mmjax import cli, measurements, prepared_records, setup as setup_lib
 
 
 def _define_flags():
@@ -45,7 +45,8 @@ def main(argv):
     cli.initialize()
     config, FLAGS = flags.FLAGS.config, flags.FLAGS
     with cli.user_errors("mmjax.benchmark"):
-        s = setup_lib.build(config)
+        # As training does: a synthetic config's records are generated on first use.
+        s = setup_lib.build(config, manifest=prepared_records.load_or_prepare(config))
         if FLAGS.summary:
             counts = measurements.parameter_counts(s.abstract_state.params, FLAGS.summary_depth)
             print(measurements.format_parameter_counts(counts))

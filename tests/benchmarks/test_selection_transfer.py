@@ -2,11 +2,13 @@
 
 import ml_collections
 import numpy as np
+import pytest
 
 from benchmarks import selection_transfer
 from mmjax.data import records
 from mmjax.tasks import TASKS, Task
 from tests.test_linear_peer import _dialogues
+from tests.tiny import scored_checkpoints
 
 
 def test_each_rule_selects_on_one_half_and_is_scored_on_the_other():
@@ -51,3 +53,12 @@ def test_the_peer_is_selected_per_task_on_validation_rows_in_record_order(tmp_pa
     halves = selection_transfer.random_halves(rows["position"][:, 0], 4, np.random.default_rng(0))
     _, per_task = selection_transfer.transfer(by_c, tasks, config, halves)
     assert per_task.shape == (4,) and np.all(per_task == 1.0)  # the C chosen on A is right on B
+
+
+def test_a_run_that_deleted_checkpoints_is_refused(tmp_path):
+    # Kept: the latest and each score's best, steps already chosen on the whole validation split.
+    workdir = str(tmp_path / "run")
+    scored_checkpoints(workdir, {step: {"a": 0.1 * step % 0.35} for step in range(1, 6)}, keep_latest=1)
+    with pytest.raises(SystemExit, match=r"saved steps at multiples of 1: \[\d.*\], lacking \[\d.*\]; selection "
+                                         r"needs every one \(train with --config.max_checkpoints_to_keep"):
+        selection_transfer.validation_rows(workdir, 1)
