@@ -151,6 +151,7 @@ def restore(workdir: str, step: int | str = "latest", config=None, manifest: Map
 
 
 def _restore(workdir: str, step: int | str, config, manifest: Mapping | None) -> RestoredRun:
+    """``restore``'s work, ``config`` already fitted to the devices present."""
     if manifest is None:
         s = setup_lib.build(config, training=False)
         check_same_records(saved_run.load_manifest(workdir), s.manifest, config.data.dir)
