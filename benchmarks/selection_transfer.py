@@ -25,6 +25,7 @@ README's CMMA section (+0.25 for per-task selection on CMMA, +0.11 on MELD).
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 
@@ -34,7 +35,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from mmjax import breakdowns, checkpointing, inputs, linear_peer, metrics, restored_run, setup as setup_lib  # noqa: E402
-from mmjax import selection, sharding  # noqa: E402
+from mmjax import saved_run, selection, sharding  # noqa: E402
 from mmjax.data import records  # noqa: E402
 from mmjax.tasks import resolve_tasks  # noqa: E402
 
@@ -45,7 +46,8 @@ def validation_rows(workdir: str, every: int) -> tuple[dict[int, dict[str, np.nd
     mngr = checkpointing.manager(workdir, create=False)
     steps = [step for step in sorted(mngr.all_steps()) if step % every == 0]
     mngr.close()
-    missing = sorted(set(range(every, max(steps, default=0) + 1, every)) - set(steps))
+    interval = math.lcm(every, saved_run.load_config(workdir).checkpoint_every_steps)  # the steps it saved
+    missing = sorted(set(range(interval, max(steps, default=0) + 1, interval)) - set(steps))
     if len(steps) < 2 or missing:  # the kept steps alone were chosen on the whole split already
         sys.exit(f"{workdir}: saved steps at multiples of {every}: {steps}, lacking {missing}; selection needs every "
                  "one (train with --config.max_checkpoints_to_keep above the number of checkpoints)")

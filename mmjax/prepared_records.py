@@ -5,13 +5,13 @@ layers, so it lives here, not in the setup or the pipeline."""
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 
 import jax
 from jax.experimental import multihost_utils
 
+from mmjax import atomic
 from mmjax.data import records, text
 from mmjax.data.corpora import synthetic
 from mmjax.data.schema import SCHEMA_VERSION
@@ -89,8 +89,7 @@ def load_or_prepare(config) -> dict:
 
 def _existing_manifest(path: str) -> dict | None:
     """The manifest in ``path`` as written, whatever its schema version (None if there is none)."""
-    try:
-        with open(os.path.join(path, records.MANIFEST), encoding="utf-8") as f:
-            return json.load(f)
-    except FileNotFoundError:
+    manifest = os.path.join(path, records.MANIFEST)
+    if not os.path.isfile(manifest):
         return None
+    return atomic.read_json_object(manifest, RecordError, "run `python -m mmjax.prepare` again")

@@ -29,7 +29,7 @@ _DATA_PARALLEL = {"data": -1, "fsdp": 1, "model": 1}
 # Manifest sections that must match between the training records and the records evaluated.
 _MUST_MATCH = ("tasks", "features", "text", "text_states")
 # The config keys that decide the parameters a run's checkpoints hold (prefixes of dotted keys).
-_PARAMETER_KEYS = ("model.", "tasks", "ema_decay")
+_PARAMETER_KEYS = ("model.", "tasks", "ema_decay", "loss_balancing")
 
 
 @dataclasses.dataclass
@@ -133,25 +133,31 @@ def restore(workdir: str, step: int | str = "latest", config=None, manifest: Map
     one and needs no records); None reads the records directory, which must hold the records the
     run was trained on (evaluation).
     """
-    given = config
+    explain = functools.partial(_explain_failure, workdir, config)
     config = run_config(workdir, config)
     try:
-        return _restore(workdir, step, config, manifest)
+        return _restore(workdir, step, config, manifest, explain)
     except (checkpointing.DamagedCheckpoint, checkpointing.NoCheckpointRestores) as e:
-        # A --config whose model differs from the run's builds parameters the checkpoints do not
-        # hold: say so, rather than calling every step damaged.
-        differ = {} if given is None else {k: v for k, v in saved_run.config_differences(workdir, given).items()
-                                           if k.startswith(_PARAMETER_KEYS)}
-        if not differ:
-            raise
+        explain(e)
+        raise
+
+
+def _explain_failure(workdir: str, given, error: Exception) -> None:
+    """Raises ConfigError where ``given`` (a ``--config``, or None) differs from the run's recorded
+    config in keys that decide its parameters: it builds parameters the checkpoints do not hold,
+    the likelier cause of ``error`` (a step that does not restore) than damage."""
+    differ = {} if given is None else {k: v for k, v in saved_run.config_differences(workdir, given).items()
+                                       if k.startswith(_PARAMETER_KEYS)}
+    if differ:
         raise ConfigError(f"{workdir!r} does not restore with the given --config, which differs from the run's "
                           f"{saved_run.CONFIG} in keys that may change its parameters: "
                           f"{saved_run.describe_differences(differ)}; leave --config out to use the run's own "
-                          f"({e})") from None
+                          f"({error})") from None
 
 
-def _restore(workdir: str, step: int | str, config, manifest: Mapping | None) -> RestoredRun:
-    """``restore``'s work, ``config`` already fitted to the devices present."""
+def _restore(workdir: str, step: int | str, config, manifest: Mapping | None, explain) -> RestoredRun:
+    """``restore``'s work, ``config`` already fitted to the devices present; ``explain(error)``
+    raises a clearer error for a step that does not restore, where it has one."""
     if manifest is None:
         s = setup_lib.build(config, training=False)
         check_same_records(saved_run.load_manifest(workdir), s.manifest, config.data.dir)
@@ -161,9 +167,13 @@ def _restore(workdir: str, step: int | str, config, manifest: Mapping | None) ->
     # A run with a moving average of its parameters is evaluated with it, as in its validation.
     key = "params" if s.abstract_state.ema_params is None else "ema_params"
 
-    def restore_step(at: int):
+    def restore_step(at: int):  # also called later, for per-task steps
         with contextlib.closing(checkpointing.manager(workdir, create=False)) as mngr:
-            return checkpointing.checked_restore(mngr, at, functools.partial(_restore_params, mngr, s, key))
+            try:
+                return checkpointing.checked_restore(mngr, at, functools.partial(_restore_params, mngr, s, key))
+            except checkpointing.DamagedCheckpoint as e:
+                explain(e)
+                raise
 
     with contextlib.closing(checkpointing.manager(workdir, create=False)) as mngr:
         task_steps = checkpointing.resolve_task_steps(mngr, step, workdir, tasks,

@@ -32,8 +32,9 @@ def make_workdir(workdir: str) -> None:
 def train_and_evaluate(config, workdir: str):
     """Trains ``config`` in ``workdir``, resuming from its latest checkpoint; returns the state.
 
-    Validation runs every ``eval_every_steps`` and at every checkpoint, whose score (mean
-    validation macro-F1) decides which checkpoint is kept as the best one and, with
+    Validation runs every ``eval_every_steps`` and at every checkpoint, whose score
+    (``selection.validation_score``; under per-task selection also each task's own) decides which
+    checkpoints are kept as the best and, with
     ``early_stopping_patience``, when training stops. The test split is never read here
     (records.DialogueSource refuses it outside mmjax.evaluate). The workdir is locked while it
     trains (``mmjax.workdir_lock``): a second trainer on it is refused.

@@ -110,10 +110,11 @@ def test_a_config_whose_model_differs_from_the_runs_is_named_not_called_damage(t
     config, workdir, _ = trained_run
     other = config.copy_and_resolve_references()
     other.model.width = config.model.width * 2
-    with pytest.raises(errors.ConfigError, match=r"does not restore with the given --config, which differs from the "
-                                                 r"run's config.json in keys that may change its parameters: "
-                                                 r"model.width=\d+ \(recorded \d+\); leave --config out"):
-        restored_run.restore(workdir, "best", other)
+    for step in ("best", "latest"):  # a step restored at once; the newest step that restores, of none
+        with pytest.raises(errors.ConfigError, match=r"does not restore with the given --config, which differs from "
+                                                     r"the run's config.json in keys that may change its parameters: "
+                                                     r"model.width=\d+ \(recorded \d+\); leave --config out"):
+            restored_run.restore(workdir, step, other)
     with pytest.raises(errors.MmjaxError, match=r"no checkpoint for step 3"):  # not a restore failure: as it is
         restored_run.restore(workdir, 3, other)
 

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from benchmarks import selection_transfer
+from mmjax import saved_run
 from mmjax.data import records
 from mmjax.tasks import TASKS, Task
 from tests.test_linear_peer import _dialogues
@@ -58,7 +59,9 @@ def test_the_peer_is_selected_per_task_on_validation_rows_in_record_order(tmp_pa
 def test_a_run_that_deleted_checkpoints_is_refused(tmp_path):
     # Kept: the latest and each score's best, steps already chosen on the whole validation split.
     workdir = str(tmp_path / "run")
-    scored_checkpoints(workdir, {step: {"a": 0.1 * step % 0.35} for step in range(1, 6)}, keep_latest=1)
-    with pytest.raises(SystemExit, match=r"saved steps at multiples of 1: \[\d.*\], lacking \[\d.*\]; selection "
-                                         r"needs every one \(train with --config.max_checkpoints_to_keep"):
-        selection_transfer.validation_rows(workdir, 1)
+    scored_checkpoints(workdir, {step: {"a": 1 / step} for step in range(2, 12, 2)}, keep_latest=1)  # keeps 2, 10
+    saved_run.write_json(tmp_path / "run" / saved_run.CONFIG, {"checkpoint_every_steps": 2})
+    for every in (1, 2):  # the steps expected are the multiples of both --every and the interval saved
+        with pytest.raises(SystemExit, match=rf"saved steps at multiples of {every}: \[2, 10\], lacking \[4, 6, 8\]; "
+                                             r"selection needs every one \(train with --config.max_checkpoints_to_keep"):
+            selection_transfer.validation_rows(workdir, every)

@@ -3,7 +3,9 @@
 Input: a directory with ``train.jsonl`` and optionally ``validation.jsonl`` and ``test.jsonl``,
 UTF-8, one object per line (blank lines are ignored). Without ``validation.jsonl``, a seeded
 ``--validation_fraction`` of the training dialogues (at least one) becomes the validation split,
-which training needs to select checkpoints (``--validation_fraction=0``: none)::
+which training needs to select checkpoints (``--validation_fraction=0``: none); the tasks, their
+labels and ranges are those of the whole ``train.jsonl`` (a label only the held-out dialogues
+have is kept, with no training example: its count is 0 in the summary)::
 
     {"dialogue": "ep1_scene3", "turn": 0, "speaker": "Ann", "text": "You did WHAT?",
      "labels": {"emotion": "surprise", "sentiment": "negative", "sarcasm": "none"}}
