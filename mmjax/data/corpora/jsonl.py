@@ -172,9 +172,10 @@ def read(path: str, options: common.Options, problems: common.Problems) -> commo
               for split, file in files.items() if os.path.isfile(file)}
     declared = os.path.join(path, TASKS_FILE)
     if os.path.isfile(declared):
-        tasks, source = _declared_tasks(declared), f"declared in {declared}"
+        tasks, source, range_hint = _declared_tasks(declared), f"declared in {declared}", ""
     else:
         tasks, source = _inferred_tasks(splits["train"], path), "those of train.jsonl"
+        range_hint = "; a tasks.json may declare a wider range"  # an inferred range is train's [min, max]
     if not 0 <= options.validation_fraction < 1:
         raise ConfigError(f"--validation_fraction={options.validation_fraction}: expected a value in [0, 1)")
     extra = {}
@@ -186,7 +187,7 @@ def read(path: str, options: common.Options, problems: common.Problems) -> commo
     for split in splits.values():
         for dialogue in split:
             for turn in dialogue.turns:
-                turn.labels = _label_ids(turn, tasks, problems, source)
+                turn.labels = _label_ids(turn, tasks, problems, source, range_hint)
     return common.Corpus("jsonl", LANGUAGE, splits, tuple(tasks.values()), extra=extra)
 
 
@@ -308,11 +309,13 @@ def _stored_label(task: Task, value):
     return task.labels.index(str(value))
 
 
-def _label_ids(turn: common.Turn, tasks: dict[str, Task], problems: common.Problems, source: str):
+def _label_ids(turn: common.Turn, tasks: dict[str, Task], problems: common.Problems, source: str,
+               range_hint: str):
     """The turn's labels as stored (class ids, values, indicators); an unknown task or a label
     the task cannot take is dropped (or an error). ``source`` says where the tasks come from (the
-    tasks file, or the training labels)."""
-    ids, declared = {}, source.startswith("declared")
+    tasks file, or the training labels); ``range_hint`` follows it for a value outside a regression
+    task's range."""
+    ids = {}
     for task, value in turn.labels.items():
         spec = tasks.get(task)
         if spec is None:
@@ -321,9 +324,8 @@ def _label_ids(turn: common.Turn, tasks: dict[str, Task], problems: common.Probl
             continue
         stored = _stored_label(spec, value)
         if isinstance(stored, str):
-            wider = "; a tasks.json may declare a wider range" if spec.kind == REGRESSION and not declared else ""
-            problems.bad("unknown label (label dropped)", turn.where,
-                         f"labels.{task} {value!r} {stored} ({source}{wider})")
+            hint = range_hint if spec.kind == REGRESSION else ""
+            problems.bad("unknown label (label dropped)", turn.where, f"labels.{task} {value!r} {stored} ({source}{hint})")
         else:
             ids[task] = stored
     return ids
