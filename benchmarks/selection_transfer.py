@@ -106,8 +106,9 @@ def peer_rows(data_dir: str, tasks) -> dict[float, dict[str, np.ndarray]]:
     val_texts, val_y = linear_peer.read_split(data_dir, "validation", manifest, by_name)
     vectorizer, _ = linear_peer.fitted_vectorizer(by_name, train_texts, train_y)
     x_train, x_val = vectorizer.transform(train_texts), vectorizer.transform(val_texts)
-    source = records.DialogueSource(data_dir, "validation", manifest)
-    position = np.array([(d, t) for d in range(len(source)) for t in range(source[d].num_turns)], np.int32)
+    turns = records.DialogueSource(data_dir, "validation", manifest).turns  # [dialogues], read_split's order
+    position = np.stack([np.repeat(np.arange(len(turns)), turns), np.concatenate([np.arange(n) for n in turns])],
+                        -1).astype(np.int32)
     out = {c: {"position": position, **{f"label/{t}": y for t, y in val_y.items()}} for c in linear_peer.C_GRID}
     for name, task in by_name.items():
         fit = task.is_labelled(train_y[name])
