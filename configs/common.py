@@ -109,6 +109,10 @@ def get_config() -> ml_collections.ConfigDict:
     # positions) or "conv_rnn" (feature_layers residual 1-D convolutions, then a bidirectional GRU).
     config.model.feature_encoder = "transformer"
     config.model.context_turns = 3  # previous turns each utterance attends to; 0 disables context
+    # How the previous turns enter: "attention" (speaker- and distance-aware attention, then an
+    # MLP) or "previous_turns" (a linear map of each previous turn's vector, by distance and by
+    # same / other speaker, added to the utterance's; see mmjax.models.context).
+    config.model.context_interaction = "attention"
     # "cross_attention" (each modality attends to every other), "concat" (late fusion) or "gated".
     config.model.fusion = "cross_attention"
     config.model.sharing = "soft"  # or "hard"

@@ -16,7 +16,7 @@ from mmjax.state import TrainState
 from tests.tiny import quick_jit, tiny_config
 
 # soft_share, the default, trains in test_train_step and test_learning.
-VARIANTS = ("hard_share", "text_only", "late_fusion", "no_context", "gated_fusion", "conv_rnn", "uncertainty",
+VARIANTS = ("hard_share", "text_only", "late_fusion", "no_context", "previous_turns", "gated_fusion", "conv_rnn", "uncertainty",
             "tower_attention")
 
 

@@ -63,6 +63,7 @@ class AffectModel(nn.Module):
     freeze_text: bool = False
     cached_text: bool = False
     task_uncertainty: bool = False  # declare one learned log-variance per task (losses.py)
+    context_interaction: str = "attention"  # context.INTERACTIONS
     ngram: dict | None = None  # text_encoder="ngram": NgramEncoder's orders, buckets, ngram_dropout, ngram_init_scale
 
     @nn.compact
@@ -88,7 +89,10 @@ class AffectModel(nn.Module):
         for m in self.modalities:
             present[m] = jnp.any(masks[m], -1) & flat(turn_mask)
             pooled = layers.masked_mean(sequences[m], masks[m], axis=1).reshape(B, T, self.width)
-            if self.context_turns > 0:
+            if self.context_turns > 0 and self.context_interaction == "previous_turns":
+                pooled = context.PreviousTurns(self.context_turns, self.dtype, self.dropout, name=f"{m}_context")(
+                    pooled, batch["speakers"], present[m].reshape(B, T), deterministic)
+            elif self.context_turns > 0:
                 pooled = context.ContextInteraction(
                     self.context_turns, self.num_heads, self.mlp_dim, self.dtype, self.dropout, self.attention,
                     name=f"{m}_context")(pooled, batch["speakers"], present[m].reshape(B, T), deterministic)
@@ -170,7 +174,10 @@ def build_model(config, manifest) -> AffectModel:
         tasks=resolve_tasks(config.tasks, manifest), modalities=modalities,
         vocab_size=layers.padded_vocab_size(manifest["text"]["vocab_size"]), width=m.width, mlp_dim=m.mlp_dim,
         num_heads=m.num_heads, text_layers=m.text_layers, feature_layers=m.feature_layers,
-        feature_encoder=m.feature_encoder, context_turns=config.model.context_turns, fusion=m.fusion,
+        feature_encoder=m.feature_encoder, context_turns=config.model.context_turns,
+        context_interaction=_lookup({k: k for k in context.INTERACTIONS}, "model.context_interaction",
+                                    m.get("context_interaction", "attention")),  # runs recorded before the key
+        fusion=m.fusion,
         sharing=m.sharing, tower_hidden=m.tower_hidden, tower_layers=m.tower_layers,
         cross_stitch=m.cross_stitch, tower_attention=m.tower_attention,
         dropout=m.dropout, dtype=_lookup(DTYPES, "model.dtype", m.dtype),

@@ -1,6 +1,7 @@
 import flax.linen as nn
 import jax
 import numpy as np
+import pytest
 
 from mmjax.models import context
 from tests.tiny import quick_jit
@@ -18,18 +19,36 @@ def _inputs(turns, rng):
     return x, speakers, turn_mask
 
 
-def _model_and_apply():
-    module = context.ContextInteraction(context_turns=K, num_heads=2, mlp_dim=WIDTH)
+INTERACTIONS = pytest.mark.parametrize("interaction", context.INTERACTIONS)
+
+
+def _model_and_apply(interaction):
+    if interaction == "attention":
+        module = context.ContextInteraction(context_turns=K, num_heads=2, mlp_dim=WIDTH)
+    else:
+        module = context.PreviousTurns(context_turns=K)
     x, speakers, turn_mask = _inputs(6, np.random.default_rng(0))
     params = nn.meta.unbox(quick_jit(module.init)(jax.random.key(0), x, speakers, turn_mask))
-    # Non-zero speaker-relation bias (it starts at 0): same-speaker turns strongly preferred.
-    params["params"]["speaker_relation_bias"] = np.array([[-3.0, -3.0], [3.0, 3.0]], np.float32)
+    if interaction == "attention":
+        # Non-zero speaker-relation bias (it starts at 0): same-speaker turns strongly preferred.
+        params["params"]["speaker_relation_bias"] = np.array([[-3.0, -3.0], [3.0, 3.0]], np.float32)
+    else:  # the map starts at zero (no context at all): a random one
+        kernel = params["params"]["projection"]["kernel"]
+        params["params"]["projection"]["kernel"] = np.random.default_rng(2).normal(size=kernel.shape).astype(np.float32)
     apply = quick_jit(module.apply)
     return lambda *a: np.asarray(apply(params, *a))
 
 
-def test_padding_turns_change_no_real_turn():
-    apply = _model_and_apply()
+def test_previous_turns_start_as_no_context():
+    module = context.PreviousTurns(context_turns=K)
+    x, speakers, turn_mask = _inputs(6, np.random.default_rng(0))
+    params = quick_jit(module.init)(jax.random.key(0), x, speakers, turn_mask)
+    np.testing.assert_array_equal(np.asarray(quick_jit(module.apply)(params, x, speakers, turn_mask)), x)
+
+
+@INTERACTIONS
+def test_padding_turns_change_no_real_turn(interaction):
+    apply = _model_and_apply(interaction)
     x, speakers, turn_mask = _inputs(6, np.random.default_rng(0))
     before = apply(x, speakers, turn_mask)
     junk_x, junk_speakers, padded_mask = _inputs(9, np.random.default_rng(1))
@@ -40,8 +59,9 @@ def test_padding_turns_change_no_real_turn():
     np.testing.assert_allclose(after[:, :6][turn_mask], before[turn_mask], rtol=1e-5, atol=1e-5)
 
 
-def test_each_turn_sees_exactly_its_previous_k_turns():
-    apply = _model_and_apply()
+@INTERACTIONS
+def test_each_turn_sees_exactly_its_previous_k_turns(interaction):
+    apply = _model_and_apply(interaction)
     x, speakers, turn_mask = _inputs(6, np.random.default_rng(0))
     before = apply(x, speakers, turn_mask)
     t = 4
@@ -52,8 +72,9 @@ def test_each_turn_sees_exactly_its_previous_k_turns():
         assert np.allclose(changed[0, t], before[0, t], atol=1e-5) != seen, (other, seen)
 
 
-def test_speaker_relations_not_identities_matter():
-    apply = _model_and_apply()
+@INTERACTIONS
+def test_speaker_relations_not_identities_matter(interaction):
+    apply = _model_and_apply(interaction)
     x, _, turn_mask = _inputs(6, np.random.default_rng(0))
     speakers = np.array([[0, 1, 0, 1, 0, 1], [0, 1, 0, 1, 0, 0]], np.int32)
     before = apply(x, speakers, turn_mask)
