@@ -78,6 +78,10 @@ def main(argv=None):
         print(f"{split}: utterances of frequent speakers {share:.3f}, character 3-grams seen twice in training "
               f"{overlap(texts, seen):.3f}")
     frequent = np.array([is_frequent.get(s, False) for d in val_speakers for s in d])
+    if frequent.all() or not frequent.any():  # one slice would be empty: its macro-F1 means nothing
+        raise SystemExit(f"{args.data_dir}: {'every' if frequent.all() else 'no'} validation utterance comes from a "
+                         f"speaker with at least --min_utterances={args.min_utterances} training utterances, so "
+                         "one slice is empty: choose another --min_utterances")
     vectorizer, _ = linear_peer.fitted_vectorizer(tasks, train_texts, train_y)
     x_train, x_val = vectorizer.transform(train_texts), vectorizer.transform(val_texts)
     peer = {}

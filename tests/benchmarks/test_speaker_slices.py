@@ -34,3 +34,9 @@ def test_slice_scores_average_over_the_classes_a_slice_sees_as_sklearn_does():
     labelled = labels >= 0
     for name, mask in (("all", labelled), ("frequent", frequent & labelled), ("other", ~frequent & labelled)):
         assert scores[name] == pytest.approx(100 * f1_score(labels[mask], predicted[mask], average="macro")), name
+
+
+def test_an_empty_slice_is_one_clear_error(records_dir):
+    with pytest.raises(SystemExit, match="no validation utterance comes from a speaker with at least "
+                       "--min_utterances=1000000 training utterances"):
+        speaker_slices.main(["--data_dir", records_dir, "--min_utterances=1000000"])
