@@ -3,9 +3,10 @@ on the validation split alone::
 
     python benchmarks/selection_transfer.py --every=100 runs/cmma_s0 runs/cmma_s1 runs/cmma_s2
 
-Each run must have kept every checkpoint (train it with ``--config.max_checkpoints_to_keep``
-above its number of checkpoints). Every saved step that is a multiple of ``--every`` predicts the
-validation split once. Then, ``--halvings`` times per run, the validation dialogues are split at
+A run is read from the validation rows its training saved at each validation
+(``mmjax.selection.saved_rows``); a run trained before those must have kept every checkpoint (train
+it with ``--config.max_checkpoints_to_keep`` above its number of checkpoints), and every saved step
+that is a multiple of ``--every`` then predicts the validation split once. Then, ``--halvings`` times per run, the validation dialogues are split at
 random into halves A and B; each rule selects on A and is scored on B by the mean over tasks of
 the run's selection score (``config.selection_metric``; Pearson r for regression):
 
@@ -34,7 +35,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from mmjax import breakdowns, checkpointing, inputs, linear_peer, metrics, restored_run, setup as setup_lib  # noqa: E402
+from mmjax import breakdowns, checkpointing, inputs, linear_peer, restored_run, setup as setup_lib  # noqa: E402
 from mmjax import saved_run, selection, sharding  # noqa: E402
 from mmjax.data import records  # noqa: E402
 from mmjax.tasks import resolve_tasks  # noqa: E402
@@ -42,11 +43,17 @@ from mmjax.tasks import resolve_tasks  # noqa: E402
 
 def validation_rows(workdir: str, every: int) -> tuple[dict[int, dict[str, np.ndarray]], object, list]:
     """({step: per-utterance validation rows (``breakdowns.utterance_rows``)}, config, tasks) for
-    each saved step of ``workdir`` that is a multiple of ``every``."""
+    each saved step of ``workdir`` that is a multiple of ``every``: the rows the run saved at its
+    validations where it did (``selection.saved_rows``), else its checkpoints' predictions."""
+    config = saved_run.load_config(workdir)
+    saved = selection.saved_rows(workdir)
+    interval = math.lcm(every, config.checkpoint_every_steps)  # the steps it saved
+    wanted = [step for step in saved if step % interval == 0]
+    if len(wanted) >= 2 and set(range(interval, max(wanted) + 1, interval)) <= set(wanted):
+        return {step: saved[step] for step in wanted}, config, resolve_tasks(config.tasks, saved_run.load_manifest(workdir))
     mngr = checkpointing.manager(workdir, create=False)
     steps = [step for step in sorted(mngr.all_steps()) if step % every == 0]
     mngr.close()
-    interval = math.lcm(every, saved_run.load_config(workdir).checkpoint_every_steps)  # the steps it saved
     missing = sorted(set(range(interval, max(steps, default=0) + 1, interval)) - set(steps))
     if len(steps) < 2 or missing:  # the kept steps alone were chosen on the whole split already
         sys.exit(f"{workdir}: saved steps at multiples of {every}: {steps}, lacking {missing}; selection needs every "
@@ -62,39 +69,6 @@ def validation_rows(workdir: str, every: int) -> tuple[dict[int, dict[str, np.nd
                 batches.append(jax.device_get(eval_step(run.kept[step], sharding.global_batch(batch, s.mesh))["rows"]))
         out[step] = breakdowns.utterance_rows(batches)
     return out, config, tasks
-
-
-def selection_scores(rows: dict[str, np.ndarray], keep: np.ndarray, tasks, config) -> dict[str, float]:
-    """{task: its selection score} over the utterances ``keep`` (bool [N]) of one step's rows."""
-    report = {}
-    for task in tasks:
-        labels, predicted = rows[f"label/{task.name}"][keep], rows[f"predicted/{task.name}"][keep]
-        labelled = task.is_labelled(labels)
-        report[task.name] = {"kind": task.kind, **metrics.host_scores(task, predicted[labelled], labels[labelled])}
-    return selection.task_validation_scores(report, config)
-
-
-def random_halves(dialogue: np.ndarray, halvings: int, rng: np.random.Generator) -> list[np.ndarray]:
-    """``halvings`` random halves A of the dialogue indices in ``dialogue``: int arrays."""
-    ids = np.unique(dialogue)
-    return [rng.choice(ids, len(ids) // 2, replace=False) for _ in range(halvings)]
-
-
-def transfer(candidates: dict, tasks, config, halves: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """(joint, per-task) scores on half B of each halving of the validation dialogues (``halves``:
-    the dialogue indices of each half A), each rule having selected among ``candidates`` ({step or
-    C: rows}) on half A: float [len(halves)] each."""
-    joint, per_task = [], []
-    for half in halves:
-        scores = {}
-        for candidate, rows in candidates.items():
-            a = np.isin(rows["position"][:, 0], half)
-            scores[candidate] = (selection_scores(rows, a, tasks, config), selection_scores(rows, ~a, tasks, config))
-        best = max(scores, key=lambda step: np.mean(list(scores[step][0].values())))
-        joint.append(np.mean(list(scores[best][1].values())))
-        per_task.append(np.mean([scores[max(scores, key=lambda step: scores[step][0][t.name])][1][t.name]
-                                 for t in tasks]))
-    return np.array(joint), np.array(per_task)
 
 
 def peer_rows(data_dir: str, tasks) -> dict[float, dict[str, np.ndarray]]:
@@ -130,8 +104,8 @@ def main(argv=None):
     differences, against_peer, peers = [], [], {}
     for workdir in args.workdirs:
         by_step, config, tasks = validation_rows(workdir, args.every)
-        halves = random_halves(next(iter(by_step.values()))["position"][:, 0], args.halvings, rng)
-        joint, per_task = transfer(by_step, tasks, config, halves)
+        halves = selection.random_halves(next(iter(by_step.values()))["position"][:, 0], args.halvings, rng)
+        joint, per_task = selection.held_out(by_step, tasks, config, halves)
         differences.append(per_task - joint)
         line = (f"{workdir}: steps {sorted(by_step)}; on the held-out half: joint {100 * joint.mean():.2f}, "
                 f"per task {100 * per_task.mean():.2f}")
@@ -139,7 +113,7 @@ def main(argv=None):
             key = (config.data.dir, tuple(t.name for t in tasks))  # the runs may read different corpora
             if key not in peers:
                 peers[key] = peer_rows(config.data.dir, tasks)
-            _, peer_per_task = transfer(peers[key], tasks, config, halves)
+            _, peer_per_task = selection.held_out(peers[key], tasks, config, halves)
             against_peer.append(per_task - peer_per_task)
             line += f", the linear peer (C per task) {100 * peer_per_task.mean():.2f}"
         print(line, flush=True)

@@ -20,10 +20,11 @@ _log = logging.getLogger(__name__)  # status lines; shown by the commands (mmjax
 
 
 def run(eval_step, params, config, manifest, split: str, mesh, rules, details: bool = False,
-        top_speakers: int = 10) -> dict:
+        top_speakers: int = 10, rows_sink=None) -> dict:
     """Per task: scores, mean loss, the confusion matrix and per-class scores over every labelled
     utterance; with ``details``, also scores by speaker (the ``top_speakers`` most frequent) and
-    by modalities present (``by_speaker``, ``by_modalities``)."""
+    by modalities present (``by_speaker``, ``by_modalities``). ``rows_sink``: called with the
+    per-utterance rows (``breakdowns.utterance_rows``; one process only)."""
     totals, rows, utterances = None, [], 0
     started = first = time.perf_counter()
     with sharding.activate(mesh, rules):
@@ -32,7 +33,7 @@ def run(eval_step, params, config, manifest, split: str, mesh, rules, details: b
         for i, local_batch in enumerate(bar):
             out = eval_step(params, sharding.global_batch(local_batch, mesh))
             batch_rows = out.pop("rows")
-            if details:
+            if details or rows_sink:
                 rows.append(batch_rows)  # fetched once at the end: no host sync per batch
             totals = out if totals is None else jax.tree.map(lambda a, b: a + b, totals, out)
             utterances += int((local_batch["position"][..., 0] >= 0).sum())
@@ -53,9 +54,12 @@ def run(eval_step, params, config, manifest, split: str, mesh, rules, details: b
         stats = {k.partition("/")[2]: v for k, v in totals.items() if k.startswith(f"{task.name}/")}
         report[task.name] = task_report(task, stats, float(totals[f"{task.name}/loss_sum"]) / max(count, 1.0),
                                         manifest["splits"]["train"])
-    if details:
-        _add_breakdowns(report, breakdowns.utterance_rows(jax.device_get(rows)), config, manifest, split,
-                        top_speakers)
+    if details or rows_sink:
+        utterances = breakdowns.utterance_rows(jax.device_get(rows))
+        if rows_sink:
+            rows_sink(utterances)
+        if details:
+            _add_breakdowns(report, utterances, config, manifest, split, top_speakers)
     return report
 
 

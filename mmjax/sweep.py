@@ -6,12 +6,15 @@
 Every combination of the ``--grid`` values (``key=v1,v2,...``; a value holding commas goes in
 brackets or quotes, e.g. ``model.modalities=("text",),("text","audio")``) is trained with each seed
 in ``<workdir>/<NN>_<overrides>_s<seed>`` by ``mmjax.train``'s code, so a run already there is
-resumed or, when finished, only read. A point's score is the mean over its seeds of the
-validation score of each run's best checkpoint (the checkpoint ``evaluate --step=best`` picks, by
-``config.selection_metric``; under per-task selection, the mean of each task's best); the test
+resumed or, when finished, only read. Points are ranked by the mean over their seeds of each
+run's held-out score (``selection.held_out_score``: the run's checkpoint selection made on half
+of the validation dialogues, scored on the other half, over random halvings), which carries none
+of the optimism of a best checkpoint's score read on the split that chose it; runs that saved no
+validation rows are ranked by that best score (the checkpoint ``evaluate --step=best`` picks, by
+``config.selection_metric``; under per-task selection, the mean of each task's best). The test
 split is never read. Writes ``<workdir>/sweep.json`` (per point: overrides, per seed the best step,
-its score and per-task validation scores; mean and standard deviation) and prints the points
-ranked, with the command that trains the best one.
+its score, per-task validation scores and the held-out score; means and standard deviations) and
+prints the points ranked, with the command that trains the best one.
 """
 
 from __future__ import annotations
@@ -31,8 +34,9 @@ from absl import app, flags
 from etils import epath
 from ml_collections import config_flags
 
-from mmjax import atomic, checkpointing, cli, trainer
+from mmjax import atomic, checkpointing, cli, saved_run, selection, trainer
 from mmjax.errors import ConfigError, MmjaxError
+from mmjax.tasks import resolve_tasks
 
 _log = logging.getLogger(__name__)  # status lines; shown by the commands (mmjax.cli)
 
@@ -190,9 +194,20 @@ def best_validation(workdir: str, config) -> dict | None:
 
 
 def summarise(overrides: dict, runs: list[dict]) -> dict:
-    scores = [r["score"] for r in runs]
-    return {"overrides": overrides, "runs": runs, "mean": float(np.mean(scores)),
-            "std": float(np.std(scores, ddof=1)) if len(scores) > 1 else 0.0}
+    """A point's mean and std over its runs of the best validation score and, where every run has
+    one, of the held-out score (``held_out_mean``, ``held_out_std``): the one it is ranked by."""
+    out = {"overrides": overrides, "runs": runs}
+    for key, prefix in (("score", ""), ("held_out", "held_out_")):
+        scores = [r.get(key) for r in runs]
+        if None not in scores:
+            out.update({f"{prefix}mean": float(np.mean(scores)),
+                        f"{prefix}std": float(np.std(scores, ddof=1)) if len(scores) > 1 else 0.0})
+    return out
+
+
+def ranking_key(point: dict) -> float:
+    """Best first: by the held-out score where the point has one, else by the best validation score."""
+    return -point.get("held_out_mean", point["mean"])
 
 
 def sweep(config, workdir: str, grid_specs: Sequence[str], seeds: Sequence[int]) -> list[dict]:
@@ -213,14 +228,18 @@ def sweep(config, workdir: str, grid_specs: Sequence[str], seeds: Sequence[int])
             trainer.train_and_evaluate(run_config, run_dir)
             best = best_validation(run_dir, run_config)
             if jax.process_index() == 0:
-                runs.append({"seed": seed, "workdir": run_dir, **best})
-                _log.info(f"best validation score {best['score']:.4f} at step {best['step']}")
+                tasks = resolve_tasks(run_config.tasks, saved_run.load_manifest(run_dir))
+                held_out = selection.held_out_score(run_dir, run_config, tasks)
+                runs.append({"seed": seed, "workdir": run_dir, **best, "held_out": held_out})
+                _log.info(f"best validation score {best['score']:.4f} at step {best['step']}" + (
+                    "" if held_out is None else f"; selected on half the validation dialogues, scored on the other "
+                    f"half: {held_out:.4f}"))
         if jax.process_index() == 0:
             results.append(summarise(overrides, runs))
-            ranked = sorted(results, key=lambda r: -r["mean"])
+            ranked = sorted(results, key=ranking_key)
             atomic.write_atomically(epath.Path(workdir) / RESULTS, lambda f: json.dump(
                 {"grid": [[k, v] for k, v in grid], "seeds": list(seeds), "points": ranked}, f, indent=1, default=str))
-    return sorted(results, key=lambda r: -r["mean"])
+    return sorted(results, key=ranking_key)
 
 
 def override_flag(key: str, value) -> str:
@@ -232,11 +251,23 @@ def format_ranking(ranked: list[dict], metric: str) -> str:
     """The points, best first: mean ± std of the validation score over seeds in percent (reports
     such as ``mmjax.evaluate``'s keep fractions), and the overrides; the first line says what the
     score is."""
-    lines = [f"validation score: the mean over tasks of {metric} (Pearson r for a regression task), in %",
+    held_out = all("held_out_mean" in r for r in ranked)
+    lines = [f"validation score: the mean over tasks of {metric} (Pearson r for a regression task), in %; "
+             + ("ranked by the held-out score: each run's checkpoint selected on a random half of the validation "
+                f"dialogues and scored on the other half, mean of {selection.HALVINGS} halvings (the best score "
+                "is read on the split that selected it, so it is optimistic and favours noisy settings)"
+                if held_out else "ranked by the best score"),
+             f"{'rank':>4}  {'held-out score (%)':>20}  {'best score (%)':>20}  overrides" if held_out else
              f"{'rank':>4}  {'validation score (%)':>24}  overrides"]
+
+    def spread(r, prefix=""):
+        mean, std = 100 * r[f"{prefix}mean"], 100 * r[f"{prefix}std"]
+        return f"{mean:.2f} ± {std:.2f}" if len(r["runs"]) > 1 else f"{mean:.2f}"
+
     for rank, r in enumerate(ranked, 1):
-        spread = f"{100 * r['mean']:.2f} ± {100 * r['std']:.2f}" if len(r["runs"]) > 1 else f"{100 * r['mean']:.2f}"
-        lines.append(f"{rank:>4}  {spread:>24}  " + " ".join(override_flag(k, v) for k, v in r["overrides"].items()))
+        flags = " ".join(override_flag(k, v) for k, v in r["overrides"].items())
+        lines.append(f"{rank:>4}  {spread(r, 'held_out_'):>20}  {spread(r):>20}  {flags}" if held_out else
+                     f"{rank:>4}  {spread(r):>24}  {flags}")
     return "\n".join(lines)
 
 

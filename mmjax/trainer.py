@@ -4,6 +4,7 @@ setup it runs is ``mmjax.setup``'s, the records ``mmjax.prepared_records``')."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import time
@@ -105,7 +106,7 @@ def _train(config, workdir: str):
     writer = metric_log.MetricWriter(workdir, is_main, start)
     try:
         with preemption.Watch(mngr) as watch:
-            state = _loop(config, s, state, start, step_fn, eval_fn, data, mngr, writer, watch)
+            state = _loop(config, workdir, s, state, start, step_fn, eval_fn, data, mngr, writer, watch)
     finally:  # also on errors: finish in-flight (good) saves and seal them before the process ends
         checkpointing.seal(mngr)
         mngr.close()
@@ -113,7 +114,7 @@ def _train(config, workdir: str):
     return state
 
 
-def _loop(config, s: setup_lib.Setup, state, start: int, step_fn, eval_fn, data, mngr, writer, watch):
+def _loop(config, workdir: str, s: setup_lib.Setup, state, start: int, step_fn, eval_fn, data, mngr, writer, watch):
     """Steps ``start + 1 .. num_train_steps`` with logging, validation and checkpoints; stops
     after saving at the step where ``watch`` (a ``preemption.Watch``) says to."""
     log = metric_log.IntervalMetrics(start + 1)
@@ -136,7 +137,11 @@ def _loop(config, s: setup_lib.Setup, state, start: int, step_fn, eval_fn, data,
         if step % config.eval_every_steps == 0 or save:
             jax.block_until_ready(metrics)  # the train steps so far are done: what follows is not training
             paused = time.perf_counter()
-            report = evaluation.run(eval_fn, state.eval_params(), config, s.manifest, "validation", s.mesh, s.rules)
+            # Each validation's predictions are kept (a few bytes per utterance), so what selecting a step
+            # is worth can be measured on validation utterances it did not select on (selection.held_out).
+            sink = (functools.partial(selection.save_rows, workdir, step) if jax.process_count() == 1 else None)
+            report = evaluation.run(eval_fn, state.eval_params(), config, s.manifest, "validation", s.mesh, s.rules,
+                                    rows_sink=sink)
             score = selection.validation_score(report, config)
             writer.write("validation", step, {"score": score, **{
                 f"{t}/{k}": r[k] for t, r in report.items() for k in report_lib.scores_of(r)}})

@@ -1,11 +1,15 @@
-"""Model selection on the validation split (mmjax.selection): the split it needs and early stopping."""
+"""Model selection on the validation split (mmjax.selection): the split it needs, early stopping, the
+rows each validation saves and selection measured on held-out halves of the split."""
 
 import copy
 
+import ml_collections
+import numpy as np
 import pytest
 
 from mmjax import checkpointing, prepared_records, selection
-from mmjax.errors import ConfigError
+from mmjax.errors import ConfigError, MmjaxError
+from mmjax.tasks import Task
 from tests.tiny import scored_checkpoints, tiny_config
 
 
@@ -61,3 +65,62 @@ def test_a_flat_task_keeps_its_first_best_step_and_lets_early_stopping_fire(tmp_
     assert selection.stopped_early(config, mngr, 6, {"sentiment": 0.25, "emotion": 0.5}) is None
     assert selection.stopped_early(config, mngr, 6, {"sentiment": 0.25, "emotion": 0.375}) == 2
     mngr.close()
+
+
+def test_each_rule_selects_on_one_half_and_is_scored_on_the_other():
+    # 40 dialogues of 5 utterances; step 1 gets task a right and b wrong, step 2 the reverse, step 3
+    # both half right: per-task selection reads each task at its perfect step, joint cannot.
+    tasks = [Task("a", ("no", "yes")), Task("b", ("no", "yes"))]
+    n = 200
+    labels = np.random.default_rng(0).integers(0, 2, n)
+    position = np.stack([np.arange(n) // 5, np.arange(n) % 5], -1)
+    half = np.where(np.arange(n) % 2, labels, 1 - labels)
+
+    def rows(a, b):
+        return {"position": position, "label/a": labels, "label/b": labels, "predicted/a": a, "predicted/b": b}
+
+    by_step = {1: rows(labels, 1 - labels), 2: rows(1 - labels, labels), 3: rows(half, half)}
+    config = ml_collections.ConfigDict({"selection_metric": "macro_f1"})
+    halves = selection.random_halves(position[:, 0], 5, np.random.default_rng(1))
+    assert all(len(half) == 20 and len(np.unique(half)) == 20 for half in halves)
+    joint, per_task = selection.held_out(by_step, tasks, config, halves)
+    assert joint.shape == per_task.shape == (5,)
+    np.testing.assert_allclose(per_task, 1.0)
+    assert np.all(joint < 0.75)  # one step for both tasks: one of them is wrong or both are half right
+
+
+def test_rows_are_saved_per_step_and_read_back(tmp_path):
+    rows = {"position": np.array([[0, 1], [2, 0]], np.int32), "label/a": np.array([1, 0]),
+            "predicted/a": np.array([1, 1])}
+    assert selection.saved_rows(str(tmp_path)) == {}
+    for step in (20, 5):
+        selection.save_rows(str(tmp_path), step, {**rows, "predicted/a": rows["predicted/a"] * step})
+    saved = selection.saved_rows(str(tmp_path))
+    assert list(saved) == [5, 20]
+    np.testing.assert_array_equal(saved[20]["position"], rows["position"])
+    np.testing.assert_array_equal(saved[5]["predicted/a"], [5, 5])
+    (tmp_path / selection.ROWS_DIR / "step_30.npz").write_text("not a zip")
+    with pytest.raises(MmjaxError, match="step_30.npz' is not a readable rows file"):
+        selection.saved_rows(str(tmp_path))
+
+
+def test_the_held_out_score_follows_the_runs_selection_rule_over_its_saved_steps(tmp_path):
+    # Steps 2 and 4 each get one task right, step 5 (the last) both half right; step 3, validated but
+    # not saved (checkpoints every 2 steps), both right: no rule may choose it.
+    tasks = [Task("a", ("no", "yes")), Task("b", ("no", "yes"))]
+    n = 200
+    labels = np.random.default_rng(0).integers(0, 2, n)
+    position = np.stack([np.arange(n) // 5, np.arange(n) % 5], -1)
+    half = np.where(np.arange(n) % 2, labels, 1 - labels)
+    rows = lambda a, b: {"position": position, "label/a": labels, "label/b": labels,  # noqa: E731
+                         "predicted/a": a, "predicted/b": b}
+    workdir = str(tmp_path)
+    assert selection.held_out_score(workdir, None, tasks) is None  # no rows saved
+    for step, r in {2: rows(labels, 1 - labels), 3: rows(labels, labels), 4: rows(1 - labels, labels),
+                    5: rows(half, half)}.items():
+        selection.save_rows(workdir, step, r)
+    config = ml_collections.ConfigDict({"selection_metric": "macro_f1", "checkpoint_every_steps": 2,
+                                        "checkpoint_selection": "per_task"})
+    assert selection.held_out_score(workdir, config, tasks) == pytest.approx(1.0)  # a at step 2, b at step 4
+    config.checkpoint_selection = "joint"  # one of steps 2, 4, 5 (3 was not saved): never both right
+    assert selection.held_out_score(workdir, config, tasks) < 0.75

@@ -4,7 +4,7 @@ import os
 import pytest
 
 from configs import cmma
-from mmjax import sweep
+from mmjax import selection, sweep
 from mmjax.errors import ConfigError
 from tests.tiny import run_module, scored_checkpoints, tiny_config
 
@@ -84,15 +84,19 @@ def test_a_sweep_trains_each_point_and_seed_and_ranks_them_by_validation(records
     assert result["seeds"] == [0, 1]
     ranked = result["points"]
     assert sorted(p["overrides"]["learning_rate"] for p in ranked) == [1e-4, 3e-3]
-    assert ranked[0]["mean"] >= ranked[1]["mean"]
+    assert ranked[0]["held_out_mean"] >= ranked[1]["held_out_mean"]  # ranked by the held-out score
     for point in ranked:
         assert [r["seed"] for r in point["runs"]] == [0, 1]
         scores = [r["score"] for r in point["runs"]]
         assert point["mean"] == pytest.approx(sum(scores) / 2)
+        assert point["held_out_mean"] == pytest.approx(sum(r["held_out"] for r in point["runs"]) / 2)
         for run in point["runs"]:  # the score is that of the run's best checkpoint, as logged
             logged = [json.loads(line) for line in open(os.path.join(run["workdir"], "metrics.jsonl"))]
             validation = {e["step"]: e["score"] for e in logged if e["split"] == "validation"}
             assert run["score"] == max(validation.values()) == validation[run["step"]]
+            # Each validation saved its rows; the held-out score is read from them.
+            assert sorted(selection.saved_rows(run["workdir"])) == sorted(validation)
+            assert 0.0 <= run["held_out"] <= 1.0
             assert json.load(open(os.path.join(run["workdir"], "config.json")))["seed"] == run["seed"]
     # Progress lines (the command logs as "__main__") and the winner's command.
     assert "sweep point 2/2, seed 1: {'learning_rate': 0.003}" in out and "best validation score" in out
@@ -122,7 +126,23 @@ def test_the_ranking_prints_scores_in_percent_and_says_so():
     ranked = [{"mean": 0.3312, "std": 0.0021, "runs": [{}, {}], "overrides": {"learning_rate": 5e-3}},
               {"mean": 0.3, "std": 0.0, "runs": [{}], "overrides": {"learning_rate": 2e-3}}]
     what, header, first, second = sweep.format_ranking(ranked, "macro_f1").splitlines()
-    assert what == "validation score: the mean over tasks of macro_f1 (Pearson r for a regression task), in %"
+    assert what == ("validation score: the mean over tasks of macro_f1 (Pearson r for a regression task), in %; "
+                    "ranked by the best score")
     assert "validation score (%)" in header
     assert "33.12 ± 0.21" in first and "--config.learning_rate=0.005" in first
     assert "30.00" in second and "±" not in second  # one seed: no spread
+    for point, held_out in zip(ranked, (0.3201, 0.305)):
+        point.update(held_out_mean=held_out, held_out_std=0.001)
+    what, header, first, second = sweep.format_ranking(ranked, "macro_f1").splitlines()
+    assert "ranked by the held-out score" in what and "held-out score (%)" in header
+    assert "32.01 ± 0.10" in first and "33.12 ± 0.21" in first and "30.50" in second
+
+
+def test_points_rank_by_the_held_out_score_where_every_run_has_one():
+    runs = lambda *pairs: [{"score": s, "held_out": h} for s, h in pairs]  # noqa: E731
+    noisy = sweep.summarise({"model.dropout": 0.0}, runs((0.34, 0.31), (0.33, 0.30)))
+    steady = sweep.summarise({"model.dropout": 0.1}, runs((0.33, 0.32), (0.32, 0.32)))
+    assert noisy["mean"] > steady["mean"] and noisy["held_out_mean"] == pytest.approx(0.305)
+    assert sorted([noisy, steady], key=sweep.ranking_key) == [steady, noisy]
+    older = sweep.summarise({"model.dropout": 0.2}, runs((0.35, None)))  # a run that saved no rows
+    assert "held_out_mean" not in older and sweep.ranking_key(older) == -0.35

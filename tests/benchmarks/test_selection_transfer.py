@@ -5,33 +5,11 @@ import numpy as np
 import pytest
 
 from benchmarks import selection_transfer
-from mmjax import saved_run
+from mmjax import saved_run, selection
 from mmjax.data import records
-from mmjax.tasks import TASKS, Task
+from mmjax.tasks import TASKS
 from tests.test_linear_peer import _dialogues
 from tests.tiny import scored_checkpoints
-
-
-def test_each_rule_selects_on_one_half_and_is_scored_on_the_other():
-    # 40 dialogues of 5 utterances; step 1 gets task a right and b wrong, step 2 the reverse, step 3
-    # both half right: per-task selection reads each task at its perfect step, joint cannot.
-    tasks = [Task("a", ("no", "yes")), Task("b", ("no", "yes"))]
-    n = 200
-    labels = np.random.default_rng(0).integers(0, 2, n)
-    position = np.stack([np.arange(n) // 5, np.arange(n) % 5], -1)
-    half = np.where(np.arange(n) % 2, labels, 1 - labels)
-
-    def rows(a, b):
-        return {"position": position, "label/a": labels, "label/b": labels, "predicted/a": a, "predicted/b": b}
-
-    by_step = {1: rows(labels, 1 - labels), 2: rows(1 - labels, labels), 3: rows(half, half)}
-    config = ml_collections.ConfigDict({"selection_metric": "macro_f1"})
-    halves = selection_transfer.random_halves(position[:, 0], 5, np.random.default_rng(1))
-    assert all(len(half) == 20 and len(np.unique(half)) == 20 for half in halves)
-    joint, per_task = selection_transfer.transfer(by_step, tasks, config, halves)
-    assert joint.shape == per_task.shape == (5,)
-    np.testing.assert_allclose(per_task, 1.0)
-    assert np.all(joint < 0.75)  # one step for both tasks: one of them is wrong or both are half right
 
 
 def test_the_peer_is_selected_per_task_on_validation_rows_in_record_order(tmp_path):
@@ -51,8 +29,8 @@ def test_the_peer_is_selected_per_task_on_validation_rows_in_record_order(tmp_pa
         np.testing.assert_array_equal(rows["label/sentiment"][4 * d + 1:4 * d + 4], dialogue.labels["sentiment"][1:])
     assert np.mean(rows["predicted/sentiment"][labelled] == rows["label/sentiment"][labelled]) == 1.0
     config = ml_collections.ConfigDict({"selection_metric": "macro_f1"})
-    halves = selection_transfer.random_halves(rows["position"][:, 0], 4, np.random.default_rng(0))
-    _, per_task = selection_transfer.transfer(by_c, tasks, config, halves)
+    halves = selection.random_halves(rows["position"][:, 0], 4, np.random.default_rng(0))
+    _, per_task = selection.held_out(by_c, tasks, config, halves)
     assert per_task.shape == (4,) and np.all(per_task == 1.0)  # the C chosen on A is right on B
 
 
