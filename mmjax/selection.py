@@ -12,10 +12,10 @@ from collections.abc import Mapping
 import numpy as np
 from etils import epath
 
-from mmjax import atomic, checkpointing, metrics as metrics_lib
+from mmjax import atomic, checkpointing, metrics as metrics_lib, saved_run
 from mmjax.data import records
 from mmjax.errors import ConfigError, MmjaxError
-from mmjax.tasks import REGRESSION
+from mmjax.tasks import REGRESSION, resolve_tasks
 
 
 def check_validation_split(config, manifest: Mapping) -> None:
@@ -129,15 +129,18 @@ def held_out(candidates: Mapping, tasks, config, halves: list[np.ndarray]) -> tu
 HALVINGS = 20  # random halvings of the validation dialogues behind a held-out score
 
 
-def held_out_score(workdir: str, config, tasks, halvings: int = HALVINGS, seed: int = 0) -> float | None:
+def held_out_score(workdir: str, config, tasks=None, halvings: int = HALVINGS, seed: int = 0) -> float | None:
     """What the run's checkpoint selection (``config.checkpoint_selection``) is worth on validation
     utterances it did not select on: over ``halvings`` random halvings of the validation dialogues
     (the same for every run of a corpus with the same ``seed``), the rule selects among the run's
     saved steps (multiples of ``config.checkpoint_every_steps`` and the last) on half A, scored on
-    half B; the mean over halvings. None when the run saved no validation rows."""
+    half B; the mean over halvings. None when the run saved no validation rows. ``tasks``: the
+    run's (``mmjax.tasks.Task``), by default resolved from the records manifest it recorded."""
     rows = saved_rows(workdir)
     if not rows:
         return None
+    if tasks is None:
+        tasks = resolve_tasks(config.tasks, saved_run.load_manifest(workdir))
     last = max(rows)
     candidates = {step: r for step, r in rows.items() if step % config.checkpoint_every_steps == 0 or step == last}
     halves = random_halves(rows[last]["position"][:, 0], halvings, np.random.default_rng(seed))

@@ -34,9 +34,8 @@ from absl import app, flags
 from etils import epath
 from ml_collections import config_flags
 
-from mmjax import atomic, checkpointing, cli, saved_run, selection, trainer
+from mmjax import atomic, checkpointing, cli, selection, trainer
 from mmjax.errors import ConfigError, MmjaxError
-from mmjax.tasks import resolve_tasks
 
 _log = logging.getLogger(__name__)  # status lines; shown by the commands (mmjax.cli)
 
@@ -205,9 +204,11 @@ def summarise(overrides: dict, runs: list[dict]) -> dict:
     return out
 
 
-def ranking_key(point: dict) -> float:
-    """Best first: by the held-out score where the point has one, else by the best validation score."""
-    return -point.get("held_out_mean", point["mean"])
+def ranked(points: list[dict]) -> list[dict]:
+    """Best first: by the held-out score where every point has one (a run trained before validation
+    rows were saved has none, and the two scores do not compare), else by the best validation score."""
+    key = "held_out_mean" if all("held_out_mean" in p for p in points) else "mean"
+    return sorted(points, key=lambda p: -p[key])
 
 
 def sweep(config, workdir: str, grid_specs: Sequence[str], seeds: Sequence[int]) -> list[dict]:
@@ -228,18 +229,17 @@ def sweep(config, workdir: str, grid_specs: Sequence[str], seeds: Sequence[int])
             trainer.train_and_evaluate(run_config, run_dir)
             best = best_validation(run_dir, run_config)
             if jax.process_index() == 0:
-                tasks = resolve_tasks(run_config.tasks, saved_run.load_manifest(run_dir))
-                held_out = selection.held_out_score(run_dir, run_config, tasks)
+                held_out = selection.held_out_score(run_dir, run_config)
                 runs.append({"seed": seed, "workdir": run_dir, **best, "held_out": held_out})
                 _log.info(f"best validation score {best['score']:.4f} at step {best['step']}" + (
                     "" if held_out is None else f"; selected on half the validation dialogues, scored on the other "
                     f"half: {held_out:.4f}"))
         if jax.process_index() == 0:
             results.append(summarise(overrides, runs))
-            ranked = sorted(results, key=ranking_key)
             atomic.write_atomically(epath.Path(workdir) / RESULTS, lambda f: json.dump(
-                {"grid": [[k, v] for k, v in grid], "seeds": list(seeds), "points": ranked}, f, indent=1, default=str))
-    return sorted(results, key=ranking_key)
+                {"grid": [[k, v] for k, v in grid], "seeds": list(seeds), "points": ranked(results)}, f, indent=1,
+                default=str))
+    return ranked(results)
 
 
 def override_flag(key: str, value) -> str:
