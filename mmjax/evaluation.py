@@ -55,11 +55,11 @@ def run(eval_step, params, config, manifest, split: str, mesh, rules, details: b
         report[task.name] = task_report(task, stats, float(totals[f"{task.name}/loss_sum"]) / max(count, 1.0),
                                         manifest["splits"]["train"])
     if details or rows_sink:
-        utterances = breakdowns.utterance_rows(jax.device_get(rows))
+        per_utterance = breakdowns.utterance_rows(jax.device_get(rows))
         if rows_sink:
-            rows_sink(utterances)
+            rows_sink(per_utterance)
         if details:
-            _add_breakdowns(report, utterances, config, manifest, split, top_speakers)
+            _add_breakdowns(report, per_utterance, config, manifest, split, top_speakers)
     return report
 
 
