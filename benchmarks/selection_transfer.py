@@ -26,17 +26,17 @@ README's CMMA section (+0.25 for per-task selection on CMMA, +0.11 on MELD).
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import os
 import sys
 
-import jax
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from mmjax import breakdowns, checkpointing, inputs, linear_peer, restored_run, setup as setup_lib  # noqa: E402
-from mmjax import saved_run, selection, sharding  # noqa: E402
+from mmjax import checkpointing, evaluation, linear_peer, restored_run, saved_run, selection  # noqa: E402
+from mmjax import setup as setup_lib  # noqa: E402
 from mmjax.data import records  # noqa: E402
 from mmjax.tasks import resolve_tasks  # noqa: E402
 
@@ -63,11 +63,8 @@ def validation_rows(workdir: str, every: int) -> tuple[dict[int, dict[str, np.nd
         run = restored_run.restore(workdir, step)
         s, config = run.setup, run.config
         tasks = resolve_tasks(config.tasks, s.manifest)
-        eval_step, batches = setup_lib.jit_eval_step(s), []
-        with sharding.activate(s.mesh, s.rules):
-            for batch in inputs.eval_batches(config, s.manifest, "validation", 0, 1):
-                batches.append(jax.device_get(eval_step(run.kept[step], sharding.global_batch(batch, s.mesh))["rows"]))
-        out[step] = breakdowns.utterance_rows(batches)
+        evaluation.run(setup_lib.jit_eval_step(s), run.kept[step], config, s.manifest, "validation", s.mesh, s.rules,
+                       rows_sink=functools.partial(out.__setitem__, step))
     return out, config, tasks
 
 
