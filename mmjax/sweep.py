@@ -204,16 +204,21 @@ def summarise(overrides: dict, runs: list[dict]) -> dict:
     return out
 
 
-def ranked(points: list[dict]) -> list[dict]:
-    """Best first: by the held-out score where every point has one (a run trained before validation
-    rows were saved has none, and the two scores do not compare), else by the best validation score."""
-    key = "held_out_mean" if all("held_out_mean" in p for p in points) else "mean"
+def ranking_key(points: list[dict]) -> str:
+    """The summary key the points rank by: "held_out_mean" where every point has one (a run trained
+    before validation rows were saved has none, and the two scores do not compare), else "mean"."""
+    return "held_out_mean" if all("held_out_mean" in p for p in points) else "mean"
+
+
+def rank_points(points: list[dict]) -> list[dict]:
+    """The points, best first by ``ranking_key``."""
+    key = ranking_key(points)
     return sorted(points, key=lambda p: -p[key])
 
 
 def sweep(config, workdir: str, grid_specs: Sequence[str], seeds: Sequence[int]) -> list[dict]:
-    """Trains every point of the grid with every seed; returns the points ranked by mean score
-    (best first). ``<workdir>/sweep.json`` holds the ranking of the points done so far."""
+    """Trains every point of the grid with every seed; returns the points best first
+    (``rank_points``). ``<workdir>/sweep.json`` holds the ranking of the points done so far."""
     grid = parse_grid(grid_specs, config)
     todo = points(grid)
     for overrides in todo:  # every point is built (not run) before the first trains: a bad value fails now
@@ -237,9 +242,9 @@ def sweep(config, workdir: str, grid_specs: Sequence[str], seeds: Sequence[int])
         if jax.process_index() == 0:
             results.append(summarise(overrides, runs))
             atomic.write_atomically(epath.Path(workdir) / RESULTS, lambda f: json.dump(
-                {"grid": [[k, v] for k, v in grid], "seeds": list(seeds), "points": ranked(results)}, f, indent=1,
+                {"grid": [[k, v] for k, v in grid], "seeds": list(seeds), "points": rank_points(results)}, f, indent=1,
                 default=str))
-    return ranked(results)
+    return rank_points(results)
 
 
 def override_flag(key: str, value) -> str:
@@ -248,10 +253,10 @@ def override_flag(key: str, value) -> str:
 
 
 def format_ranking(ranked: list[dict], metric: str) -> str:
-    """The points, best first: mean ± std of the validation score over seeds in percent (reports
-    such as ``mmjax.evaluate``'s keep fractions), and the overrides; the first line says what the
-    score is."""
-    held_out = all("held_out_mean" in r for r in ranked)
+    """The points, best first: mean ± std over seeds in percent (reports such as ``mmjax.evaluate``'s
+    keep fractions) of the held-out score where they rank by it and of the best validation score,
+    and the overrides; the first line says what the scores are."""
+    held_out = ranking_key(ranked) == "held_out_mean"
     lines = [f"validation score: the mean over tasks of {metric} (Pearson r for a regression task), in %; "
              + ("ranked by the held-out score: each run's checkpoint selected on a random half of the validation "
                 f"dialogues and scored on the other half, mean of {selection.HALVINGS} halvings (the best score "

@@ -143,7 +143,7 @@ def test_points_rank_by_the_held_out_score_where_every_run_has_one():
     noisy = sweep.summarise({"model.dropout": 0.0}, runs((0.34, 0.31), (0.33, 0.30)))
     steady = sweep.summarise({"model.dropout": 0.1}, runs((0.33, 0.32), (0.32, 0.32)))
     assert noisy["mean"] > steady["mean"] and noisy["held_out_mean"] == pytest.approx(0.305)
-    assert sweep.ranked([noisy, steady]) == [steady, noisy]
+    assert sweep.rank_points([noisy, steady]) == [steady, noisy]
     older = sweep.summarise({"model.dropout": 0.2}, runs((0.35, None)))  # a run that saved no rows
     assert "held_out_mean" not in older
-    assert sweep.ranked([noisy, steady, older]) == [older, noisy, steady]  # one lacks it: all by the best score
+    assert sweep.rank_points([noisy, steady, older]) == [older, noisy, steady]  # one lacks it: all by the best score
