@@ -75,8 +75,8 @@ class PreviousTurns(nn.Module):
         shift = lambda a, j: jnp.pad(a, ((0, 0), (j, 0)) + ((0, 0),) * (a.ndim - 2))[:, :turns]  # noqa: E731  turn t holds t-j
         slots = []
         for j in range(1, self.context_turns + 1):
-            same = (shift(speakers, j) == speakers)[..., None].astype(self.dtype)
-            slots += [shift(y, j) * same, shift(y, j) * (1 - same)]
+            previous, same = shift(y, j), (shift(speakers, j) == speakers)[..., None].astype(self.dtype)
+            slots += [previous * same, previous * (1 - same)]
         context = layers.Dropout(self.dropout)(jnp.concatenate(slots, -1), deterministic=deterministic)
         projection = nn.Dense(x.shape[-1], dtype=self.dtype, name="projection",
                               kernel_init=nn.with_logical_partitioning(nn.initializers.zeros, ("mlp", "embed")),
