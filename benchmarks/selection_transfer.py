@@ -46,17 +46,19 @@ def validation_rows(workdir: str, every: int) -> tuple[dict[int, dict[str, np.nd
     each saved step of ``workdir`` that is a multiple of ``every``: the rows the run saved at its
     validations where it did (``selection.saved_rows``), else its checkpoints' predictions."""
     config = saved_run.load_config(workdir)
-    saved = selection.saved_rows(workdir)
     interval = math.lcm(every, config.checkpoint_every_steps)  # the steps it saved
-    wanted = [step for step in saved if step % interval == 0]
-    if len(wanted) >= 2 and set(range(interval, max(wanted) + 1, interval)) <= set(wanted):
-        return {step: saved[step] for step in wanted}, config, resolve_tasks(config.tasks, saved_run.load_manifest(workdir))
+
+    def missing(steps) -> list[int]:  # a run's steps lacking from ``steps``, up to the last of them
+        return sorted(set(range(interval, max(steps, default=0) + 1, interval)) - set(steps))
+
+    saved = {step: rows for step, rows in selection.saved_rows(workdir).items() if step % interval == 0}
+    if len(saved) >= 2 and not missing(saved):
+        return saved, config, resolve_tasks(config.tasks, saved_run.load_manifest(workdir))
     mngr = checkpointing.manager(workdir, create=False)
     steps = [step for step in sorted(mngr.all_steps()) if step % every == 0]
     mngr.close()
-    missing = sorted(set(range(interval, max(steps, default=0) + 1, interval)) - set(steps))
-    if len(steps) < 2 or missing:  # the kept steps alone were chosen on the whole split already
-        sys.exit(f"{workdir}: saved steps at multiples of {every}: {steps}, lacking {missing}; selection needs every "
+    if len(steps) < 2 or missing(steps):  # the kept steps alone were chosen on the whole split already
+        sys.exit(f"{workdir}: saved steps at multiples of {every}: {steps}, lacking {missing(steps)}; selection needs every "
                  "one (train with --config.max_checkpoints_to_keep above the number of checkpoints)")
     out, config, tasks = {}, None, None
     for step in steps:
